@@ -1,0 +1,40 @@
+# The README's two commands: `make run` (the main job on the embedded default) and `make test`.
+# Each first does its own set-up, idempotently: Debian packages when missing, the virtual
+# environment in .venv when pyproject.toml or constraints.txt changed since it was built.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+DEBS := pkg-config libopencv-dev libturbojpeg0-dev dataset-fashion-mnist
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup debs bench
+
+run: setup
+	$(PY) -m momentum_ssl convert
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/loader.py
+	$(PY) bench/writer.py
+
+setup: debs $(STAMP)
+
+debs:
+	@missing=$$(for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "momentum-ssl needs Python 3.11 (found $(PYTHON)); set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@

@@ -1,0 +1,308 @@
+"""Typed configuration: ``params.yaml`` loaded into frozen dataclasses.
+
+``params.yaml`` is the one source of configuration. Every top-level section must be present
+(a profile that forgets one fails loudly rather than silently running on code defaults); inside
+a section, a key left out takes the default documented on its field. Unknown keys, wrong types
+and out-of-range values raise :class:`ConfigError` naming the dotted key and what is allowed,
+before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+DatasetName = Literal["fashion_mnist", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
+MethodName = Literal["mocov2", "mocov3", "byol", "simclr", "simsiam", "barlow_twins", "vicreg",
+                     "unigrad", "xmoco"]
+Scope = Literal["none", "projector", "last_k", "full"]
+DATASETS: tuple[str, ...] = typing.get_args(DatasetName)
+METHODS: tuple[str, ...] = typing.get_args(MethodName)
+SCOPES: tuple[str, ...] = typing.get_args(Scope)
+
+
+class ConfigError(ValueError):
+    """A params file that cannot be used; the message names the key and the fix."""
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _in_unit(value: float, key: str) -> None:
+    _require(0.0 <= value <= 1.0, key, f"must be a probability in [0, 1], got {value}")
+
+
+def _interval(pair: tuple[float, float], key: str, low: float, high: float) -> None:
+    a, b = pair
+    _require(low <= a <= b <= high, key,
+             f"must be [min, max] with {low} <= min <= max <= {high}, got [{a}, {b}]")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Section ``data``: which dataset to convert to ``.beton`` and how."""
+
+    dataset: DatasetName = "fashion_mnist"
+    # Folder holding the dataset; null means the dataset's default (Debian's
+    # /usr/share/datasets/fashion-mnist for fashion_mnist, data/raw/<dataset> for the others).
+    root: Optional[str] = None
+    # torchvision datasets only: fetch into `root` when absent (needs a network).
+    download: bool = False
+    out_dir: str = "data/beton"
+    # Deterministic class-stratified subsets for quick profiles: images per class, null = all.
+    train_per_class: Optional[int] = None
+    test_per_class: Optional[int] = None
+    # Images with more pixels (H*W) than this are stored as JPEG, smaller ones raw.
+    # 96*96 keeps MNIST/CIFAR/STL-10 lossless and compresses ImageNet-sized images.
+    jpeg_above: int = 9216
+    jpeg_quality: int = 90
+    # Longest side images are shrunk to on write (ImageFolder); null keeps them as they are.
+    max_resolution: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for key in ("train_per_class", "test_per_class", "max_resolution"):
+            value = getattr(self, key)
+            _require(value is None or value >= 1, key, f"must be null or >= 1, got {value}")
+        _require(self.jpeg_above >= 0, "jpeg_above", f"must be >= 0, got {self.jpeg_above}")
+        _require(1 <= self.jpeg_quality <= 100, "jpeg_quality",
+                 f"must be in 1..100, got {self.jpeg_quality}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Section ``augment``: the two-view SSL augmentations.
+
+    Defaults are the CIFAR-scale recipe of solo-learn / BYOL (random resized crop with scale
+    (0.08, 1), flip 0.5, colour jitter 0.4/0.4/0.2/0.1 with p 0.8, grayscale 0.2). The
+    ImageNet-scale recipe of BYOL (Grill et al., 2020, table 6) adds per-view Gaussian blur
+    p (1.0, 0.1) with sigma in [0.1, 2.0] and solarisation p (0.0, 0.2).
+    """
+
+    size: int = 28  # side of the augmented views and of the evaluation images
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.2
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    blur_p: tuple[float, float] = (0.0, 0.0)  # per view
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: tuple[float, float] = (0.0, 0.0)  # per view
+
+    def __post_init__(self) -> None:
+        _require(self.size >= 8, "size", f"must be >= 8 pixels, got {self.size}")
+        _interval(self.crop_scale, "crop_scale", 1e-6, 1.0)
+        _interval(self.crop_ratio, "crop_ratio", 1e-6, math.inf)
+        _interval(self.blur_sigma, "blur_sigma", 1e-6, math.inf)
+        for key in ("flip_p", "jitter_p", "grayscale_p", "brightness", "contrast",
+                    "saturation"):
+            _require(getattr(self, key) >= 0, key, f"must be >= 0, got {getattr(self, key)}")
+        for key in ("flip_p", "jitter_p", "grayscale_p"):
+            _in_unit(getattr(self, key), key)
+        _require(0.0 <= self.hue <= 0.5, "hue", f"must be in [0, 0.5], got {self.hue}")
+        for key in ("blur_p", "solarize_p"):
+            for p in getattr(self, key):
+                _in_unit(p, key)
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """Section ``loader``: how batches are read."""
+
+    backend: Literal["ffcv", "torchvision"] = "ffcv"
+    batch_size: int = 256
+    num_workers: int = 2
+    # FFCV: let the OS page cache hold the .beton (shared between processes) rather than
+    # each process reading it into its own memory.
+    os_cache: bool = True
+    batches_ahead: int = 3
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(self.num_workers >= 1, "num_workers", f"must be >= 1, got {self.num_workers}")
+        _require(self.batches_ahead >= 1, "batches_ahead",
+                 f"must be >= 1, got {self.batches_ahead}")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the experiment grid: a method trained with one momentum variant."""
+
+    method: MethodName
+    scope: Scope = "none"
+    k: int = 1  # stages under EMA, used by scope last_k only
+    residual: bool = False  # add the residual-momentum loss (needs a teacher)
+
+    def __post_init__(self) -> None:
+        _require(self.k >= 1, "k", f"must be >= 1, got {self.k}")
+        _require(not (self.residual and self.scope == "none"), "residual",
+                 "the residual-momentum loss needs a teacher; use a scope other than 'none' "
+                 "or set residual: false")
+
+    @property
+    def name(self) -> str:
+        scope = f"last{self.k}" if self.scope == "last_k" else self.scope
+        return f"{self.method}-{scope}" + ("-res" if self.residual else "")
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole of ``params.yaml``."""
+
+    seed: int
+    data: DataConfig
+    augment: AugmentConfig
+    loader: LoaderConfig
+    grid: tuple[RunSpec, ...]
+
+    def __post_init__(self) -> None:
+        _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _require(len(self.grid) >= 1, "grid", "must list at least one run")
+        names = [run.name for run in self.grid]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        _require(not duplicates, "grid", f"lists the same run twice: {', '.join(duplicates)}")
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a)
+                           for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} numbers"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false",
+            str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    wrong = ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: {value!r} is not allowed; allowed values: "
+                              + ", ".join(str(v) for v in typing.get_args(tp)))
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, key)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise wrong
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise wrong
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if tp is float:
+        # PyYAML reads `1e-4` (no dot) as a string: accept numeric strings for floats.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise wrong from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        if not math.isfinite(value):
+            raise wrong
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise wrong
+        return value
+    raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug in this module
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    where = path or "the params file"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{path}." if path else ""
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint}; allowed keys in {where}: "
+                              + ", ".join(fields))
+    missing = [name for name, f in fields.items()
+               if name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing required key '{prefix}{missing[0]}'")
+    kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}{err}") from None
+
+
+def params_from_dict(data: Any) -> Params:
+    """Validate a parsed params mapping into :class:`Params`."""
+    return _build(Params, data, "")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file; raises :class:`ConfigError` naming the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} not found; run from the repository root or pass "
+                          "--params PATH (profiles live in params/)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    try:
+        return params_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data form of a config (tuples as lists), for resolved-params files and hashing."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+__all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LoaderConfig", "Params", "RunSpec",
+           "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict", "to_dict"]

@@ -1,0 +1,1 @@
+"""Datasets, conversion to FFCV ``.beton``, loaders and augmentations."""

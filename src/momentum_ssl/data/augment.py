@@ -1,0 +1,247 @@
+"""SSL augmentations as batched tensor operations, seeded.
+
+FFCV 1.0.2 has no colour jitter, grayscale, blur or solarisation, and its random decoders draw
+from numba's per-thread generators, which no seed reaches (an epoch's batches would differ from
+run to run). So the loaders decode images with FFCV and :class:`ViewAugment` applies the whole
+random recipe to the batch, on the batch's device (the GPU when there is one), drawing every
+random parameter from its own ``torch.Generator``: the same seed, epoch and view give the same
+batch. The operations follow torchvision's definitions (``RandomResizedCrop``,
+``ColorJitter``, ``RandomGrayscale``, ``GaussianBlur``, ``RandomSolarize``) with per-image
+parameters; :func:`torchvision_view` builds the per-image torchvision pipeline with the same
+parameters, for the comparison loader.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import AugmentConfig
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+
+
+def stream_seed(*keys: int) -> int:
+    """A 63-bit seed for one random stream, mixed from integer keys (seed, epoch, rank, ...)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0]
+               >> np.uint64(1))
+
+
+def blur_kernel_size(size: int) -> int:
+    """Odd kernel side of about 10% of the image, as SimCLR/BYOL (23 px at 224)."""
+    return max(3, int(0.1 * size) // 2 * 2 + 1)
+
+
+def sample_crops(n: int, height: int, width: int, scale: tuple[float, float],
+                 ratio: tuple[float, float], gen: torch.Generator) -> Tensor:
+    """(n, 4) boxes ``top, left, h, w`` drawn as torchvision's ``RandomResizedCrop``: up to 10
+    tries of area and log-uniform aspect ratio, falling back to a centre crop."""
+    tries = 10
+    area = height * width * torch.empty(n, tries).uniform_(*scale, generator=gen)
+    log_ratio = torch.empty(n, tries).uniform_(math.log(ratio[0]), math.log(ratio[1]),
+                                               generator=gen)
+    aspect = torch.exp(log_ratio)
+    w = torch.round(torch.sqrt(area * aspect))
+    h = torch.round(torch.sqrt(area / aspect))
+    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.argmax(ok.int(), dim=1)  # first successful try (0 if none)
+    pick = lambda t: t.gather(1, first[:, None])[:, 0]  # noqa: E731
+    w, h = pick(w), pick(h)
+    top = torch.floor(torch.rand(n, generator=gen) * (height - h + 1))
+    left = torch.floor(torch.rand(n, generator=gen) * (width - w + 1))
+    # fallback: the whole image clipped to the allowed aspect ratio, centred
+    in_ratio = width / height
+    fw, fh = float(width), float(height)
+    if in_ratio < ratio[0]:
+        fh = float(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        fw = float(round(height * ratio[1]))
+    failed = ~ok.any(dim=1)
+    w = torch.where(failed, fw, w)
+    h = torch.where(failed, fh, h)
+    top = torch.where(failed, float((height - fh) // 2), top)
+    left = torch.where(failed, float((width - fw) // 2), left)
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def resized_crop(x: Tensor, boxes: Tensor, flip: Tensor, size: int) -> Tensor:
+    """Crop each image of ``x`` (N, C, H, W) to its box, mirror it where ``flip``, and resample
+    it bilinearly to ``size`` x ``size``: one ``grid_sample`` for the whole batch."""
+    n, _, height, width = x.shape
+    top, left, h, w = boxes.to(x.device, torch.float32).unbind(1)
+    # output pixel centres in [-1, 1] (align_corners=False), mapped affinely into each box
+    u = (2 * torch.arange(size, device=x.device, dtype=torch.float32) + 1) / size - 1
+    sx = w / width * torch.where(flip.to(x.device), -1.0, 1.0)
+    cx = (2 * left + w) / width - 1
+    sy, cy = h / height, (2 * top + h) / height - 1
+    gx = (sx[:, None] * u + cx[:, None])[:, None, :].expand(n, size, size)
+    gy = (sy[:, None] * u + cy[:, None])[:, :, None].expand(n, size, size)
+    grid = torch.stack([gx, gy], dim=-1)  # (N, size, size, 2), x then y
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def grayscale(x: Tensor) -> Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W) luma."""
+    r, g, b = x.unbind(1)
+    return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b).unsqueeze(1)
+
+
+def _per_image(f: Tensor) -> Tensor:
+    return f.view(-1, 1, 1, 1)
+
+
+def adjust_brightness(x: Tensor, f: Tensor) -> Tensor:
+    return (x * _per_image(f)).clamp_(0, 1)
+
+
+def adjust_contrast(x: Tensor, f: Tensor) -> Tensor:
+    mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+    return (_per_image(f) * x + (1 - _per_image(f)) * mean).clamp_(0, 1)
+
+
+def adjust_saturation(x: Tensor, f: Tensor) -> Tensor:
+    return (_per_image(f) * x + (1 - _per_image(f)) * grayscale(x)).clamp_(0, 1)
+
+
+def adjust_hue(x: Tensor, f: Tensor) -> Tensor:
+    """Rotate hue by ``f`` (fraction of a turn, in [-0.5, 0.5]) through HSV."""
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(1)
+    minc, _ = x.min(1)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)),
+                    torch.zeros_like(maxc))
+    h = (h + f.view(-1, 1, 1)) % 1.0
+    # back to RGB: c = v * (1 - s * clamp(|...|)) form, vectorised over the six sectors
+    k = (torch.stack([h, h, h], 1) * 6.0 + torch.tensor([5.0, 3.0, 1.0], device=x.device)
+         .view(1, 3, 1, 1)) % 6.0
+    v = maxc.unsqueeze(1)
+    return v - v * s.unsqueeze(1) * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, kernel: int) -> Tensor:
+    """Separable Gaussian blur with a per-image ``sigma``, reflect padding (torchvision's)."""
+    n, c, height, width = x.shape
+    radius = kernel // 2
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    weights = torch.exp(-0.5 * (offsets[None] / sigma.to(x)[:, None]) ** 2)
+    weights = (weights / weights.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, K)
+    flat = x.reshape(1, n * c, height, width)
+    flat = F.pad(flat, (radius, radius, radius, radius), mode="reflect")
+    flat = F.conv2d(flat, weights.view(n * c, 1, 1, kernel), groups=n * c)
+    flat = F.conv2d(flat, weights.view(n * c, 1, kernel, 1), groups=n * c)
+    return flat.view(n, c, height, width)
+
+
+def solarize(x: Tensor, mask: Tensor, threshold: float = 0.5) -> Tensor:
+    return torch.where(_per_image(mask) & (x >= threshold), 1.0 - x, x)
+
+
+class ViewAugment(nn.Module):
+    """The random recipe for one of the two views, applied to a batch of images.
+
+    Input: (N, 3, H, W) uint8 or float in [0, 1], any device. Output: (N, 3, size, size) float32,
+    normalised with ``mean``/``std``. ``view`` (0 or 1) picks the per-view blur and solarisation
+    probabilities. Call :meth:`reseed` at the start of each epoch.
+    """
+
+    def __init__(self, cfg: AugmentConfig, view: int, mean: list[float], std: list[float]):
+        super().__init__()
+        self.cfg, self.view = cfg, view
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.gen = torch.Generator()
+        self.reseed(0)
+
+    def reseed(self, seed: int, epoch: int = 0, rank: int = 0) -> None:
+        self.gen.manual_seed(stream_seed(seed, epoch, rank, self.view))
+
+    def _uniform(self, n: int, low: float, high: float) -> Tensor:
+        return torch.empty(n).uniform_(low, high, generator=self.gen)
+
+    def _coin(self, n: int, p: float) -> Tensor:
+        return torch.rand(n, generator=self.gen) < p
+
+    def forward(self, x: Tensor) -> Tensor:
+        cfg, n = self.cfg, x.shape[0]
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        boxes = sample_crops(n, x.shape[2], x.shape[3], cfg.crop_scale, cfg.crop_ratio,
+                             self.gen)
+        x = resized_crop(x, boxes, self._coin(n, cfg.flip_p), cfg.size)
+
+        # colour jitter: each selected image applies the four adjustments in its own order
+        jitter = self._coin(n, cfg.jitter_p)
+        factors = [self._uniform(n, max(0.0, 1 - a), 1 + a)
+                   for a in (cfg.brightness, cfg.contrast, cfg.saturation)]
+        factors.append(self._uniform(n, -cfg.hue, cfg.hue))
+        order = torch.argsort(torch.rand(n, 4, generator=self.gen), dim=1)
+        ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+        dev = x.device
+        for step in range(4):
+            for op_index, op in enumerate(ops):
+                chosen = torch.nonzero(jitter & (order[:, step] == op_index))[:, 0]
+                if len(chosen):
+                    chosen = chosen.to(dev)
+                    x[chosen] = op(x[chosen], factors[op_index].to(dev)[chosen])
+
+        gray = self._coin(n, cfg.grayscale_p).to(dev)
+        x = torch.where(_per_image(gray), grayscale(x).expand_as(x), x)
+
+        blur = self._coin(n, cfg.blur_p[self.view])
+        sigma = self._uniform(n, *cfg.blur_sigma)
+        if blur.any():
+            chosen = torch.nonzero(blur)[:, 0].to(dev)
+            x[chosen] = gaussian_blur(x[chosen], sigma.to(dev)[chosen],
+                                      blur_kernel_size(cfg.size))
+
+        x = solarize(x, self._coin(n, cfg.solarize_p[self.view]).to(dev))
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+
+class EvalTransform(nn.Module):
+    """No augmentation: resize to ``size`` x ``size`` when needed, then normalise."""
+
+    def __init__(self, size: int, mean: list[float], std: list[float]):
+        super().__init__()
+        self.size = size
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                              antialias=True, align_corners=False)
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+
+def torchvision_view(cfg: AugmentConfig, view: int, mean: list[float], std: list[float]):
+    """The same recipe as :class:`ViewAugment`, as torchvision's per-image transforms."""
+    from torchvision.transforms import v2
+
+    ops = [
+        v2.RandomResizedCrop(cfg.size, scale=cfg.crop_scale, ratio=cfg.crop_ratio,
+                             antialias=True),
+        v2.RandomHorizontalFlip(cfg.flip_p),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.RandomApply([v2.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)],
+                       p=cfg.jitter_p),
+        v2.RandomGrayscale(cfg.grayscale_p),
+    ]
+    if cfg.blur_p[view] > 0:
+        ops.append(v2.RandomApply([v2.GaussianBlur(blur_kernel_size(cfg.size), cfg.blur_sigma)],
+                                  p=cfg.blur_p[view]))
+    if cfg.solarize_p[view] > 0:
+        ops.append(v2.RandomSolarize(0.5, p=cfg.solarize_p[view]))
+    ops.append(v2.Normalize(mean, std))
+    return v2.Compose(ops)

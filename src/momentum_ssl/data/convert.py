@@ -1,0 +1,206 @@
+"""The conversion stage: a dataset split to ``data/beton/<dataset>/{train,test}.beton``.
+
+Each ``.beton`` holds an RGB ``image`` field (raw pixels for small images, JPEG above
+``data.jpeg_above`` pixels) and an integer ``label`` field. ``meta.json`` beside them records the
+classes, the sample counts and the per-channel mean and std of the training images, which the
+loaders normalise with.
+
+Determinism: FFCV's ``DatasetWriter`` forks workers that race for pages, so with several workers
+the same input gives a different file layout each time (``bench/writer.py`` measures it), and a
+worker that raises leaves the parent polling forever. :class:`SerialWriter` runs the one worker
+job in the calling process instead: the bytes depend only on the source and the params, and a
+bad sample's error reaches the caller. Files are written under a temporary name and renamed
+when complete, so a killed conversion never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import queue
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..config import DataConfig, Params
+from .datasets import SPLITS, DataError, ImageSource, load_source
+
+BETON_FIELDS = ("image", "label")
+
+
+class SerialWriter:
+    """Writes an indexable dataset to a ``.beton`` in this process, deterministically."""
+
+    def __init__(self, path: Path, fields: dict, page_size: int):
+        from ffcv.writer import DatasetWriter
+
+        self._writer = DatasetWriter(str(path), fields, page_size=page_size, num_workers=1)
+
+    def write(self, dataset, indices: np.ndarray) -> None:
+        from ffcv.memory_allocator import MemoryAllocator
+        from ffcv.writer import worker_job_indexed_dataset
+
+        w = self._writer
+        w.num_samples = len(indices)
+        w.prepare()  # writes the header and field table, sizes the metadata block
+        # ffcv shares the metadata block between worker processes; in one process a plain
+        # buffer does, and needs no cleanup when a sample's error unwinds through the worker.
+        shared, w.metadata_sm = w.metadata_sm, _Buffer(len(indices) * w.metadata_type.itemsize)
+        shared.close()
+        shared.unlink()
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        todo.put(list(enumerate(int(i) for i in indices)))  # (position in file, source index)
+        todo.put(None)  # no more work
+        allocations: queue.SimpleQueue = queue.SimpleQueue()
+        done = multiprocessing.Value("Q", 0)
+        allocator = MemoryAllocator(w.fname, w.data_region_start, w.page_size)
+        worker_job_indexed_dataset(todo, w.metadata_sm, w.metadata_type, w.fields, allocator,
+                                   done, allocations, dataset)
+        w.finalize(allocations.get())
+
+
+class _Buffer:
+    def __init__(self, size: int):
+        self.buf = bytearray(size)
+
+
+class _Tracked:
+    """Wraps a source for the writer: shows progress and accumulates per-channel pixel sums
+    (in the writer's fixed order, so the statistics are deterministic too)."""
+
+    def __init__(self, source: ImageSource, total: int, desc: str):
+        self.source = source
+        self.progress = tqdm(total=total, desc=desc, unit="img", leave=False)
+        self.sum = np.zeros(3, dtype=np.float64)
+        self.sum_sq = np.zeros(3, dtype=np.float64)
+        self.pixels = 0
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        image, label = self.source[index]
+        pixels = image.reshape(-1, 3).astype(np.float64) / 255.0
+        self.sum += pixels.sum(0)
+        self.sum_sq += (pixels * pixels).sum(0)
+        self.pixels += len(pixels)
+        self.progress.update(1)
+        return image, label
+
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        mean = self.sum / max(self.pixels, 1)
+        std = np.sqrt(np.maximum(self.sum_sq / max(self.pixels, 1) - mean * mean, 0.0))
+        std = np.where(std > 1e-6, std, 1.0)  # a constant channel is left unscaled
+        return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
+
+
+def stratified_subset(labels: np.ndarray, num_classes: int, per_class: int | None,
+                      seed: int) -> np.ndarray:
+    """Sorted indices of ``per_class`` samples of each class (all of a smaller class), drawn
+    with a fixed seed; every index when ``per_class`` is None."""
+    if per_class is None:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class]
+              for c in range(num_classes)]
+    return np.sort(np.concatenate(chosen))
+
+
+def _fields(cfg: DataConfig, source: ImageSource) -> dict:
+    from ffcv.fields import IntField, RGBImageField
+
+    small = (source.shape is not None and cfg.max_resolution is None
+             and source.shape[0] * source.shape[1] <= cfg.jpeg_above)
+    # 'smart' JPEG-encodes every image to decide, so skip it when all images are small.
+    image = (RGBImageField(write_mode="raw") if small else
+             RGBImageField(write_mode="smart", smart_threshold=3 * cfg.jpeg_above,
+                           jpeg_quality=cfg.jpeg_quality, max_resolution=cfg.max_resolution))
+    return {"image": image, "label": IntField()}
+
+
+def _page_size(source: ImageSource) -> int:
+    # ffcv pages must hold the largest encoded sample: 2 MiB (its minimum) is plenty for
+    # small fixed-size images; 8 MiB (its default) for anything else.
+    if source.shape is not None and source.shape[0] * source.shape[1] * 3 <= 1 << 20:
+        return 1 << 21
+    return 1 << 23
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    tmp = _partial(path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def write_beton(source: ImageSource, indices: np.ndarray, path: Path,
+                cfg: DataConfig) -> tuple[list[float], list[float]]:
+    """Write ``source[indices]`` to ``path`` atomically; returns the images' channel mean/std."""
+    tmp = _partial(path)
+    tracked = _Tracked(source, len(indices), desc=f"convert {source.name}")
+    try:
+        SerialWriter(tmp, _fields(cfg, source), _page_size(source)).write(tracked, indices)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tracked.progress.close()
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return tracked.mean_std()
+
+
+def convert(params: Params) -> Path:
+    """Convert both splits of ``params.data.dataset``; returns the output folder."""
+    cfg = params.data
+    out = Path(cfg.out_dir) / cfg.dataset
+    sources = {split: load_source(cfg, split) for split in SPLITS}  # fail before writing
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.partial-*"):  # left by a killed conversion
+        stale.unlink()
+    meta: dict = {"dataset": cfg.dataset, "classes": list(sources["train"].classes),
+                  "fields": list(BETON_FIELDS), "splits": {}}
+    # A fresh meta.json marks a complete conversion: drop the old one before rewriting betons.
+    (out / "meta.json").unlink(missing_ok=True)
+    for split, source in sources.items():
+        per_class = cfg.train_per_class if split == "train" else cfg.test_per_class
+        indices = stratified_subset(source.labels, len(source.classes), per_class,
+                                    params.seed)
+        if len(indices) == 0:
+            raise DataError(f"{source.name} has no images; check data.root and data.dataset")
+        mean, std = write_beton(source, indices, out / f"{split}.beton", cfg)
+        counts = np.bincount(source.labels[indices], minlength=len(source.classes))
+        meta["splits"][split] = {"file": f"{split}.beton", "num_samples": int(len(indices)),
+                                 "per_class": [int(c) for c in counts],
+                                 "image_shape": list(source.shape) if source.shape else None}
+        if split == "train":
+            meta["mean"], meta["std"] = mean, std
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def read_meta(folder: str | Path) -> dict:
+    """The ``meta.json`` of a converted dataset, with a clear error when it is missing."""
+    path = Path(folder) / "meta.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the dataset is not converted (or its "
+                                "conversion did not finish); run python -m momentum_ssl convert")
+    return json.loads(path.read_text())

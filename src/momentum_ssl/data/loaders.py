@@ -1,0 +1,164 @@
+"""Loaders over converted datasets.
+
+- :class:`TwoViewLoader` (FFCV): one ``image`` field read through two ``PipelineSpec``s, each
+  decoding the image and ending in its own seeded :class:`ViewAugment`, plus the label; yields
+  ``(view1, view2, labels)``. Each epoch's batches depend only on (seed, epoch, rank).
+- :class:`EvalLoader` (FFCV): images in file order, no augmentation; yields ``(images, labels)``.
+- :func:`torchvision_two_view_loader`: a ``torch.utils.data.DataLoader`` over the same source
+  images with the same recipe as per-image torchvision transforms, for comparison.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import AugmentConfig, LoaderConfig, Params
+from .augment import EvalTransform, ViewAugment, stream_seed, torchvision_view
+from .convert import read_meta, stratified_subset
+from .datasets import ImageSource, load_source
+
+
+def beton_folder(params: Params) -> Path:
+    return Path(params.data.out_dir) / params.data.dataset
+
+
+def _decoder(meta: dict, split: str, size: int):
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder, SimpleRGBImageDecoder
+
+    if meta["splits"][split]["image_shape"] is not None:
+        return SimpleRGBImageDecoder()
+    # Images of varying size: decode the centre square at 8/7 of the view size (the 256/224
+    # rule), and let the augmentation crop from that.
+    side = round(size * 8 / 7)
+    return CenterCropRGBImageDecoder((side, side), ratio=1.0)
+
+
+def _image_ops(device: torch.device, transform: torch.nn.Module) -> list:
+    from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
+
+    ops = [ToTensor()]
+    if device.type == "cuda":  # augment on the GPU: ship uint8 pixels, not floats
+        ops.append(ToDevice(device, non_blocking=True))
+    return ops + [ToTorchImage(channels_last=False), transform.to(device)]
+
+
+def _label_ops(device: torch.device) -> list:
+    from ffcv.fields.decoders import IntDecoder
+    from ffcv.transforms import Squeeze, ToDevice, ToTensor
+
+    ops = [IntDecoder(), ToTensor(), Squeeze()]
+    return ops + ([ToDevice(device, non_blocking=True)] if device.type == "cuda" else [])
+
+
+def _beton(folder: Path, split: str) -> Path:
+    path = folder / f"{split}.beton"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run python -m momentum_ssl convert first")
+    return path
+
+
+class TwoViewLoader:
+    """FFCV loader of two independently augmented views of each image, plus its label."""
+
+    def __init__(self, folder: Path, augment: AugmentConfig, loader: LoaderConfig, seed: int,
+                 device: torch.device | str = "cpu", split: str = "train",
+                 distributed: bool = False, rank: int = 0):
+        from ffcv.loader import Loader, OrderOption
+        from ffcv.pipeline import PipelineSpec
+
+        self.device, self.seed, self.rank = torch.device(device), seed, rank
+        meta = read_meta(folder)
+        self.views = [ViewAugment(augment, v, meta["mean"], meta["std"]) for v in (0, 1)]
+        pipelines = {
+            name: PipelineSpec("image", _decoder(meta, split, augment.size),
+                               _image_ops(self.device, view))
+            for name, view in zip(("view1", "view2"), self.views)
+        }
+        pipelines["image"] = None  # read only through the two views
+        pipelines["label"] = _label_ops(self.device)
+        self.loader = Loader(str(_beton(folder, split)), batch_size=loader.batch_size,
+                             num_workers=loader.num_workers, os_cache=loader.os_cache,
+                             order=OrderOption.RANDOM, seed=seed, drop_last=True,
+                             distributed=distributed, batches_ahead=loader.batches_ahead,
+                             pipelines=pipelines)
+        self.names = list(self.loader.pipeline_specs)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        epoch = self.loader.next_epoch  # ffcv's order for this epoch is seeded by seed + epoch
+        for view in self.views:
+            view.reseed(self.seed, epoch, self.rank)
+        for batch in self.loader:
+            out = dict(zip(self.names, batch))
+            yield out["view1"], out["view2"], out["label"]
+
+
+class EvalLoader:
+    """FFCV loader of un-augmented, normalised images in file order, with labels."""
+
+    def __init__(self, folder: Path, size: int, loader: LoaderConfig, split: str,
+                 device: torch.device | str = "cpu"):
+        from ffcv.loader import Loader, OrderOption
+        from ffcv.pipeline import PipelineSpec
+
+        device = torch.device(device)
+        meta = read_meta(folder)
+        transform = EvalTransform(size, meta["mean"], meta["std"])
+        self.loader = Loader(str(_beton(folder, split)), batch_size=loader.batch_size,
+                             num_workers=loader.num_workers, os_cache=loader.os_cache,
+                             order=OrderOption.SEQUENTIAL, drop_last=False,
+                             batches_ahead=loader.batches_ahead,
+                             pipelines={"image": PipelineSpec("image", _decoder(meta, split, size),
+                                                              _image_ops(device, transform)),
+                                        "label": _label_ops(device)})
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        yield from self.loader
+
+
+def train_loader(params: Params, device: torch.device | str = "cpu") -> TwoViewLoader:
+    return TwoViewLoader(beton_folder(params), params.augment, params.loader, params.seed, device)
+
+
+def eval_loader(params: Params, split: str, device: torch.device | str = "cpu") -> EvalLoader:
+    return EvalLoader(beton_folder(params), params.augment.size, params.loader, split, device)
+
+
+# --- torchvision comparison ---------------------------------------------------------------
+
+
+class _TwoViewDataset(Dataset):
+    def __init__(self, source: ImageSource, indices: np.ndarray, views: list):
+        self.source, self.indices, self.views = source, indices, views
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        image, label = self.source[self.indices[i]]
+        image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return self.views[0](image), self.views[1](image), label
+
+
+def torchvision_two_view_loader(params: Params, split: str = "train") -> DataLoader:
+    """The same two-view batches, the torchvision way: per-image transforms in worker processes,
+    over the same source images and subset as the converted ``.beton``."""
+    meta = read_meta(beton_folder(params))
+    source = load_source(params.data, split)
+    per_class = params.data.train_per_class if split == "train" else params.data.test_per_class
+    indices = stratified_subset(source.labels, len(source.classes), per_class, params.seed)
+    views = [torchvision_view(params.augment, v, meta["mean"], meta["std"]) for v in (0, 1)]
+    cfg = params.loader
+    return DataLoader(_TwoViewDataset(source, indices, views), batch_size=cfg.batch_size,
+                      shuffle=True, num_workers=cfg.num_workers, drop_last=True,
+                      persistent_workers=cfg.num_workers > 0, prefetch_factor=cfg.batches_ahead,
+                      generator=torch.Generator().manual_seed(stream_seed(params.seed)))

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import copy
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from momentum_ssl.config import Params, params_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_params_dict() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def make_params(tmp_path: Path, **sections) -> Params:
+    """The repo's params.yaml with ``data.out_dir`` under ``tmp_path`` and sections updated."""
+    data = copy.deepcopy(repo_params_dict())
+    data["data"]["out_dir"] = str(tmp_path / "beton")
+    for name, values in sections.items():
+        if isinstance(values, dict):
+            data[name].update(values)
+        else:
+            data[name] = values
+    return params_from_dict(data)
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
+    """An IDX file of unsigned bytes, as in LeCun's MNIST format."""
+    header = (0x0800 + array.ndim).to_bytes(4, "big")
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw, mtime=0) if gz else raw)
+    return path
+
+
+@pytest.fixture
+def fake_fashion(tmp_path: Path) -> Path:
+    """A Fashion-MNIST-shaped root: 60 train / 30 test random 28x28 images, 10 classes."""
+    root = tmp_path / "fashion"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60), ("t10k", 30)):
+        write_idx(root / f"{split}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return root
+
+
+def read_beton(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every image (N, H, W, 3) and label of a fixed-size .beton, in file order, undecorated."""
+    from ffcv.fields.decoders import IntDecoder, SimpleRGBImageDecoder
+    from ffcv.loader import Loader, OrderOption
+
+    loader = Loader(str(path), batch_size=64, num_workers=1, order=OrderOption.SEQUENTIAL,
+                    drop_last=False, pipelines={"image": [SimpleRGBImageDecoder()],
+                                                "label": [IntDecoder()]})
+    images, labels = zip(*[(np.array(x), np.array(y)) for x, y in loader])
+    return np.concatenate(images), np.concatenate(labels).reshape(-1)

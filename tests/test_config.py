@@ -1,0 +1,136 @@
+import copy
+import dataclasses
+
+import pytest
+import yaml
+
+from conftest import REPO, repo_params_dict
+from momentum_ssl.config import (ConfigError, DATASETS, METHODS, RunSpec, load_params,
+                                 params_from_dict)
+
+
+def with_change(path: str, value, delete: bool = False) -> dict:
+    data = copy.deepcopy(repo_params_dict())
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        node = node[key]
+    if delete:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+def error_for(data) -> str:
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(data)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("path", ["params.yaml", "params/cifar10.yaml"])
+def test_shipped_profiles_load(path):
+    params = load_params(REPO / path)
+    assert params.data.dataset in DATASETS
+    assert all(run.method in METHODS for run in params.grid)
+
+
+def test_embedded_default_values():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.dataset == "fashion_mnist"
+    assert params.augment.crop_scale == (0.08, 1.0)
+    assert params.augment.solarize_p == (0.0, 0.2)
+    assert params.loader.backend == "ffcv"
+    assert {run.scope for run in params.grid} >= {"none", "full", "projector"}
+    assert any(run.residual for run in params.grid)
+
+
+def test_params_are_frozen():
+    params = load_params(REPO / "params.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.data.dataset = "digits"
+
+
+def test_unknown_top_level_key_names_it_and_the_allowed_keys():
+    msg = error_for({**repo_params_dict(), "trainer": {}})
+    assert "unknown key 'trainer'" in msg
+    assert "seed, data, augment, loader, grid" in msg
+
+
+def test_unknown_nested_key_suggests_the_close_one():
+    data = with_change("data.datset", "digits")
+    msg = error_for(data)
+    assert "unknown key 'data.datset'" in msg and "did you mean 'data.dataset'" in msg
+
+
+def test_wrong_type_names_key_and_expected_type():
+    assert "loader.batch_size: expected an integer, got 'big'" in error_for(
+        with_change("loader.batch_size", "big"))
+    # YAML's true is not an integer
+    assert "loader.num_workers: expected an integer" in error_for(
+        with_change("loader.num_workers", True))
+    assert "augment.crop_scale: expected a list of 2 numbers" in error_for(
+        with_change("augment.crop_scale", [0.1]))
+
+
+def test_unknown_choice_lists_allowed_values():
+    msg = error_for(with_change("data.dataset", "mnist"))
+    assert "data.dataset: 'mnist' is not allowed" in msg
+    assert "fashion_mnist, digits, cifar10, cifar100, stl10, imagefolder" in msg
+
+
+@pytest.mark.parametrize("path,value,expected", [
+    ("augment.flip_p", 1.5, "augment.flip_p: must be a probability in [0, 1], got 1.5"),
+    ("augment.crop_scale", [0.9, 0.1], "augment.crop_scale: must be [min, max]"),
+    ("augment.hue", 0.7, "augment.hue: must be in [0, 0.5]"),
+    ("augment.solarize_p", [0.0, 2.0], "augment.solarize_p: must be a probability"),
+    ("loader.batch_size", 0, "loader.batch_size: must be >= 1, got 0"),
+    ("data.jpeg_quality", 101, "data.jpeg_quality: must be in 1..100"),
+    ("data.train_per_class", 0, "data.train_per_class: must be null or >= 1"),
+    ("seed", -1, "seed: must be >= 0"),
+])
+def test_out_of_range_values_name_the_key_and_range(path, value, expected):
+    assert expected in error_for(with_change(path, value))
+
+
+def test_missing_section_is_named():
+    data = with_change("augment", None, delete=True)
+    assert "missing required key 'augment'" in error_for(data)
+
+
+def test_section_keys_default_when_left_out():
+    params = params_from_dict(with_change("augment.hue", None, delete=True))
+    assert params.augment.hue == 0.1
+
+
+def test_float_written_without_a_dot_is_a_number():
+    # PyYAML reads 1e-1 as the string '1e-1'
+    params = params_from_dict(yaml.safe_load(yaml.safe_dump(with_change("augment.hue", "1e-1"))))
+    assert params.augment.hue == pytest.approx(0.1)
+
+
+def test_grid_rejects_unknown_method_and_residual_without_teacher():
+    msg = error_for(with_change("grid", [{"method": "dino"}]))
+    assert "grid[0].method: 'dino' is not allowed" in msg and "byol" in msg
+    msg = error_for(with_change("grid", [{"method": "byol", "scope": "none", "residual": True}]))
+    assert "grid[0].residual: the residual-momentum loss needs a teacher" in msg
+    msg = error_for(with_change("grid", [{"method": "byol"}, {"method": "byol"}]))
+    assert "lists the same run twice: byol-none" in msg
+
+
+def test_run_names():
+    assert RunSpec("byol", "full", residual=True).name == "byol-full-res"
+    assert RunSpec("simclr", "last_k", k=2).name == "simclr-last2"
+
+
+def test_load_params_reports_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found; run from the repository root"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        load_params(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump(with_change("loader.backend", "dali")))
+    with pytest.raises(ConfigError, match=r"wrong.yaml: loader.backend: 'dali' is not allowed"):
+        load_params(wrong)
