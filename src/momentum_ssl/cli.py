@@ -15,10 +15,11 @@ from .config import ConfigError, load_params, to_dict
 
 def _convert(args: argparse.Namespace) -> None:
     from .data.convert import convert
+    from .data.datasets import SPLITS
 
     out = convert(load_params(args.params))
     meta = json.loads((out / "meta.json").read_text())
-    counts = ", ".join(f"{split} {info['num_samples']}" for split, info in meta["splits"].items())
+    counts = ", ".join(f"{split} {meta['splits'][split]['num_samples']}" for split in SPLITS)
     print(f"wrote {out}/{{train,test}}.beton ({counts} images)")
 
 

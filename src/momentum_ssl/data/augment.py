@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..config import AugmentConfig
 
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # as torchvision's rgb_to_grayscale on tensors
 
 
 def stream_seed(*keys: int) -> int:

@@ -1,0 +1,128 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_params, write_idx
+from momentum_ssl.config import params_from_dict, to_dict
+from momentum_ssl.data.convert import convert, read_meta
+from momentum_ssl.data.datasets import load_source
+from momentum_ssl.data.loaders import (EvalLoader, TwoViewLoader, eval_loader, train_loader,
+                                       torchvision_two_view_loader)
+
+N = 100  # images 0..99, image i a constant 2*i: any crop of it still says which image it was
+
+STILL = {"jitter_p": 0.0, "grayscale_p": 0.0, "solarize_p": [0.0, 0.0], "blur_p": [0.0, 0.0]}
+
+
+@pytest.fixture(scope="module")
+def numbered(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("numbered")
+    root = tmp / "raw"
+    root.mkdir()
+    images = np.repeat(2 * np.arange(N, dtype=np.uint8), 28 * 28).reshape(N, 28, 28)
+    for split in ("train", "t10k"):
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", (np.arange(N) * 7) % 10)
+    params = make_params(tmp, data={"root": str(root)}, loader={"batch_size": 16},
+                         augment={"size": 20})
+    convert(params)
+    return params
+
+
+def image_ids(batch: torch.Tensor, meta: dict) -> np.ndarray:
+    """Undo normalisation and read back which numbered image each element shows."""
+    mean, std = torch.tensor(meta["mean"]).view(1, 3, 1, 1), torch.tensor(meta["std"]).view(
+        1, 3, 1, 1)
+    pixels = (batch * std + mean) * 255
+    assert torch.allclose(pixels, pixels[:, :1, :1, :1].expand_as(pixels), atol=1e-3)
+    return np.rint(pixels[:, 0, 0, 0].numpy() / 2).astype(int)
+
+
+def make_params_like(params, **sections):
+    data = to_dict(params)
+    for name, values in sections.items():
+        data[name].update(values)
+    return params_from_dict(data)
+
+
+def test_views_and_label_come_from_the_same_image(numbered):
+    params = make_params_like(numbered, augment=STILL)
+    meta = read_meta(f"{params.data.out_dir}/fashion_mnist")
+    loader = train_loader(params)
+    assert len(loader) == N // 16  # drop_last
+    seen = []
+    for view1, view2, labels in loader:
+        assert view1.shape == view2.shape == (16, 3, 20, 20) and labels.shape == (16,)
+        ids = image_ids(view1, meta)
+        np.testing.assert_array_equal(ids, image_ids(view2, meta))
+        np.testing.assert_array_equal(labels.numpy(), (ids * 7) % 10)
+        seen.extend(ids)
+    assert len(set(seen)) == len(seen) == 96  # an epoch visits distinct images
+
+
+def test_the_two_views_differ(tmp_path, fake_fashion):
+    params = make_params(tmp_path, data={"root": str(fake_fashion)}, loader={"batch_size": 20})
+    convert(params)
+    view1, view2, _ = next(iter(train_loader(params)))
+    assert (view1 - view2).abs().mean() > 0.1
+    assert not torch.equal(view1[0], view1[1])
+
+
+def batches(loader) -> list[torch.Tensor]:
+    return [torch.cat([v1.flatten(1), v2.flatten(1), y[:, None].float()], 1) for v1, v2, y in
+            loader]
+
+
+def test_batches_are_reproducible_for_a_seed(numbered):
+    a, b = train_loader(numbered), train_loader(numbered)
+    epoch0_a, epoch0_b = batches(a), batches(b)
+    for x, y in zip(epoch0_a, epoch0_b):
+        torch.testing.assert_close(x, y)
+    epoch1_a, epoch1_b = batches(a), batches(b)
+    for x, y in zip(epoch1_a, epoch1_b):
+        torch.testing.assert_close(x, y)
+    assert not torch.equal(epoch0_a[0], epoch1_a[0])  # a new epoch, new order and views
+    other = train_loader(dataclasses.replace(numbered, seed=1))
+    assert not torch.equal(batches(other)[0], epoch0_a[0])
+
+
+def test_eval_loader_reads_every_image_in_order(numbered):
+    meta = read_meta(f"{numbered.data.out_dir}/fashion_mnist")
+    ids, labels = [], []
+    for images, y in eval_loader(numbered, "test"):
+        assert images.shape[1:] == (3, 20, 20)
+        ids.extend(image_ids(images, meta))
+        labels.extend(y.numpy())
+    assert ids == list(range(N))
+    assert labels == list((np.arange(N) * 7) % 10)
+
+
+def test_eval_loader_keeps_pixels_at_native_size(tmp_path, fake_fashion):
+    params = make_params(tmp_path, data={"root": str(fake_fashion)})
+    folder = convert(params)
+    meta = read_meta(folder)
+    images, labels = next(iter(EvalLoader(folder, 28, params.loader, "test")))
+    source = load_source(params.data, "test")
+    raw = images * torch.tensor(meta["std"]).view(1, 3, 1, 1) + torch.tensor(
+        meta["mean"]).view(1, 3, 1, 1)
+    expected = torch.from_numpy(source[0][0]).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(raw[0], expected, atol=1e-5, rtol=0)
+    assert labels[:30].tolist() == source.labels[:30].tolist()
+
+
+def test_torchvision_loader_pairs_views_with_labels(numbered):
+    params = make_params_like(numbered, augment=STILL, loader={"num_workers": 1})
+    meta = read_meta(f"{params.data.out_dir}/fashion_mnist")
+    view1, view2, labels = next(iter(torchvision_two_view_loader(params)))
+    assert view1.shape == (16, 3, 20, 20)
+    ids = image_ids(view1, meta)
+    np.testing.assert_array_equal(ids, image_ids(view2, meta))
+    np.testing.assert_array_equal(labels.numpy(), (ids * 7) % 10)
+
+
+def test_loaders_say_when_the_dataset_is_not_converted(tmp_path):
+    params = make_params(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run python -m momentum_ssl convert"):
+        TwoViewLoader(tmp_path / "nowhere", params.augment, params.loader, 0)

@@ -1,0 +1,54 @@
+import os
+import subprocess
+import sys
+
+import yaml
+
+from conftest import REPO, repo_params_dict
+
+
+def run(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([sys.executable, "-m", "momentum_ssl", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
+def write_params(tmp_path, **data_section):
+    params = repo_params_dict()
+    params["data"].update(out_dir=str(tmp_path / "beton"), **data_section)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_convert_writes_the_betons(tmp_path):
+    done = run("convert", "--params", str(write_params(tmp_path, dataset="digits")), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout and "train 1437, test 360 images" in done.stdout
+    assert {p.name for p in (tmp_path / "beton" / "digits").iterdir()} == {
+        "train.beton", "test.beton", "meta.json"}
+
+
+def test_bad_params_fail_before_any_work_with_one_line(tmp_path):
+    path = write_params(tmp_path, dataset="digits", jpeg_quality=0)
+    done = run("convert", "--params", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {path}: data.jpeg_quality: must be in 1..100, got 0"]
+    assert not (tmp_path / "beton").exists()
+
+
+def test_missing_dataset_error_says_how_to_get_it(tmp_path):
+    path = write_params(tmp_path, root=str(tmp_path / "absent"))
+    done = run("convert", "--params", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "apt-get install dataset-fashion-mnist" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_params_prints_the_resolved_file(tmp_path):
+    done = run("params", cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)
+    assert resolved["augment"]["crop_scale"] == [0.08, 1.0]
+    assert resolved["grid"][0] == {"method": "byol", "scope": "none", "k": 1, "residual": False}
