@@ -126,3 +126,15 @@ def test_loaders_say_when_the_dataset_is_not_converted(tmp_path):
     params = make_params(tmp_path)
     with pytest.raises(FileNotFoundError, match="run python -m momentum_ssl convert"):
         TwoViewLoader(tmp_path / "nowhere", params.augment, params.loader, 0)
+
+
+def test_stopping_early_stops_the_prefetch_thread(numbered):
+    import threading
+
+    from ffcv.loader.epoch_iterator import EpochIterator
+
+    for loader in (train_loader(numbered), eval_loader(numbered, "test")):
+        for i, _ in enumerate(loader):
+            if i == 1:
+                break
+        assert not [t for t in threading.enumerate() if isinstance(t, EpochIterator)]
