@@ -54,7 +54,7 @@ def test_params_are_frozen():
 def test_unknown_top_level_key_names_it_and_the_allowed_keys():
     msg = error_for({**repo_params_dict(), "trainer": {}})
     assert "unknown key 'trainer'" in msg
-    assert "seed, data, augment, loader, grid" in msg
+    assert "seed, data, augment, loader, model, momentum, residual, methods, grid" in msg
 
 
 def test_unknown_nested_key_suggests_the_close_one():
@@ -134,3 +134,26 @@ def test_load_params_reports_missing_file_and_bad_yaml(tmp_path):
     wrong.write_text(yaml.safe_dump(with_change("loader.backend", "dali")))
     with pytest.raises(ConfigError, match=r"wrong.yaml: loader.backend: 'dali' is not allowed"):
         load_params(wrong)
+
+
+def test_methods_section_overrides_defaults_and_checks_ranges():
+    params = params_from_dict(with_change("methods", {"mocov2": {"queue_size": 4096}}))
+    assert params.methods.mocov2.queue_size == 4096
+    assert params.methods.mocov2.temperature == 0.2 and params.methods.unigrad.lambd == 100.0
+    assert "methods.byol.proj_hidden: must be >= 1, got 0" in error_for(
+        with_change("methods", {"byol": {"proj_hidden": 0}}))
+    assert "methods.xmoco.cc_temperature: must be > 0" in error_for(
+        with_change("methods", {"xmoco": {"cc_temperature": -1.0}}))
+    assert "unknown key 'methods.dino'" in error_for(with_change("methods", {"dino": {}}))
+    msg = error_for(with_change("methods", {"byol": {"temperature": 0.2}}))
+    assert "unknown key 'methods.byol.temperature'" in msg and "pred_hidden" in msg
+
+
+def test_model_momentum_residual_sections():
+    assert "model.backbone: 'vit' is not allowed" in error_for(
+        with_change("model.backbone", "vit"))
+    assert "momentum.tau: must be in [0, 1]" in error_for(with_change("momentum.tau", 1.5))
+    assert "momentum.schedule: 'linear' is not allowed" in error_for(
+        with_change("momentum.schedule", "linear"))
+    assert "residual.weight: must be >= 0" in error_for(with_change("residual.weight", -1.0))
+    assert "residual.level: 'z' is not allowed" in error_for(with_change("residual.level", "z"))

@@ -21,6 +21,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from .methods import MethodsConfig
+
 DatasetName = Literal["fashion_mnist", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
 MethodName = Literal["mocov2", "mocov3", "byol", "simclr", "simsiam", "barlow_twins", "vicreg",
                      "unigrad", "xmoco"]
@@ -139,6 +141,40 @@ class LoaderConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """Section ``model``: the backbone every run of the grid trains."""
+
+    backbone: Literal["resnet18", "resnet50", "resnet_tiny"] = "resnet_tiny"
+    width: int = 16  # base channels of resnet_tiny (ResNet-18's layout; resnet18 has 64)
+    cifar_stem: bool = True  # 3x3 stride-1 first convolution and no max-pool, for small images
+
+    def __post_init__(self) -> None:
+        _require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
+
+
+@dataclass(frozen=True)
+class MomentumConfig:
+    """Section ``momentum``: the teacher's EMA coefficient (the scope is per grid run)."""
+
+    tau: float = 0.99  # tau0: 0.99 at CIFAR scale, 0.996 at ImageNet scale (and UniGrad's)
+    schedule: Literal["cosine", "constant"] = "cosine"
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.tau <= 1.0, "tau", f"must be in [0, 1], got {self.tau}")
+
+
+@dataclass(frozen=True)
+class ResidualConfig:
+    """Section ``residual``: the residual-momentum loss of the grid runs marked residual."""
+
+    weight: float = 1.0
+    level: Literal["projector", "backbone"] = "projector"
+
+    def __post_init__(self) -> None:
+        _require(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One cell of the experiment grid: a method trained with one momentum variant."""
 
@@ -167,6 +203,10 @@ class Params:
     data: DataConfig
     augment: AugmentConfig
     loader: LoaderConfig
+    model: ModelConfig
+    momentum: MomentumConfig
+    residual: ResidualConfig
+    methods: MethodsConfig
     grid: tuple[RunSpec, ...]
 
     def __post_init__(self) -> None:
@@ -270,7 +310,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
     kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
-    except ConfigError as err:
+    except (ConfigError, ValueError) as err:  # __post_init__ checks name the key
         raise ConfigError(f"{prefix}{err}") from None
 
 
@@ -304,5 +344,6 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LoaderConfig", "Params", "RunSpec",
+__all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LoaderConfig", "MethodsConfig",
+           "ModelConfig", "MomentumConfig", "Params", "ResidualConfig", "RunSpec",
            "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict", "to_dict"]

@@ -1,0 +1,82 @@
+"""The learner: student, teacher, method and residual momentum, as the training loop calls them.
+
+    learner = build_learner(params, run)
+    loss, logs = learner(x1, x2)         # two views (N, 3, H, W)
+    loss.backward(); optimizer.step()
+    learner.update_teacher(cosine_tau(step, total_steps, params.momentum.tau))
+
+Per view the student runs backbone, projector and (if the method has one) predictor; the
+teacher, when the scope gives one, continues from where its scope starts (the view itself, the
+student's activation entering the last k stages, or its last feature map). With a teacher, the
+logs carry the student-teacher gap, mean(1 - cos) on the same view, at backbone and projector
+level; residual momentum adds ``residual_weight`` times the gap at ``residual_level``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .methods import Branch, Method, build_method
+from .models.backbones import Backbone, build_backbone
+from .momentum import Teacher, residual_momentum_loss, teacher_start
+
+LEVELS = {"backbone": "y", "projector": "z"}
+
+
+class Learner(nn.Module):
+    def __init__(self, backbone: Backbone, method: Method, scope: str = "none", k: int = 1,
+                 residual_weight: float = 0.0, residual_level: str = "projector"):
+        super().__init__()
+        start = teacher_start(scope, k, backbone)
+        if residual_level not in LEVELS:
+            raise ValueError(f"residual level must be one of {', '.join(LEVELS)}, got "
+                             f"{residual_level!r}")
+        if residual_weight < 0:
+            raise ValueError(f"residual weight must be >= 0, got {residual_weight}")
+        if residual_weight > 0 and start is None:
+            raise ValueError("the residual-momentum loss needs a teacher, and momentum scope "
+                             "'none' has none: choose scope full, last_k or projector, or set "
+                             "the residual weight to 0")
+        self.scope, self.k = scope, k
+        self.residual_weight, self.residual_level = residual_weight, residual_level
+        self.backbone, self.method = backbone, method
+        self.projector = method.projector(backbone.dim)
+        self.predictor = method.predictor()
+        self.teacher = Teacher(backbone, self.projector, start) if start is not None else None
+
+    def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        tap = self.teacher.start if self.teacher is not None else None
+        students, teachers = [], []
+        for x in (x1, x2):
+            y, entry = self.backbone.forward_tap(x, tap)
+            z = self.projector(y)
+            students.append(Branch(y, z, self.predictor(z) if self.predictor else None))
+            if self.teacher is not None:
+                teachers.append(Branch(*self.teacher(x if tap == 0 else entry)))
+        t1, t2 = teachers if teachers else (None, None)
+        loss, logs = self.method.loss(students[0], students[1], t1, t2)
+        logs = {name: value.detach() for name, value in logs.items()}
+        if teachers:
+            for level, attr in LEVELS.items():
+                gap = sum(residual_momentum_loss(getattr(s, attr), getattr(t, attr).detach())
+                          for s, t in zip(students, teachers)) / 2
+                if level == self.residual_level and self.residual_weight > 0:
+                    logs["residual"] = gap.detach()
+                    loss = loss + self.residual_weight * gap
+                logs[f"gap_{level}"] = gap.detach()
+        logs["loss"] = loss.detach()
+        return loss, logs
+
+    def update_teacher(self, tau: float) -> None:
+        """The EMA step, after the optimiser's."""
+        if self.teacher is not None:
+            self.teacher.update(tau)
+
+
+def build_learner(params, run) -> Learner:
+    """The learner of one grid cell (a :class:`~momentum_ssl.config.RunSpec`)."""
+    model = params.model
+    backbone = build_backbone(model.backbone, model.width, model.cifar_stem)
+    method = build_method(run.method, getattr(params.methods, run.method))
+    weight = params.residual.weight if run.residual else 0.0
+    return Learner(backbone, method, run.scope, run.k, weight, params.residual.level)

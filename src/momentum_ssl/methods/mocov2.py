@@ -1,0 +1,84 @@
+"""MoCo v2(+) (Chen et al., 2020, arXiv 2003.04297; He et al., 2020): InfoNCE against the other
+view's key and a queue of past keys, symmetrised over the views (v2+)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..distributed import gather_local_first, world_size
+from ..models.heads import mlp
+from .base import Method, check_pair, normalized, target
+
+
+@dataclass(frozen=True)
+class MoCoV2Config:
+    """Defaults: solo-learn's mocov2plus CIFAR config (projector 2048 -> 256 without BN, as
+    MoCo v2's MLP head; queue 32768 keys; temperature 0.2)."""
+
+    proj_hidden: int = 2048
+    proj_out: int = 256
+    queue_size: int = 32768
+    temperature: float = 0.2
+
+
+def info_nce(q: Tensor, k: Tensor, queue: Tensor | None = None,
+             temperature: float = 0.2) -> Tensor:
+    """InfoNCE (MoCo eq. 1). q, k: (N, D), k_i the positive of q_i. Negatives: the rows of
+    ``queue`` (K, D), or without a queue the other keys k_j, j != i. All normalised here.
+    logits: N x (1 + K); returns the mean cross-entropy with the positive at index 0."""
+    check_pair(q, k, "q and k")
+    q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    if queue is None:
+        logits = q @ k.T / temperature  # N x N, positives on the diagonal
+        return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+    if queue.ndim != 2 or queue.shape[1] != q.shape[1]:
+        raise ValueError(f"queue must be (K, {q.shape[1]}), got {tuple(queue.shape)}")
+    positive = (q * k).sum(1, keepdim=True)  # N x 1
+    negative = q @ F.normalize(queue, dim=1).T  # N x K
+    logits = torch.cat([positive, negative], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+class MoCoV2(Method):
+    name = "mocov2"
+    Config = MoCoV2Config
+
+    def __init__(self, cfg: MoCoV2Config):
+        super().__init__(cfg)
+        if cfg.queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {cfg.queue_size}")
+        self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, cfg.proj_out),
+                                                  dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def projector(self, dim: int):
+        return mlp([dim, self.cfg.proj_hidden, self.cfg.proj_out], hidden_bn=False)
+
+    def keys(self, s1, s2, t1, t2) -> tuple[Tensor, Tensor]:
+        return normalized(target(s1, t1)), normalized(target(s2, t2))
+
+    def loss(self, s1, s2, t1, t2):
+        k1, k2 = self.keys(s1, s2, t1, t2)
+        queue = self.queue.clone()  # this step's negatives, before the keys below go in
+        loss = (info_nce(s1.z, k2, queue, self.cfg.temperature)
+                + info_nce(s2.z, k1, queue, self.cfg.temperature))
+        self.enqueue(torch.cat([k1, k2]))
+        return loss, {}
+
+    @torch.no_grad()
+    def enqueue(self, keys: Tensor) -> None:
+        """Replace the oldest keys with this step's (from every rank)."""
+        keys = gather_local_first(keys)
+        n, size = len(keys), len(self.queue)
+        if size % n:
+            raise ValueError(
+                f"the MoCo queue ({size} keys) must be a multiple of the keys enqueued per step "
+                f"({n} = 2 views x batch {n // 2 // world_size()} x {world_size()} ranks); "
+                "change queue_size or the batch size")
+        ptr = int(self.queue_ptr)
+        self.queue[ptr:ptr + n] = keys.to(self.queue.dtype)
+        self.queue_ptr.fill_((ptr + n) % size)

@@ -1,0 +1,106 @@
+"""ResNet backbones as a sequence of blocks: the stem, then S stages, then global pooling.
+
+Exposing the blocks lets the momentum scope ``last_k`` run a teacher over the last k stages only
+(fed with the student's activations entering them) and lets telemetry hook each stage's output.
+``cifar_stem`` replaces the 7x7/2 convolution and max-pool by one 3x3/1 convolution, as for
+32x32 images in SimCLR's CIFAR experiments (Chen et al., 2020, appendix B.9).
+"""
+
+from __future__ import annotations
+
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import resnet
+from torchvision.models.resnet import BasicBlock
+
+NAMES = ("resnet18", "resnet50", "resnet_tiny")
+
+
+class Backbone(nn.Module):
+    """``blocks[0]`` is the stem, ``blocks[1:]`` the stages; ``dim`` the pooled feature size."""
+
+    def __init__(self, stem: nn.Module, stages: list[nn.Module], dim: int):
+        super().__init__()
+        self.blocks = nn.ModuleList([stem, *stages])
+        self.dim = dim
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.blocks) - 1
+
+    @staticmethod
+    def pool(h: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(h, 1).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, 3, H, W) -> pooled features (N, dim)."""
+        return self.forward_tap(x, None)[0]
+
+    def forward_tap(self, x: Tensor, tap: int | None) -> tuple[Tensor, Tensor | None]:
+        """Pooled features and the input of ``blocks[tap]`` (``tap == len(blocks)``: the last
+        feature map), which a partial teacher continues from."""
+        entry = None
+        for i, block in enumerate(self.blocks):
+            if i == tap:
+                entry = x
+            x = block(x)
+        if tap == len(self.blocks):
+            entry = x
+        return self.pool(x), entry
+
+
+def _cifar_stem(width: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                         nn.ReLU(inplace=True))
+
+
+def _torchvision(name: str, cifar_stem: bool) -> Backbone:
+    net = getattr(resnet, name)(weights=None)
+    stem = (_cifar_stem(64) if cifar_stem else
+            nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool))
+    return Backbone(stem, [net.layer1, net.layer2, net.layer3, net.layer4], net.fc.in_features)
+
+
+def _stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    downsample = None
+    if stride != 1 or inplanes != planes:
+        downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                   nn.BatchNorm2d(planes))
+    layers = [BasicBlock(inplanes, planes, stride, downsample)]
+    layers += [BasicBlock(planes, planes) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+def resnet_tiny(width: int = 16, cifar_stem: bool = True) -> Backbone:
+    """ResNet-18's layout (BasicBlocks 2-2-2-2) at ``width`` base channels instead of 64: for
+    CPU-sized runs (width 16 has 1/16 of the multiply-adds)."""
+    stem = (_cifar_stem(width) if cifar_stem else nn.Sequential(
+        nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1)))
+    widths = [width, 2 * width, 4 * width, 8 * width]
+    stages = [_stage(width if i == 0 else widths[i - 1], w, 2, 1 if i == 0 else 2)
+              for i, w in enumerate(widths)]
+    backbone = Backbone(stem, stages, widths[-1])
+    for m in backbone.modules():  # torchvision's ResNet initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return backbone
+
+
+def build_backbone(name: str, width: int = 16, cifar_stem: bool = True) -> Backbone:
+    if name == "resnet_tiny":
+        return resnet_tiny(width, cifar_stem)
+    if name in ("resnet18", "resnet50"):
+        return _torchvision(name, cifar_stem)
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(NAMES)}")
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["Backbone", "NAMES", "build_backbone", "count_parameters", "resnet_tiny"]

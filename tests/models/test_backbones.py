@@ -1,0 +1,56 @@
+import pytest
+import torch
+from torch import nn
+
+from momentum_ssl.models.backbones import build_backbone, count_parameters
+from momentum_ssl.models.heads import mlp
+
+
+@pytest.mark.parametrize("name,dim", [("resnet18", 512), ("resnet50", 2048), ("resnet_tiny", 128)])
+def test_backbones_pool_to_their_dimension_with_four_stages(name, dim):
+    backbone = build_backbone(name, width=16)
+    assert backbone.num_stages == 4 and backbone.dim == dim
+    assert backbone(torch.randn(2, 3, 32, 32)).shape == (2, dim)
+
+
+def test_cifar_stem_keeps_resolution_and_imagenet_stem_quarters_it():
+    cifar, imagenet = build_backbone("resnet18", cifar_stem=True), build_backbone(
+        "resnet18", cifar_stem=False)
+    x = torch.randn(2, 3, 32, 32)
+    _, after_cifar_stem = cifar.forward_tap(x, 1)
+    _, after_imagenet_stem = imagenet.forward_tap(x, 1)
+    assert after_cifar_stem.shape == (2, 64, 32, 32)
+    assert after_imagenet_stem.shape == (2, 64, 8, 8)
+    assert cifar.blocks[0][0].kernel_size == (3, 3)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in cifar.blocks[0].modules())
+
+
+def test_forward_tap_returns_the_input_of_a_block_and_the_last_map():
+    backbone = build_backbone("resnet_tiny", width=8)
+    x = torch.randn(2, 3, 16, 16)
+    y, entry = backbone.forward_tap(x, 3)
+    assert entry.shape == (2, 16, 8, 8)  # the output of stage 2
+    y_last, last = backbone.forward_tap(x, 5)
+    assert last.shape == (2, 64, 2, 2)
+    torch.testing.assert_close(backbone.pool(last), y_last)
+    torch.testing.assert_close(y, backbone(x))
+    assert backbone.forward_tap(x, None)[1] is None
+
+
+def test_tiny_width_shrinks_the_network():
+    assert count_parameters(build_backbone("resnet_tiny", width=16)) * 12 < count_parameters(
+        build_backbone("resnet18"))
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+        build_backbone("vgg")
+
+
+def test_mlp_layouts():
+    byol = mlp([8, 32, 4])
+    assert [type(m).__name__ for m in byol] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    moco_v3 = mlp([8, 32, 32, 4], hidden_bias=False, last_bias=False, last_bn=True,
+                  last_bn_affine=False)
+    assert moco_v3[0].bias is None and moco_v3[-1].affine is False
+    assert [type(m).__name__ for m in mlp([8, 32, 4], hidden_bn=False)] == ["Linear", "ReLU",
+                                                                            "Linear"]
+    with pytest.raises(ValueError, match="at least input and output"):
+        mlp([8])
