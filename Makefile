@@ -20,6 +20,7 @@ test: setup
 bench: setup
 	$(PY) bench/loader.py
 	$(PY) bench/writer.py
+	$(PY) bench/step.py
 
 setup: debs $(STAMP)
 

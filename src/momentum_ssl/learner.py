@@ -50,7 +50,8 @@ class Learner(nn.Module):
         for x in (x1, x2):
             y, entry = self.backbone.forward_tap(x, tap)
             z = self.projector(y)
-            students.append(Branch(y, z, self.predictor(z) if self.predictor else None))
+            p = self.predictor(z) if self.predictor is not None else None
+            students.append(Branch(y, z, p))
             if self.teacher is not None:
                 teachers.append(Branch(*self.teacher(x if tap == 0 else entry)))
         t1, t2 = teachers if teachers else (None, None)
