@@ -130,11 +130,22 @@ def test_loaders_say_when_the_dataset_is_not_converted(tmp_path):
 
 def test_stopping_early_stops_the_prefetch_thread(numbered):
     import threading
+    import time
 
     from ffcv.loader.epoch_iterator import EpochIterator
 
-    for loader in (train_loader(numbered), eval_loader(numbered, "test")):
+    def stop_after(loader, batches: int, wait: float) -> None:
         for i, _ in enumerate(loader):
-            if i == 1:
+            if i + 1 == batches:
+                time.sleep(wait)  # let the prefetch thread fill its queue
                 break
+
+    # 6 batches, 3 ahead: stopping after 3 leaves the queue full and the thread blocked
+    # putting its end-of-epoch marker; stopping after 1 leaves it mid-epoch
+    for loader, batches in ((train_loader(numbered), 3), (train_loader(numbered), 1),
+                            (eval_loader(numbered, "test"), 1)):
+        worker = threading.Thread(target=stop_after, args=(loader, batches, 1.0))
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "stopping the loader hung"
         assert not [t for t in threading.enumerate() if isinstance(t, EpochIterator)]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import queue
 from pathlib import Path
 
 import numpy as np
@@ -56,15 +57,23 @@ def _label_ops(device: torch.device) -> list:
 
 def _epoch(loader):
     """One epoch of an FFCV loader. If the consumer stops early, stop and join ffcv's prefetch
-    thread before its memory is released: left running (it only looks at its stop flag when
-    its queue is full), it can still be inside numba or torch at interpreter exit, which then
-    aborts ('terminate called without an active exception', seen in 1 run of 6)."""
+    thread before its memory is released: left running, it can still be inside numba or torch
+    at interpreter exit, which then aborts ('terminate called without an active exception',
+    seen in 1 run of 6). The thread looks at its stop flag only when its queue stays full, and
+    at the end of the epoch it blocks putting its end marker into a full queue: so while it
+    lives, take one batch off the queue and wait again."""
     epoch = iter(loader)
     try:
         yield from epoch
     finally:
         epoch.terminate_event.set()
-        epoch.join()
+        epoch.join(timeout=1.0)
+        while epoch.is_alive():
+            try:
+                epoch.output_queue.get_nowait()
+            except queue.Empty:
+                pass
+            epoch.join(timeout=1.0)
         epoch.close()
 
 
@@ -103,6 +112,10 @@ class TwoViewLoader:
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch`` (0-based), e.g. after resuming."""
+        self.loader.next_epoch = epoch
 
     def __iter__(self):
         epoch = self.loader.next_epoch  # ffcv's order for this epoch is seeded by seed + epoch
