@@ -23,7 +23,7 @@ def tiny_method(name: str, **overrides):
 
 def tiny_learner(name="byol", scope="full", k=2, residual_weight=0.0, **overrides):
     torch.manual_seed(0)
-    return Learner(resnet_tiny(4), tiny_method(name, **overrides), scope, k, residual_weight)
+    return Learner(resnet_tiny(8), tiny_method(name, **overrides), scope, k, residual_weight)
 
 
 def views(seed=0, n=8):
@@ -117,7 +117,7 @@ def test_residual_weight_adds_the_gap_at_its_level():
     loss_res, logs_res = with_res(x1, x2)
     assert logs_res["gap_projector"] > 0
     torch.testing.assert_close(loss_res, loss + 2.0 * logs_res["gap_projector"])
-    backbone_level = Learner(resnet_tiny(4), tiny_method("byol"), "full", residual_weight=1.0,
+    backbone_level = Learner(resnet_tiny(8), tiny_method("byol"), "full", residual_weight=1.0,
                              residual_level="backbone")
     _, logs = backbone_level(x1, x2)
     assert "residual" in logs and logs["residual"] == logs["gap_backbone"]
@@ -135,7 +135,7 @@ def test_bad_arguments_raise_value_error_naming_the_problem():
     with pytest.raises(ValueError, match="last_k needs 1 <= k <= 3"):
         tiny_learner("byol", "last_k", k=4)
     with pytest.raises(ValueError, match="residual level must be one of"):
-        Learner(resnet_tiny(4), tiny_method("byol"), "full", residual_level="z")
+        Learner(resnet_tiny(8), tiny_method("byol"), "full", residual_level="z")
     with pytest.raises(ValueError, match="unknown method 'dino'"):
         build_method("dino")
     with pytest.raises(ValueError, match="queue_size: must be >= 1"):

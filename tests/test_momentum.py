@@ -62,7 +62,7 @@ def test_teacher_batchnorm_buffers_follow_its_own_forwards_not_the_ema():
 
 
 def test_teacher_start_per_scope_and_impossible_scopes():
-    backbone = resnet_tiny(4)  # stem + 4 stages
+    backbone = resnet_tiny(8)  # stem + 4 stages
     assert teacher_start("none", 1, backbone) is None
     assert teacher_start("full", 1, backbone) == 0
     assert teacher_start("projector", 1, backbone) == 5
@@ -75,13 +75,13 @@ def test_teacher_start_per_scope_and_impossible_scopes():
 
 
 def test_teacher_copies_and_pairs_the_trailing_blocks_and_projector():
-    backbone, projector = resnet_tiny(4), nn.Linear(32, 8)
+    backbone, projector = resnet_tiny(8), nn.Linear(64, 8)
     teacher = Teacher(backbone, projector, start=3)
     assert len(teacher.blocks) == 2 and len(teacher.pairs) == 3
     assert teacher.pairs[0][0] is backbone.blocks[3] and teacher.pairs[-1][0] is projector
     assert not any(p.requires_grad for p in teacher.parameters())
     # the online modules are not registered inside the teacher
     assert all(not n.startswith("pairs") for n, _ in teacher.named_parameters())
-    h = torch.randn(2, 8, 8, 8)  # what enters stage 3 of a width-4 resnet_tiny at 16x16 input
+    h = torch.randn(2, 16, 8, 8)  # what enters stage 3 of a width-8 resnet_tiny at 16x16 input
     y, z = teacher(h)
-    assert y.shape == (2, 32) and z.shape == (2, 8)
+    assert y.shape == (2, 64) and z.shape == (2, 8)

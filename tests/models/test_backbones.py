@@ -42,6 +42,8 @@ def test_tiny_width_shrinks_the_network():
         build_backbone("resnet18"))
     with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
         build_backbone("vgg")
+    with pytest.raises(ValueError, match="width must be a multiple of 8, got 4"):
+        build_backbone("resnet_tiny", width=4)
 
 
 def test_mlp_layouts():

@@ -74,7 +74,12 @@ def _stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequentia
 
 def resnet_tiny(width: int = 16, cifar_stem: bool = True) -> Backbone:
     """ResNet-18's layout (BasicBlocks 2-2-2-2) at ``width`` base channels instead of 64: for
-    CPU-sized runs (width 16 has 1/16 of the multiply-adds)."""
+    CPU-sized runs (width 16 has 1/16 of the multiply-adds). ``width`` must be a multiple of 8:
+    on the CPU, oneDNN's channels_last convolution backward (torch 2.14.1) corrupts the heap
+    for narrower layers (seen at widths 4 and 6, as aborts at a later free)."""
+    if width < 8 or width % 8:
+        raise ValueError(f"resnet_tiny width must be a multiple of 8, got {width} (narrower "
+                         "channels_last convolutions corrupt memory in oneDNN on the CPU)")
     stem = (_cifar_stem(width) if cifar_stem else nn.Sequential(
         nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2, 1)))
