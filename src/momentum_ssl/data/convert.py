@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import queue
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from ..artifacts import atomic_write_text, commit, partial_path
 from ..config import DataConfig, Params
 from .datasets import SPLITS, DataError, ImageSource, load_source
 
@@ -125,46 +125,17 @@ def _page_size(source: ImageSource) -> int:
     return 1 << 23
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial-{os.getpid()}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    tmp = _partial(path)
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
 def write_beton(source: ImageSource, indices: np.ndarray, path: Path,
                 cfg: DataConfig) -> tuple[list[float], list[float]]:
     """Write ``source[indices]`` to ``path`` atomically; returns the images' channel mean/std."""
-    tmp = _partial(path)
+    tmp = partial_path(path)
     tracked = _Tracked(source, len(indices), desc=f"convert {source.name}")
     try:
         SerialWriter(tmp, _fields(cfg, source), _page_size(source)).write(tracked, indices)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        commit(tmp, path)
     finally:
         tracked.progress.close()
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
     return tracked.mean_std()
 
 
