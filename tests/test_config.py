@@ -54,7 +54,7 @@ def test_params_are_frozen():
 def test_unknown_top_level_key_names_it_and_the_allowed_keys():
     msg = error_for({**repo_params_dict(), "trainer": {}})
     assert "unknown key 'trainer'" in msg
-    assert "seed, data, augment, loader, model, momentum, residual, methods, grid" in msg
+    assert "seed, data, augment, loader, model, pretrain, momentum, residual, methods, grid" in msg
 
 
 def test_unknown_nested_key_suggests_the_close_one():
@@ -152,6 +152,8 @@ def test_methods_section_overrides_defaults_and_checks_ranges():
 def test_model_momentum_residual_sections():
     assert "model.backbone: 'vit' is not allowed" in error_for(
         with_change("model.backbone", "vit"))
+    assert "model.width: must be a multiple of 8, got 12" in error_for(
+        with_change("model.width", 12))
     assert "momentum.tau: must be in [0, 1]" in error_for(with_change("momentum.tau", 1.5))
     assert "momentum.schedule: 'linear' is not allowed" in error_for(
         with_change("momentum.schedule", "linear"))

@@ -23,6 +23,17 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"wrote {out}/{{train,test}}.beton ({counts} images)")
 
 
+def _pretrain(args: argparse.Namespace) -> None:
+    from .train import pretrain
+
+    params = load_params(args.params)
+    runs = {run.name: run for run in params.grid}
+    if args.run not in runs:
+        raise ConfigError(f"--run {args.run!r} is not in the grid of {args.params}; its runs: "
+                          + ", ".join(runs))
+    print(f"wrote {pretrain(params, runs[args.run])}")
+
+
 def _params(args: argparse.Namespace) -> None:
     import yaml
 
@@ -31,6 +42,7 @@ def _params(args: argparse.Namespace) -> None:
 
 STAGES = {
     "convert": (_convert, "convert params.data.dataset to data/beton/<dataset>/*.beton"),
+    "pretrain": (_pretrain, "pretrain one grid run (--run NAME), resuming if it was stopped"),
     "params": (_params, "validate a params file and print it with every default filled in"),
 }
 
@@ -43,16 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
         stage = sub.add_parser(name, help=help_text, description=help_text)
         stage.add_argument("--params", default="params.yaml",
                            help="params file (default: params.yaml; profiles live in params/)")
+        if name == "pretrain":
+            stage.add_argument("--run", required=True, help="grid run name, e.g. byol-full")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .data.datasets import DataError, DatasetNotFound
+    from .train import TrainingDiverged
 
     try:
         STAGES[args.stage][0](args)
-    except (ConfigError, DataError, DatasetNotFound) as err:
+    except (ConfigError, DataError, DatasetNotFound, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -149,7 +149,9 @@ class ModelConfig:
     cifar_stem: bool = True  # 3x3 stride-1 first convolution and no max-pool, for small images
 
     def __post_init__(self) -> None:
-        _require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
+        _require(self.width >= 8 and self.width % 8 == 0, "width",
+                 f"must be a multiple of 8, got {self.width} (narrower channels_last "
+                 "convolutions corrupt memory in oneDNN on the CPU)")
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,30 @@ class ResidualConfig:
 
     def __post_init__(self) -> None:
         _require(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Section ``pretrain``: the optimisation shared by every grid run."""
+
+    epochs: int = 20
+    optimizer: Literal["sgd", "lars"] = "sgd"
+    lr: float = 0.3  # per 256 images; the peak is lr * batch_size / 256
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 1
+    log_every: int = 10  # steps between logged points
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out_dir: str = "results/runs"
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        _require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
+                 f"must be in 0..epochs ({self.epochs}), got {self.warmup_epochs}")
+        _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _require(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
+        _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
 
 
 @dataclass(frozen=True)
@@ -204,6 +230,7 @@ class Params:
     augment: AugmentConfig
     loader: LoaderConfig
     model: ModelConfig
+    pretrain: PretrainConfig
     momentum: MomentumConfig
     residual: ResidualConfig
     methods: MethodsConfig
@@ -345,5 +372,6 @@ def to_dict(obj: Any) -> Any:
 
 
 __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LoaderConfig", "MethodsConfig",
-           "ModelConfig", "MomentumConfig", "Params", "ResidualConfig", "RunSpec",
+           "ModelConfig", "MomentumConfig", "Params", "PretrainConfig", "ResidualConfig",
+           "RunSpec",
            "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict", "to_dict"]

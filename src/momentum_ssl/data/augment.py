@@ -1,8 +1,8 @@
 """SSL augmentations as batched tensor operations, seeded.
 
-FFCV 1.0.2 has no colour jitter, grayscale, blur or solarisation, and its random decoders draw
-from numba's per-thread generators, which no seed reaches (an epoch's batches would differ from
-run to run). So the loaders decode images with FFCV and :class:`ViewAugment` applies the whole
+FFCV 1.0.2 has brightness, contrast and saturation ops but no hue jitter, grayscale, blur or
+solarisation, and all its random ops and decoders draw from numba's per-thread generators, which
+no seed reaches (an epoch's batches would differ from run to run). So the loaders decode images with FFCV and :class:`ViewAugment` applies the whole
 random recipe to the batch, on the batch's device (the GPU when there is one), drawing every
 random parameter from its own ``torch.Generator``: the same seed, epoch and view give the same
 batch. The operations follow torchvision's definitions (``RandomResizedCrop``,

@@ -1,0 +1,114 @@
+import json
+
+import pytest
+import torch
+
+from conftest import make_params
+from momentum_ssl.config import RunSpec
+from momentum_ssl.data.convert import convert
+from momentum_ssl.train import LARS, TrainingDiverged, learning_rate, pretrain
+
+TINY = {
+    "data": {"dataset": "digits", "train_per_class": 16, "test_per_class": 4},
+    "augment": {"size": 8},
+    "loader": {"batch_size": 32, "num_workers": 1},
+    "model": {"width": 8},
+    "pretrain": {"epochs": 2, "warmup_epochs": 1, "log_every": 1, "lr": 0.1, "device": "cpu"},
+    "methods": {"mocov2": {"proj_hidden": 16, "proj_out": 8, "queue_size": 64},
+                "byol": {"proj_hidden": 16, "proj_out": 8, "pred_hidden": 16}},
+}
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    params = make_params(tmp_path, **TINY)
+    convert(params)
+    return params
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    assert learning_rate(0, 100, 10, 1.0) == pytest.approx(0.1)
+    assert learning_rate(9, 100, 10, 1.0) == pytest.approx(1.0)
+    assert learning_rate(10, 100, 10, 1.0) == pytest.approx(1.0)
+    assert learning_rate(55, 100, 10, 1.0) == pytest.approx(0.5)
+    assert learning_rate(100, 100, 10, 1.0) == pytest.approx(0.0)
+
+
+def test_lars_scales_matrices_by_the_trust_ratio_and_leaves_vectors_alone():
+    w = torch.nn.Parameter(torch.full((2, 2), 2.0))
+    b = torch.nn.Parameter(torch.ones(2))
+    w.grad, b.grad = torch.full((2, 2), 0.5), torch.full((2,), 0.5)
+    LARS([w, b], lr=1.0, momentum=0.0, weight_decay=0.1, eta=0.01).step()
+    g = torch.full((2, 2), 0.5) + 0.1 * 2.0  # gradient plus weight decay
+    trust = 0.01 * 4.0 / g.norm()  # ||w|| = 4
+    torch.testing.assert_close(w.detach(), torch.full((2, 2), 2.0) - trust * g)
+    torch.testing.assert_close(b.detach(), torch.full((2,), 0.5))  # plain SGD, no decay
+
+
+def test_pretrain_writes_checkpoint_model_logs_and_params(tiny, tmp_path):
+    out = pretrain(tiny, RunSpec("byol", "full", residual=True), tmp_path / "run")
+    assert {p.name for p in out.iterdir()} >= {"checkpoint.pt", "model.pt", "params.yaml",
+                                                 "dvclive"}
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 2 and state["step"] == 2 * 5  # 160 images / 32
+    metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
+    assert {"loss", "lr", "tau", "gap_projector", "residual"} <= set(metrics["train"])
+    assert metrics["step"] == 9
+    assert (out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+
+
+def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path, monkeypatch):
+    run = RunSpec("mocov2", "full")
+    straight = pretrain(tiny, run, tmp_path / "straight")
+
+    import momentum_ssl.train as train
+
+    real = train.cosine_tau
+
+    def dying(step, total, tau0):  # the process dies during the second epoch
+        if step == 7:
+            raise KeyboardInterrupt
+        return real(step, total, tau0)
+
+    monkeypatch.setattr(train, "cosine_tau", dying)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny, run, tmp_path / "resumed")
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    monkeypatch.setattr(train, "cosine_tau", real)
+    resumed = pretrain(tiny, run, tmp_path / "resumed")
+
+    a = torch.load(straight / "model.pt", weights_only=False)["learner"]
+    b = torch.load(resumed / "model.pt", weights_only=False)["learner"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny, tmp_path,
+                                                                      monkeypatch):
+    import momentum_ssl.train as train
+
+    real = train.build_learner
+
+    def poisoned(params, run):
+        learner = real(params, run)
+        forward = learner.forward
+        calls = {"n": 0}
+
+        def nan_after_six(x1, x2):
+            loss, logs = forward(x1, x2)
+            calls["n"] += 1
+            return (loss * float("nan") if calls["n"] > 6 else loss), logs
+
+        learner.forward = nan_after_six
+        return learner
+
+    monkeypatch.setattr(train, "build_learner", poisoned)
+    with pytest.raises(TrainingDiverged) as info:
+        pretrain(tiny, RunSpec("byol", "none"), tmp_path / "run")
+    msg = str(info.value)
+    assert "the loss is nan at step 6 (epoch 2)" in msg and "last finite values" in msg
+    assert "'step': 5" in msg and "checkpoint.pt" in msg
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1  # the last good checkpoint is kept
