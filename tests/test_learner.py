@@ -172,7 +172,7 @@ def test_checkpoint_round_trip_restores_method_state_and_teacher(name, state):
     fresh = roundtrip(learner, name, "full")
     for key in state:
         torch.testing.assert_close(getattr(fresh.method, key), getattr(learner.method, key))
-    assert int(learner.method.__getattr__(state[1])) != 0  # the state really moved
+    assert int(getattr(learner.method, state[1])) != 0  # the state really moved
     for a, b in zip(learner.teacher.parameters(), fresh.teacher.parameters()):
         torch.testing.assert_close(a, b)
     # the restored teacher is still paired with the restored student

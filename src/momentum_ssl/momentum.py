@@ -26,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import SCOPES
 from .models.backbones import Backbone
-
-SCOPES = ("none", "projector", "last_k", "full")
 
 
 def cosine_tau(step: int, total_steps: int, tau0: float) -> float:
