@@ -22,11 +22,41 @@ def make_params(tmp_path: Path, **sections) -> Params:
     data = copy.deepcopy(repo_params_dict())
     data["data"]["out_dir"] = str(tmp_path / "beton")
     for name, values in sections.items():
-        if isinstance(values, dict):
+        if isinstance(values, dict) and name != "grid":
             data[name].update(values)
         else:
             data[name] = values
     return params_from_dict(data)
+
+
+# A profile small enough for every stage in seconds: digits, 160 train / 40 test images.
+TINY = {
+    "data": {"dataset": "digits", "train_per_class": 16, "test_per_class": 4},
+    "augment": {"size": 8},
+    "loader": {"batch_size": 32, "num_workers": 1},
+    "model": {"width": 8},
+    "pretrain": {"epochs": 2, "warmup_epochs": 1, "log_every": 1, "lr": 0.1, "device": "cpu"},
+    "methods": {"mocov2": {"proj_hidden": 16, "proj_out": 8, "queue_size": 64},
+                "byol": {"proj_hidden": 16, "proj_out": 8, "pred_hidden": 16},
+                "simclr": {"proj_hidden": 16, "proj_out": 8}},
+    "probe": {"knn_k": [5, 20], "logistic_c": [0.1, 1.0], "max_iter": 50},
+    "transfer": {"targets": [{"dataset": "digits", "train_per_class": 10,
+                              "test_per_class": 5}]},
+    "grid": {"byol-full": {"method": "byol", "scope": "full"},
+             "byol-projector": {"method": "byol", "scope": "projector"},
+             "simclr-none": {"method": "simclr", "scope": "none"}},
+}
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """The tiny profile converted, with the working directory (results/) in ``tmp_path``."""
+    from momentum_ssl.data.convert import convert
+
+    monkeypatch.chdir(tmp_path)
+    params = make_params(tmp_path, **TINY)
+    convert(params)
+    return params
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:

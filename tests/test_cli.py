@@ -50,5 +50,6 @@ def test_params_prints_the_resolved_file(tmp_path):
     done = run("params", cwd=REPO)
     assert done.returncode == 0, done.stderr
     resolved = yaml.safe_load(done.stdout)
-    assert resolved["augment"]["crop_scale"] == [0.08, 1.0]
-    assert resolved["grid"][0] == {"method": "byol", "scope": "none", "k": 1, "residual": False}
+    assert resolved["augment"]["crop_scale"] == [0.2, 1.0]
+    assert resolved["grid"]["simclr-none"] == {"method": "simclr", "scope": "none", "k": 1,
+                                               "residual": False}

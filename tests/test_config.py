@@ -6,7 +6,7 @@ import yaml
 
 from conftest import REPO, repo_params_dict
 from momentum_ssl.config import (ConfigError, DATASETS, METHODS, RunSpec, load_params,
-                                 params_from_dict)
+                                 params_from_dict, params_hash, run_params)
 
 
 def with_change(path: str, value, delete: bool = False) -> dict:
@@ -38,7 +38,7 @@ def test_shipped_profiles_load(path):
 def test_embedded_default_values():
     params = load_params(REPO / "params.yaml")
     assert params.data.dataset == "fashion_mnist"
-    assert params.augment.crop_scale == (0.08, 1.0)
+    assert params.augment.crop_scale == (0.2, 1.0)
     assert params.augment.solarize_p == (0.0, 0.2)
     assert params.loader.backend == "ffcv"
     assert {run.scope for run in params.grid} >= {"none", "full", "projector"}
@@ -54,7 +54,8 @@ def test_params_are_frozen():
 def test_unknown_top_level_key_names_it_and_the_allowed_keys():
     msg = error_for({**repo_params_dict(), "trainer": {}})
     assert "unknown key 'trainer'" in msg
-    assert "seed, data, augment, loader, model, pretrain, momentum, residual, methods, grid" in msg
+    assert ("seed, data, augment, loader, model, pretrain, momentum, residual, methods, probe, "
+            "transfer, grid") in msg
 
 
 def test_unknown_nested_key_suggests_the_close_one():
@@ -110,12 +111,45 @@ def test_float_written_without_a_dot_is_a_number():
 
 
 def test_grid_rejects_unknown_method_and_residual_without_teacher():
-    msg = error_for(with_change("grid", [{"method": "dino"}]))
-    assert "grid[0].method: 'dino' is not allowed" in msg and "byol" in msg
-    msg = error_for(with_change("grid", [{"method": "byol", "scope": "none", "residual": True}]))
-    assert "grid[0].residual: the residual-momentum loss needs a teacher" in msg
-    msg = error_for(with_change("grid", [{"method": "byol"}, {"method": "byol"}]))
-    assert "lists the same run twice: byol-none" in msg
+    msg = error_for(with_change("grid", {"dino-none": {"method": "dino"}}))
+    assert "grid.dino-none.method: 'dino' is not allowed" in msg and "byol" in msg
+    msg = error_for(with_change("grid", {"byol-none-res": {"method": "byol", "scope": "none",
+                                                           "residual": True}}))
+    assert "grid.byol-none-res.residual: the residual-momentum loss needs a teacher" in msg
+    msg = error_for(with_change("grid", {"byol": {"method": "byol", "scope": "sideways"}}))
+    assert "grid.byol.scope: 'sideways' is not allowed" in msg
+
+
+def test_grid_keys_are_the_run_names():
+    msg = error_for(with_change("grid", {"byol-full": {"method": "byol", "scope": "projector"}}))
+    assert "grid.byol-full: the run's name must be 'byol-projector'" in msg
+    msg = error_for(with_change("grid", {"x": {"method": "simclr", "scope": "last_k", "k": 2}}))
+    assert "must be 'simclr-last2'" in msg and "k 2" in msg
+    msg = error_for(with_change("grid", [{"method": "byol"}]))
+    assert "grid: expected a mapping from run name to" in msg
+
+
+def test_run_params_hold_only_what_the_run_reads():
+    params = params_from_dict(repo_params_dict())
+    runs = {run.name: run for run in params.grid}
+    plain, res = (run_params(params, runs[n]) for n in ("byol-full", "byol-full-res"))
+    assert "residual" not in plain and res["residual"] == {"weight": 1.0, "level": "projector"}
+    assert plain["method"] == {"proj_hidden": 512, "proj_out": 128, "pred_hidden": 512}
+    assert plain["run"] == {"name": "byol-full", "method": "byol", "scope": "full", "k": 1,
+                            "residual": False}
+    assert "probe" not in plain and "grid" not in plain
+    changed = params_from_dict(with_change("residual.weight", 0.5))
+    runs2 = {run.name: run for run in changed.grid}
+    assert params_hash(run_params(changed, runs2["byol-full"])) == params_hash(plain)
+    assert params_hash(run_params(changed, runs2["byol-full-res"])) != params_hash(res)
+
+
+def test_probe_and_transfer_sections_are_checked():
+    assert "probe.temperature: must be > 0" in error_for(with_change("probe.temperature", 0))
+    msg = error_for(with_change("transfer.targets", [{"dataset": "mnist"}]))
+    assert "transfer.targets[0].dataset: 'mnist' is not allowed" in msg
+    msg = error_for(with_change("transfer.targets", [{"dataset": "digits"}, {"dataset": "digits"}]))
+    assert "transfer.targets: lists a dataset twice" in msg
 
 
 def test_run_names():

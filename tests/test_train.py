@@ -1,30 +1,12 @@
+import dataclasses
 import json
 
 import pytest
 import torch
+import yaml
 
-from conftest import make_params
 from momentum_ssl.config import RunSpec
-from momentum_ssl.data.convert import convert
 from momentum_ssl.train import LARS, TrainingDiverged, learning_rate, pretrain
-
-TINY = {
-    "data": {"dataset": "digits", "train_per_class": 16, "test_per_class": 4},
-    "augment": {"size": 8},
-    "loader": {"batch_size": 32, "num_workers": 1},
-    "model": {"width": 8},
-    "pretrain": {"epochs": 2, "warmup_epochs": 1, "log_every": 1, "lr": 0.1, "device": "cpu"},
-    "methods": {"mocov2": {"proj_hidden": 16, "proj_out": 8, "queue_size": 64},
-                "byol": {"proj_hidden": 16, "proj_out": 8, "pred_hidden": 16}},
-}
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    params = make_params(tmp_path, **TINY)
-    convert(params)
-    return params
-
 
 def test_learning_rate_warms_up_then_decays_to_zero():
     assert learning_rate(0, 100, 10, 1.0) == pytest.approx(0.1)
@@ -45,16 +27,50 @@ def test_lars_scales_matrices_by_the_trust_ratio_and_leaves_vectors_alone():
     torch.testing.assert_close(b.detach(), torch.full((2,), 0.5))  # plain SGD, no decay
 
 
-def test_pretrain_writes_checkpoint_model_logs_and_params(tiny, tmp_path):
+def tsv_steps(path):
+    return [int(line.split("\t")[0]) for line in path.read_text().splitlines()[1:]]
+
+
+def test_pretrain_writes_model_logs_stability_and_params(tiny, tmp_path):
     out = pretrain(tiny, RunSpec("byol", "full", residual=True), tmp_path / "run")
-    assert {p.name for p in out.iterdir()} >= {"checkpoint.pt", "model.pt", "params.yaml",
-                                                 "dvclive"}
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert state["epoch"] == 2 and state["step"] == 2 * 5  # 160 images / 32
+    assert {p.name for p in out.iterdir()} == {"model.pt", "params.yaml", "dvclive"}
+    assert torch.load(out / "model.pt", weights_only=False)["epochs"] == 2
     metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
     assert {"loss", "lr", "tau", "gap_projector", "residual"} <= set(metrics["train"])
-    assert metrics["step"] == 9
-    assert (out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+    assert set(metrics["stability"]) == {"stem", "stage1", "stage2", "stage3", "stage4",
+                                         "projector"}
+    for stats in metrics["stability"].values():
+        assert stats["grad_norm"] > 0 and stats["cv"] > 0 and stats["rel_change"] > 0
+    assert metrics["time"]["steps"] == 2 * 5  # 160 images / 32, two epochs
+    assert metrics["time"]["pretrain_s"] > 0
+    plots = out / "dvclive" / "plots" / "metrics"
+    assert tsv_steps(plots / "train" / "loss.tsv") == list(range(10))  # log_every 1
+    assert tsv_steps(plots / "grad_norm" / "stage4.tsv") == list(range(10))
+    saved = yaml.safe_load((out / "params.yaml").read_text())
+    assert saved["run"]["name"] == "byol-full-res" and saved["residual"]["weight"] == 1.0
+    assert set(saved["method"]) == {"proj_hidden", "proj_out", "pred_hidden"}
+
+
+def test_a_checkpoint_of_other_run_params_is_not_resumed(tiny, tmp_path, monkeypatch):
+    import momentum_ssl.train as train
+
+    real = train.cosine_tau
+
+    def dying(step, total, tau0):
+        if step == 7:
+            raise KeyboardInterrupt
+        return real(step, total, tau0)
+
+    monkeypatch.setattr(train, "cosine_tau", dying)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny, RunSpec("byol", "full"), tmp_path / "run")
+    monkeypatch.setattr(train, "cosine_tau", real)
+    changed = dataclasses.replace(tiny, momentum=dataclasses.replace(tiny.momentum, tau=0.9))
+    out = pretrain(changed, RunSpec("byol", "full"), tmp_path / "run")
+    metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
+    assert tsv_steps(out / "dvclive" / "plots" / "metrics" / "train" / "tau.tsv") == \
+        list(range(10))
+    assert metrics["time"]["steps"] == 10
 
 
 def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path, monkeypatch):
@@ -77,6 +93,14 @@ def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path, monkeypatch)
     assert not (tmp_path / "resumed" / "model.pt").exists()
     monkeypatch.setattr(train, "cosine_tau", real)
     resumed = pretrain(tiny, run, tmp_path / "resumed")
+    assert not (resumed / "checkpoint.pt").exists()  # finished: a rerun starts afresh
+
+    # the logs read as one run: no step logged twice, the same stability summary
+    plots = resumed / "dvclive" / "plots" / "metrics"
+    assert tsv_steps(plots / "train" / "loss.tsv") == list(range(10))
+    summary = [json.loads((out / "dvclive" / "metrics.json").read_text())["stability"]
+               for out in (straight, resumed)]
+    assert summary[0] == summary[1]
 
     a = torch.load(straight / "model.pt", weights_only=False)["learner"]
     b = torch.load(resumed / "model.pt", weights_only=False)["learner"]

@@ -10,6 +10,14 @@ import os
 from pathlib import Path
 
 
+class MissingArtifact(FileNotFoundError):
+    """An input a stage needs is absent; the message names the stage that writes it."""
+
+
+class CorruptArtifact(ValueError):
+    """An input exists but cannot be used; the message says how to rebuild it."""
+
+
 def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 

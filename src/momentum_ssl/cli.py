@@ -23,15 +23,76 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"wrote {out}/{{train,test}}.beton ({counts} images)")
 
 
+def _grid_run(params, args: argparse.Namespace, baselines: bool = False):
+    from .paths import BASELINES
+
+    runs = {run.name: run for run in params.grid}
+    if args.run in runs or (baselines and args.run in BASELINES):
+        return runs.get(args.run)
+    choices = [*runs, *(BASELINES if baselines else ())]
+    raise ConfigError(f"--run {args.run!r} is not in the grid of {args.params}; choose one of: "
+                      + ", ".join(choices))
+
+
+def _plan(args: argparse.Namespace) -> None:
+    import yaml
+
+    from .artifacts import atomic_write_text
+    from .config import run_params
+    from .paths import plan_file
+
+    params = load_params(args.params)
+    run = _grid_run(params, args)
+    path = plan_file(run.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, yaml.safe_dump(run_params(params, run), sort_keys=False))
+    print(f"wrote {path}")
+
+
 def _pretrain(args: argparse.Namespace) -> None:
     from .train import pretrain
 
     params = load_params(args.params)
-    runs = {run.name: run for run in params.grid}
-    if args.run not in runs:
-        raise ConfigError(f"--run {args.run!r} is not in the grid of {args.params}; its runs: "
-                          + ", ".join(runs))
-    print(f"wrote {pretrain(params, runs[args.run])}")
+    print(f"wrote {pretrain(params, _grid_run(params, args))}")
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from .features import extract
+
+    params = load_params(args.params)
+    _grid_run(params, args, baselines=True)
+    print(f"wrote {extract(params, args.run)}/{{train,test}}.parquet")
+
+
+def _probe(args: argparse.Namespace) -> None:
+    from .probes import probe
+
+    params = load_params(args.params)
+    _grid_run(params, args, baselines=True)
+    out = probe(params, args.run)
+    metrics = json.loads(out.read_text())
+    key = metrics["knn_headline"]
+    scores = ", ".join(f"{enc} kNN {metrics[enc]['knn'][key]:.4f} logistic "
+                       f"{metrics[enc]['logistic']['top1']:.4f}"
+                       for enc in metrics if isinstance(metrics[enc], dict) and "knn" in metrics[enc]
+                       and enc != "gap")
+    print(f"wrote {out}: {scores}")
+
+
+def _transfer(args: argparse.Namespace) -> None:
+    from .transfer import transfer, transfer_summary
+
+    params = load_params(args.params)
+    _grid_run(params, args, baselines=True)
+    out = transfer(params, args.run)
+    scores = ", ".join(f"{t} kNN {v:.4f}" for t, v in transfer_summary(out).items())
+    print(f"wrote {out}: {scores}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .report import report
+
+    print(f"wrote {report(load_params(args.params))}")
 
 
 def _params(args: argparse.Namespace) -> None:
@@ -42,7 +103,13 @@ def _params(args: argparse.Namespace) -> None:
 
 STAGES = {
     "convert": (_convert, "convert params.data.dataset to data/beton/<dataset>/*.beton"),
+    "plan": (_plan, "write the params one grid run depends on to results/plan/<run>.yaml"),
     "pretrain": (_pretrain, "pretrain one grid run (--run NAME), resuming if it was stopped"),
+    "extract": (_extract, "features of a grid run or baseline (raw, random) to Parquet"),
+    "probe": (_probe, "kNN and logistic probes of a grid run's or baseline's features"),
+    "transfer": (_transfer, "probe a grid run's frozen student (or a baseline) on the "
+                            "transfer targets"),
+    "report": (_report, "results/report.md and results/plots/*.png from every probe"),
     "params": (_params, "validate a params file and print it with every default filled in"),
 }
 
@@ -55,19 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
         stage = sub.add_parser(name, help=help_text, description=help_text)
         stage.add_argument("--params", default="params.yaml",
                            help="params file (default: params.yaml; profiles live in params/)")
-        if name == "pretrain":
+        if name in ("plan", "pretrain"):
             stage.add_argument("--run", required=True, help="grid run name, e.g. byol-full")
+        elif name in ("extract", "probe", "transfer"):
+            stage.add_argument("--run", required=True,
+                               help="grid run name (e.g. byol-full) or baseline (raw, random)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .artifacts import CorruptArtifact, MissingArtifact
     from .data.datasets import DataError, DatasetNotFound
     from .train import TrainingDiverged
 
     try:
         STAGES[args.stage][0](args)
-    except (ConfigError, DataError, DatasetNotFound, TrainingDiverged) as err:
+    except (ConfigError, DataError, DatasetNotFound, TrainingDiverged, MissingArtifact,
+            CorruptArtifact) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

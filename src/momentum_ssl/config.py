@@ -185,10 +185,9 @@ class PretrainConfig:
     lr: float = 0.3  # per 256 images; the peak is lr * batch_size / 256
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    warmup_epochs: int = 1
+    warmup_epochs: float = 1.0  # may be a fraction of an epoch
     log_every: int = 10  # steps between logged points
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    out_dir: str = "results/runs"
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
@@ -198,6 +197,45 @@ class PretrainConfig:
         _require(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
         _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         _require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Section ``probe``: the frozen-feature probes (METHODS.md, "Evaluation")."""
+
+    knn_k: tuple[int, ...] = (20, 200)  # InstDisc / solo-learn: 200 and 20 neighbours
+    temperature: float = 0.07  # weighted votes exp(cos / T), as in InstDisc (Wu et al., 2018)
+    logistic_c: tuple[float, ...] = (0.01, 0.1, 1.0)  # inverse L2 strengths to choose from
+    val_fraction: float = 0.1  # stratified share of train that chooses C
+    max_iter: int = 100  # lbfgs iterations per logistic fit
+    # Fit the logistic probe on at most this many train images (stratified, seeded); null: all.
+    logistic_max_train: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _require(len(self.knn_k) >= 1 and min(self.knn_k) >= 1, "knn_k",
+                 f"must list k >= 1, got {list(self.knn_k)}")
+        _require(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+        _require(len(self.logistic_c) >= 1 and min(self.logistic_c) > 0, "logistic_c",
+                 f"must list values > 0, got {list(self.logistic_c)}")
+        _require(0 < self.val_fraction < 1, "val_fraction",
+                 f"must be in (0, 1), got {self.val_fraction}")
+        _require(self.max_iter >= 1, "max_iter", f"must be >= 1, got {self.max_iter}")
+        _require(self.logistic_max_train is None or self.logistic_max_train >= 10,
+                 "logistic_max_train", f"must be null or >= 10, got {self.logistic_max_train}")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Section ``transfer``: downstream datasets for the frozen student, each given like the
+    ``data`` section (dataset, root, download, train_per_class, test_per_class); images are
+    resized to ``augment.size`` and normalised with the pretraining data's mean and std."""
+
+    targets: tuple[DataConfig, ...] = (DataConfig(dataset="digits"),)
+
+    def __post_init__(self) -> None:
+        names = [t.dataset for t in self.targets]
+        _require(len(set(names)) == len(names), "targets",
+                 f"lists a dataset twice: {names}")
 
 
 @dataclass(frozen=True)
@@ -234,6 +272,8 @@ class Params:
     momentum: MomentumConfig
     residual: ResidualConfig
     methods: MethodsConfig
+    probe: ProbeConfig
+    transfer: TransferConfig
     grid: tuple[RunSpec, ...]
 
     def __post_init__(self) -> None:
@@ -341,8 +381,29 @@ def _build(cls: type, data: Any, path: str) -> Any:
         raise ConfigError(f"{prefix}{err}") from None
 
 
+def _grid_runs(grid: Any) -> list:
+    """``grid`` maps each run's name to its spec; the name must be the one the spec implies
+    (``byol-full``, ``simclr-last2``, ``byol-full-res``), since DVC and Snakemake name stages
+    and output folders by it."""
+    if not isinstance(grid, Mapping):
+        raise ConfigError("grid: expected a mapping from run name to {method, scope, k, "
+                          f"residual}}, e.g. 'byol-full: {{method: byol, scope: full}}'; got "
+                          f"{grid!r}")
+    runs = []
+    for name, spec in grid.items():
+        run = _build(RunSpec, spec, f"grid.{name}")
+        _require(run.name == name, f"grid.{name}",
+                 f"the run's name must be '{run.name}' for method {run.method}, scope "
+                 f"{run.scope}" + (f", k {run.k}" if run.scope == "last_k" else "")
+                 + (", residual" if run.residual else "") + "; rename the key")
+        runs.append(spec)
+    return runs
+
+
 def params_from_dict(data: Any) -> Params:
     """Validate a parsed params mapping into :class:`Params`."""
+    if isinstance(data, Mapping) and "grid" in data:
+        data = {**data, "grid": _grid_runs(data["grid"])}
     return _build(Params, data, "")
 
 
@@ -362,8 +423,35 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(f"{path}: {err}") from None
 
 
+def run_params(params: Params, run: RunSpec) -> dict:
+    """The resolved params one grid run depends on, as plain data: every section that shapes its
+    training, with only its own method's settings and the residual section only when the run
+    uses the residual loss. ``dvc.yaml`` tracks this (``results/plan/<run>.yaml``) instead of
+    params.yaml, so a change reruns exactly the runs it touches."""
+    out = {name: to_dict(getattr(params, name))
+           for name in ("seed", "data", "augment", "loader", "model", "pretrain", "momentum")}
+    if run.residual:
+        out["residual"] = to_dict(params.residual)
+    out["method"] = to_dict(getattr(params.methods, run.method))
+    out["run"] = {"name": run.name, **to_dict(run)}
+    return out
+
+
+def params_hash(data: Any) -> str:
+    """sha256 of plain data in canonical JSON: the version stamp of features and metrics."""
+    import hashlib
+    import json
+
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def to_dict(obj: Any) -> Any:
     """Plain-data form of a config (tuples as lists), for resolved-params files and hashing."""
+    if isinstance(obj, Params):
+        out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out["grid"] = {run.name: to_dict(run) for run in obj.grid}
+        return out
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (tuple, list)):
@@ -372,6 +460,6 @@ def to_dict(obj: Any) -> Any:
 
 
 __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LoaderConfig", "MethodsConfig",
-           "ModelConfig", "MomentumConfig", "Params", "PretrainConfig", "ResidualConfig",
-           "RunSpec",
+           "ModelConfig", "MomentumConfig", "Params", "PretrainConfig", "ProbeConfig",
+           "ResidualConfig", "RunSpec", "TransferConfig", "params_hash", "run_params",
            "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict", "to_dict"]

@@ -1,29 +1,44 @@
 """The pretraining loop: one grid run (a method with a momentum variant), plain PyTorch.
 
-    out = pretrain(params, run)      # results/runs/<run>/{checkpoint.pt, model.pt, dvclive/, params.yaml}
+    out = pretrain(params, run)      # results/runs/<run>/{model.pt, dvclive/, params.yaml}
 
 Per step, in order: (1) the learning rate, linear warm-up then cosine; (2) tau from the loop's
 own step counter (cosine or constant); (3) forward of both views (bf16 autocast and
 channels_last on CUDA, fp32 on CPU); (4) the NaN guard; (5) backward and the optimiser step;
-(6) the teacher's EMA; (7) logging every ``log_every`` steps. A checkpoint is written atomically
-at the end of every epoch; the same call finds it and resumes from the next epoch, with the same
-batches as an uninterrupted run.
+(6) the teacher's EMA; (7) logging every ``log_every`` steps: loss, lr, tau, the gap and each
+block's gradient norm, at the step's number (telemetry.py). A checkpoint (checkpoint.pt) is
+written atomically at the end of every epoch; the same call finds it and resumes from the next
+epoch, with the same batches as an uninterrupted run, if it was written for the same run params
+(the hash of :func:`~momentum_ssl.config.run_params`). A finished run writes model.pt, its
+summary (stability per block, pretraining time) and removes the checkpoint.
+
+Under ``torchrun --nproc-per-node=N`` each process trains on its shard of every epoch (FFCV's
+distributed order) with ``loader.batch_size / N`` images, BatchNorm synchronised across
+processes on GPUs (SyncBatchNorm; on the CPU, gloo, each process keeps its own batch statistics)
+and gradients averaged by DDP; rank 0 logs and writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import yaml
+from torch import nn
 from tqdm import tqdm
 
-from .config import Params, RunSpec, to_dict
 from .artifacts import atomic_torch_save, atomic_write_text
-from .data.loaders import train_loader
+from .config import ConfigError, Params, RunSpec, params_hash, run_params, to_dict
+from .data.loaders import TwoViewLoader, beton_folder
 from .learner import build_learner
 from .momentum import cosine_tau
+from .paths import run_dir
+from .telemetry import StabilityMonitor
 
 
 class TrainingDiverged(RuntimeError):
@@ -75,54 +90,109 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def init_distributed(choice: str) -> tuple[torch.device, int, int]:
+    """(device, rank, world size). Under ``torchrun`` (WORLD_SIZE > 1) join the process group:
+    NCCL with one GPU per local rank, or gloo on the CPU."""
+    device = resolve_device(choice)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return device, 0, 1
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, dist.get_rank(), dist.get_world_size()
+
+
+def _truncate_history(live_dir: Path, before: int) -> None:
+    """Drop DVCLive rows logged at step >= ``before``: a resumed run logs them again."""
+    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        lines = tsv.read_text().splitlines(keepends=True)
+        kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split("\t", 1)[0]) < before]
+        atomic_write_text(tsv, "".join(kept))
+
+
 def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
     """Train ``run`` to ``params.pretrain.epochs``, resuming from ``out/checkpoint.pt`` if a
-    previous call was stopped; returns the run folder."""
+    previous call with the same run params was stopped; returns the run folder. Under
+    ``torchrun`` every rank calls it; rank 0 logs and writes."""
     from dvclive import Live
 
     cfg = params.pretrain
-    out = Path(out) if out is not None else Path(cfg.out_dir) / run.name
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "params.yaml", yaml.safe_dump(
-        {**to_dict(params), "run": to_dict(run)}, sort_keys=False))
-    device = resolve_device(cfg.device)
+    out = Path(out) if out is not None else run_dir(run.name)
+    device, rank, world = init_distributed(cfg.device)
+    if params.loader.batch_size % world:
+        raise ConfigError(f"loader.batch_size ({params.loader.batch_size}) is the global batch "
+                          f"and must divide among {world} processes")
+    plan = run_params(params, run)
+    stamp = params_hash(plan)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "params.yaml", yaml.safe_dump(plan, sort_keys=False))
     torch.manual_seed(params.seed)
-    loader = train_loader(params, device)
+    loader = TwoViewLoader(beton_folder(params), params.augment,
+                           dataclasses.replace(params.loader,
+                                               batch_size=params.loader.batch_size // world),
+                           params.seed, device, distributed=world > 1, rank=rank)
     learner = build_learner(params, run).to(device)
+    monitor = StabilityMonitor.attach(learner)
     if device.type == "cuda":
         learner = learner.to(memory_format=torch.channels_last)
+    model = learner
+    if world > 1:
+        if device.type == "cuda":  # PyTorch's SyncBatchNorm runs on GPUs only
+            learner = nn.SyncBatchNorm.convert_sync_batchnorm(learner)
+        # the MoCo queue and UniGrad's F stay equal on every rank by construction: no broadcast
+        model = nn.parallel.DistributedDataParallel(
+            learner, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False)
     peak = cfg.lr * params.loader.batch_size / 256  # the linear scaling rule
     trainable = [p for p in learner.parameters() if p.requires_grad]
     optimizer = (LARS(trainable, peak, cfg.momentum, cfg.weight_decay) if cfg.optimizer == "lars"
                  else torch.optim.SGD(trainable, peak, momentum=cfg.momentum,
                                       weight_decay=cfg.weight_decay))
     steps_per_epoch = len(loader)
-    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+    if steps_per_epoch == 0:
+        raise ConfigError(f"loader.batch_size ({params.loader.batch_size}) is larger than the "
+                          "training set; lower it")
+    total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
 
-    checkpoint, epoch, step = out / "checkpoint.pt", 0, 0
+    checkpoint, epoch, step, elapsed = out / "checkpoint.pt", 0, 0, 0.0
     if checkpoint.is_file():
         # on the CPU: the RNG state must stay a CPU tensor; load_state_dict moves the rest
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        learner.load_state_dict(state["learner"])
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, step = state["epoch"], state["step"]
-        torch.set_rng_state(state["torch_rng"])
+        if state.get("params_hash") != stamp:
+            print(f"{checkpoint} is from other run params; starting {run.name} from scratch")
+        else:
+            learner.load_state_dict(state["learner"])
+            optimizer.load_state_dict(state["optimizer"])
+            monitor.load_state_dict(state["stability"])
+            epoch, step, elapsed = state["epoch"], state["step"], state["elapsed_s"]
+            torch.set_rng_state(state["torch_rng"])
+            print(f"{run.name}: resuming after epoch {epoch} (step {step})")
     loader.set_epoch(epoch)
 
-    live = Live(str(out / "dvclive"), resume=epoch > 0, save_dvc_exp=False, dvcyaml=None)
+    live = None
+    if rank == 0:
+        if epoch > 0:
+            _truncate_history(out / "dvclive", step)
+        live = Live(str(out / "dvclive"), resume=epoch > 0, save_dvc_exp=False, dvcyaml=None,
+                    report=None)
     last_good: dict[str, float] = {}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     while epoch < cfg.epochs:
-        learner.train()
+        model.train()
+        started = time.perf_counter()
         for x1, x2, _ in tqdm(loader, desc=f"{run.name} epoch {epoch + 1}/{cfg.epochs}",
-                              leave=False):
+                              leave=False, disable=rank != 0):
             lr = learning_rate(step, total, warmup, peak)  # (1)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             tau = (cosine_tau(step, total, params.momentum.tau)  # (2)
                    if params.momentum.schedule == "cosine" else params.momentum.tau)
             with autocast:  # (3)
-                loss, logs = learner(x1, x2)
+                loss, logs = model(x1, x2)
             if not torch.isfinite(loss):  # (4)
                 raise TrainingDiverged(
                     f"{run.name}: the loss is {loss.item()} at step {step} (epoch {epoch + 1}); "
@@ -132,20 +202,44 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
             optimizer.zero_grad(set_to_none=True)  # (5)
             loss.backward()
             optimizer.step()
+            monitor.step()
             learner.update_teacher(tau)  # (6)
             if step % cfg.log_every == 0:  # (7)
                 last_good = {"step": step, "lr": lr, "tau": tau,
                              **{k: round(float(v), 6) for k, v in logs.items()}}
-                for name, value in last_good.items():
-                    if name != "step":
-                        live.log_metric(f"train/{name}", value)
-                live.next_step()
+                grads = monitor.latest()
+                if live is not None:
+                    live.step = step
+                    for name, value in last_good.items():
+                        if name != "step":
+                            live.log_metric(f"train/{name}", value)
+                    for name, value in grads.items():
+                        live.log_metric(f"grad_norm/{name}", round(value, 6))
+                    live.next_step()
             step += 1
         epoch += 1
-        atomic_torch_save({"learner": learner.state_dict(), "optimizer": optimizer.state_dict(),
-                      "epoch": epoch, "step": step, "torch_rng": torch.get_rng_state(),
-                      "run": to_dict(run)}, checkpoint)
-    atomic_torch_save({"learner": learner.state_dict(), "run": to_dict(run), "epochs": cfg.epochs},
-                 out / "model.pt")
-    live.end()
+        elapsed += time.perf_counter() - started
+        if rank == 0:
+            atomic_torch_save({"learner": learner.state_dict(),
+                               "optimizer": optimizer.state_dict(),
+                               "stability": monitor.state_dict(), "epoch": epoch, "step": step,
+                               "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(),
+                               "params_hash": stamp, "run": to_dict(run)}, checkpoint)
+        if world > 1:
+            dist.barrier()
+    if rank == 0:
+        for block, stats in monitor.summary().items():
+            for name, value in stats.items():
+                live.log_metric(f"stability/{block}/{name}", round(value, 6), plot=False)
+        live.log_metric("time/pretrain_s", round(elapsed, 1), plot=False)
+        live.log_metric("time/steps", step, plot=False)
+        live.make_summary()
+        live.end()
+        atomic_torch_save({"learner": learner.state_dict(), "run": to_dict(run),
+                           "epochs": cfg.epochs, "params_hash": stamp}, out / "model.pt")
+        # done: a later rerun of this stage (say, after a code change) must not resume
+        checkpoint.unlink(missing_ok=True)
+    if world > 1:
+        dist.barrier()
+    monitor.remove()
     return out

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..artifacts import atomic_write_text, commit, partial_path
+from ..artifacts import MissingArtifact, atomic_write_text, commit, partial_path
 from ..config import DataConfig, Params
 from .datasets import SPLITS, DataError, ImageSource, load_source
 
@@ -172,6 +172,6 @@ def read_meta(folder: str | Path) -> dict:
     """The ``meta.json`` of a converted dataset, with a clear error when it is missing."""
     path = Path(folder) / "meta.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the dataset is not converted (or its "
+        raise MissingArtifact(f"{path} not found: the dataset is not converted (or its "
                                 "conversion did not finish); run python -m momentum_ssl convert")
     return json.loads(path.read_text())

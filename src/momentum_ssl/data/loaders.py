@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..artifacts import MissingArtifact
 from ..config import AugmentConfig, LoaderConfig, Params
 from .augment import EvalTransform, ViewAugment, stream_seed, torchvision_view
 from .convert import read_meta, stratified_subset
@@ -80,7 +81,7 @@ def _epoch(loader):
 def _beton(folder: Path, split: str) -> Path:
     path = folder / f"{split}.beton"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; run python -m momentum_ssl convert first")
+        raise MissingArtifact(f"{path} not found; run python -m momentum_ssl convert first")
     return path
 
 

@@ -1,0 +1,207 @@
+"""Frozen features to Parquet: the ``extract`` stage.
+
+    extract(params, "byol-full")   # results/features/byol-full/{train,test}.parquet
+    extract(params, "raw")         # baseline: the normalised pixels
+    extract(params, "random")      # baseline: a random-init backbone (seeded)
+    columns, labels, meta = read_features(path)
+
+Each file holds one split in file order of its ``.beton``: an int64 ``label`` column and one
+fixed-size float32 list column per encoder: ``student`` (the pooled backbone output), and
+``teacher`` when the run's teacher owns backbone blocks (scopes full and last_k; a
+projector-only teacher shares the student's backbone, so its features are the student's). The
+schema metadata key ``momentum_ssl`` holds JSON with the params hash of what produced the file,
+the name, split, dataset and feature size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .artifacts import CorruptArtifact, MissingArtifact, commit, partial_path
+from .config import ConfigError, Params, params_hash, run_params, to_dict
+from .data.datasets import SPLITS
+from .data.loaders import eval_loader
+from .learner import Learner, build_learner
+from .models.backbones import build_backbone
+from .paths import BASELINES, features_dir, run_dir
+
+META_KEY = b"momentum_ssl"
+
+
+def load_learner(params: Params, name: str, model_path: Path | None = None) -> Learner:
+    """The trained learner of grid run ``name`` from its model.pt, in eval mode."""
+    runs = {run.name: run for run in params.grid}
+    run = runs[name]
+    model_path = model_path or run_dir(name) / "model.pt"
+    if not model_path.is_file():
+        raise MissingArtifact(f"{model_path} not found; run python -m momentum_ssl pretrain "
+                                f"--run {name} first")
+    state = torch.load(model_path, map_location="cpu", weights_only=False)
+    if state.get("params_hash") != params_hash(run_params(params, run)):
+        raise ConfigError(f"{model_path} was trained with other params than {name} has now; "
+                          f"rerun python -m momentum_ssl pretrain --run {name} (or dvc repro)")
+    learner = build_learner(params, run)
+    learner.load_state_dict(state["learner"])
+    return learner.eval()
+
+
+class Encoders(torch.nn.Module):
+    """Pooled features of the student and, when it owns backbone blocks, of the teacher."""
+
+    def __init__(self, learner: Learner):
+        super().__init__()
+        self.learner = learner
+        teacher = learner.teacher
+        self.names = ["student"] + (["teacher"] if teacher is not None and teacher.blocks
+                                    else [])
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        teacher = self.learner.teacher
+        if len(self.names) == 1:
+            return {"student": self.learner.backbone(x)}
+        y, entry = self.learner.backbone.forward_tap(x, teacher.start)
+        y_t, _ = teacher(x if teacher.start == 0 else entry)
+        return {"student": y, "teacher": y_t}
+
+
+class PixelEncoder(torch.nn.Module):
+    names = ["raw"]
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"raw": x.flatten(1)}
+
+
+class SingleEncoder(torch.nn.Module):
+    names = ["student"]
+
+    def __init__(self, backbone: torch.nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"student": self.backbone(x)}
+
+
+def random_backbone(params: Params) -> torch.nn.Module:
+    torch.manual_seed(params.seed)
+    return build_backbone(params.model.backbone, params.model.width,
+                          params.model.cifar_stem).eval()
+
+
+def encoder_for(params: Params, name: str) -> tuple[torch.nn.Module, str]:
+    """The encoder of a grid run or baseline, and the params hash it stands for."""
+    if name == "raw":
+        return PixelEncoder(), params_hash({"baseline": "raw", "data": to_dict(params.data),
+                                       "size": params.augment.size})
+    if name == "random":
+        return SingleEncoder(random_backbone(params)), params_hash(
+            {"baseline": "random", "seed": params.seed, "data": to_dict(params.data),
+             "size": params.augment.size, "model": to_dict(params.model)})
+    runs = {run.name: run for run in params.grid}
+    if name not in runs:
+        raise ConfigError(f"{name!r} is neither a grid run nor a baseline; choose one of "
+                          + ", ".join([*runs, *BASELINES]))
+    return Encoders(load_learner(params, name)), params_hash(run_params(params, runs[name]))
+
+
+@torch.no_grad()
+def encode(encoder: torch.nn.Module, batches, device: torch.device,
+           desc: str = "encode") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Run ``encoder`` over ``(images, labels)`` batches; float32 features per name, labels."""
+    encoder = encoder.to(device).eval()
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in encoder.names}
+    labels = []
+    for x, y in tqdm(batches, desc=desc, leave=False):
+        for name, f in encoder(x.to(device)).items():
+            parts[name].append(f.float().cpu().numpy().copy())
+        # a copy: FFCV hands out the same label buffer again a few batches later
+        labels.append(y.cpu().numpy().reshape(-1).copy())
+    return ({name: np.concatenate(p) for name, p in parts.items()},
+            np.concatenate(labels).astype(np.int64))
+
+
+def single_channel(pixels: np.ndarray, channels: int = 3) -> np.ndarray:
+    """Grayscale images stored as RGB: keep one channel (cosine and probes see the same data
+    at a third of the size)."""
+    per = pixels.reshape(len(pixels), channels, -1)
+    if all(np.array_equal(per[:, 0], per[:, c]) for c in range(1, channels)):
+        return np.ascontiguousarray(per[:, 0])
+    return pixels
+
+
+def write_features(path: Path, columns: dict[str, np.ndarray], labels: np.ndarray,
+                   meta: dict, extra: dict[str, np.ndarray] | None = None) -> None:
+    """One split as Parquet, atomically (temp name, then rename): ``label``, the 2-D
+    ``columns`` as fixed-size float32 lists, then ``extra`` 1-D integer columns (predictions)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays, names = [pa.array(labels, pa.int64())], ["label"]
+    for name, values in (extra or {}).items():
+        arrays.append(pa.array(np.asarray(values), pa.int64()))
+        names.append(name)
+    for name, values in columns.items():
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)),
+                                                        values.shape[1]))
+        names.append(name)
+    table = pa.Table.from_arrays(arrays, names=names)
+    table = table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_features(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """(features per column, labels, metadata) of one Parquet file written by
+    :func:`write_features`."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingArtifact(f"{path} not found; run python -m momentum_ssl extract first")
+    try:
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[META_KEY])
+    except (OSError, KeyError, ValueError) as err:  # pyarrow's errors derive from these
+        raise CorruptArtifact(f"{path} is not a features file of momentum_ssl ({err}); delete it "
+                         "and rerun python -m momentum_ssl extract") from None
+    labels = table.column("label").to_numpy()
+    columns = {}
+    for name in table.column_names[1:]:
+        column = table.column(name).combine_chunks()
+        if not hasattr(column, "flatten"):  # an integer column (predictions)
+            columns[name] = column.to_numpy()
+            continue
+        columns[name] = column.flatten().to_numpy().reshape(len(column), -1)
+    return columns, labels, meta
+
+
+def extract(params: Params, name: str, out: Path | None = None) -> Path:
+    """Features of grid run or baseline ``name`` for the train and test splits."""
+    from .train import resolve_device
+
+    out = Path(out) if out is not None else features_dir(name)
+    encoder, stamp = encoder_for(params, name)
+    device = resolve_device(params.pretrain.device)
+    for split in SPLITS:
+        columns, labels = encode(encoder, eval_loader(params, split, device), device,
+                                 f"extract {name}/{split}")
+        if name == "raw":
+            columns = {"raw": single_channel(columns["raw"])}
+        dims = {c: int(v.shape[1]) for c, v in columns.items()}
+        write_features(out / f"{split}.parquet", columns, labels, {
+            "params_hash": stamp, "name": name, "split": split,
+            "dataset": params.data.dataset, "dims": dims, "num_samples": int(len(labels))})
+    return out

@@ -1,0 +1,33 @@
+"""Where every stage reads and writes, relative to the repository root (dvc.yaml and the
+Snakefile name the same paths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS = Path("results")
+BASELINES = ("raw", "random")  # raw pixels and a random-init backbone, probed like the runs
+
+
+def plan_file(run: str, root: Path = RESULTS) -> Path:
+    return root / "plan" / f"{run}.yaml"
+
+
+def run_dir(run: str, root: Path = RESULTS) -> Path:
+    return root / "runs" / run
+
+
+def features_dir(name: str, root: Path = RESULTS) -> Path:
+    return root / "features" / name
+
+
+def probe_file(name: str, root: Path = RESULTS) -> Path:
+    return root / "probes" / f"{name}.json"
+
+
+def transfer_file(name: str, root: Path = RESULTS) -> Path:
+    return root / "transfer" / f"{name}.json"
+
+
+def predictions_file(name: str, root: Path = RESULTS) -> Path:
+    return root / "predictions" / f"{name}.parquet"

@@ -1,0 +1,159 @@
+"""Probes of frozen features with scikit-learn: the ``probe`` stage.
+
+    scores = knn_probe(train_x, train_y, test_x, test_y, ks=(20, 200), temperature=0.07)
+    # {"k20_weighted": top-1, "k20_majority": ..., "k200_weighted": ..., ...}
+    scores = logistic_probe(train_x, train_y, test_x, test_y, cs=(0.01, 0.1, 1.0))
+    probe(params, "byol-full")   # results/probes/byol-full.json, results/predictions/byol-full.parquet
+
+kNN: cosine similarity (scikit-learn's brute-force ``NearestNeighbors``, searched once for the
+largest k); each test image votes over its k nearest train images, either one vote each
+(majority) or exp(cos / T) each (temperature-weighted, InstDisc). Ties go to the lowest class,
+as in ``KNeighborsClassifier``. Logistic regression: standardised features (``StandardScaler``),
+multinomial ``LogisticRegression`` (lbfgs) with C chosen on a stratified validation split of
+train, then refitted on all of train. Every encoder of a features file is probed (student and
+teacher); ``gap`` is student minus teacher.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import CorruptArtifact, atomic_write_text
+from .config import Params, ProbeConfig, params_hash, to_dict
+from .features import read_features, write_features
+from .paths import features_dir, predictions_file, probe_file
+
+
+def knn_neighbours(train_x: np.ndarray, test_x: np.ndarray, k: int):
+    """(cosine similarities, indices) of the ``k`` nearest train rows of each test row."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(train_x))
+    search = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute")
+    distances, indices = search.fit(train_x).kneighbors(test_x)
+    return 1.0 - distances, indices
+
+
+def knn_votes(similarities: np.ndarray, indices: np.ndarray, train_y: np.ndarray, k: int,
+              num_classes: int, temperature: float | None) -> np.ndarray:
+    """Class scores (N, C) from the first ``k`` neighbours: counts, or sums of exp(cos / T)."""
+    labels = train_y[indices[:, :k]]
+    weights = (np.ones_like(similarities[:, :k]) if temperature is None
+               else np.exp(similarities[:, :k].astype(np.float64) / temperature))
+    votes = np.zeros((len(labels), num_classes))
+    np.add.at(votes, (np.arange(len(labels))[:, None], labels), weights)
+    return votes
+
+
+def knn_probe(train_x, train_y, test_x, test_y, ks=(20, 200), temperature=0.07,
+              predictions: dict | None = None) -> dict[str, float]:
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    similarities, indices = knn_neighbours(train_x, test_x, max(ks))
+    scores = {}
+    for k in ks:
+        for kind, t in (("weighted", temperature), ("majority", None)):
+            predicted = knn_votes(similarities, indices, train_y, k, num_classes, t).argmax(1)
+            scores[f"k{k}_{kind}"] = float((predicted == test_y).mean())
+            if predictions is not None:
+                predictions[f"knn_k{k}_{kind}"] = predicted
+    return scores
+
+
+def _logistic(c: float, max_iter: int, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter,
+                                                              random_state=seed))
+
+
+def logistic_probe(train_x, train_y, test_x, test_y, cs=(0.01, 0.1, 1.0), val_fraction=0.1,
+                   max_iter=100, max_train=None, seed=0,
+                   predictions: dict | None = None) -> dict[str, float]:
+    """Top-1 of a standardised multinomial logistic regression whose C is chosen on a
+    stratified ``val_fraction`` of train; also the chosen C, its validation top-1 and whether
+    every fit converged within ``max_iter``."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+
+    if max_train is not None and max_train < len(train_x):
+        keep, _ = train_test_split(np.arange(len(train_x)), train_size=max_train,
+                                   stratify=train_y, random_state=seed)
+        train_x, train_y = train_x[np.sort(keep)], train_y[np.sort(keep)]
+    fit, val = train_test_split(np.arange(len(train_x)), test_size=val_fraction,
+                                stratify=train_y, random_state=seed)
+    converged = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        val_scores = []
+        for c in cs:
+            model = _logistic(c, max_iter, seed).fit(train_x[fit], train_y[fit])
+            val_scores.append(model.score(train_x[val], train_y[val]))
+        best = int(np.argmax(val_scores))
+        model = _logistic(cs[best], max_iter, seed).fit(train_x, train_y)
+        converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    predicted = model.predict(test_x)
+    if predictions is not None:
+        predictions["logistic"] = predicted
+    return {"top1": float((predicted == test_y).mean()), "C": float(cs[best]),
+            "val_top1": float(val_scores[best]), "converged": converged}
+
+
+def probe_features(train: dict[str, np.ndarray], train_y: np.ndarray,
+                   test: dict[str, np.ndarray], test_y: np.ndarray, cfg: ProbeConfig,
+                   seed: int, predictions: dict | None = None) -> dict:
+    """Both probes on every encoder's features, and the student-teacher gap."""
+    out: dict = {}
+    for name in train:
+        preds: dict = {}
+        out[name] = {
+            "knn": knn_probe(train[name], train_y, test[name], test_y, cfg.knn_k,
+                             cfg.temperature, preds),
+            "logistic": logistic_probe(train[name], train_y, test[name], test_y,
+                                       cfg.logistic_c, cfg.val_fraction, cfg.max_iter,
+                                       cfg.logistic_max_train, seed, preds),
+        }
+        if predictions is not None:
+            predictions.update({f"{name}/{key}": value for key, value in preds.items()})
+    if "student" in out and "teacher" in out:
+        s, t = out["student"], out["teacher"]
+        out["gap"] = {"knn": {key: s["knn"][key] - t["knn"][key] for key in s["knn"]},
+                      "logistic": s["logistic"]["top1"] - t["logistic"]["top1"]}
+    return out
+
+
+def headline_knn(cfg: ProbeConfig) -> str:
+    """The kNN score the report leads with: the first k, temperature-weighted."""
+    return f"k{cfg.knn_k[0]}_weighted"
+
+
+def probe(params: Params, name: str, features: Path | None = None, out: Path | None = None,
+          predictions_out: Path | None = None) -> Path:
+    """Probe the features of grid run or baseline ``name``; writes the metrics JSON and every
+    probe's test predictions (Parquet)."""
+    folder = Path(features) if features is not None else features_dir(name)
+    out = Path(out) if out is not None else probe_file(name)
+    predictions_out = (Path(predictions_out) if predictions_out is not None
+                       else predictions_file(name))
+    train, train_y, train_meta = read_features(folder / "train.parquet")
+    test, test_y, test_meta = read_features(folder / "test.parquet")
+    if train_meta["params_hash"] != test_meta["params_hash"]:
+        raise CorruptArtifact(f"{folder}: train.parquet and test.parquet come from different params; "
+                         f"rerun python -m momentum_ssl extract --run {name}")
+    predictions: dict = {}
+    scores = probe_features(train, train_y, test, test_y, params.probe, params.seed, predictions)
+    metrics = {"name": name, "knn_headline": headline_knn(params.probe),
+               "features_hash": train_meta["params_hash"],
+               "params_hash": params_hash({"features": train_meta["params_hash"],
+                                           "probe": to_dict(params.probe), "seed": params.seed}),
+               **scores}
+    write_features(predictions_out, {}, test_y,
+                   {"name": name, "params_hash": metrics["params_hash"]}, extra=predictions)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return out

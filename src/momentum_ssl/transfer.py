@@ -1,0 +1,93 @@
+"""Downstream transfer of frozen features: the ``transfer`` stage.
+
+    transfer(params, "byol-full")   # results/transfer/byol-full.json
+
+The frozen student backbone of a grid run (or a baseline: raw pixels, the random-init
+backbone) encodes each target in ``params.transfer.targets``: its images resized to
+``augment.size`` and normalised with the pretraining data's mean and std, as the evaluation
+images of the pretraining data are. The features go through the same probes as in ``probe``
+(probes.py). Targets are read from their sources directly (no ``.beton``): they are small in
+the embedded default (scikit-learn's digits) and read once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .artifacts import atomic_write_text
+from .config import DataConfig, Params, params_hash, to_dict
+from .data.augment import EvalTransform
+from .data.convert import read_meta, stratified_subset
+from .data.datasets import SPLITS, load_source
+from .data.loaders import beton_folder
+from .features import Encoders, SingleEncoder, single_channel, encode, encoder_for
+from .paths import transfer_file
+from .probes import headline_knn, probe_features
+
+
+def target_batches(target: DataConfig, split: str, transform: EvalTransform, batch_size: int,
+                   seed: int):
+    """(images, labels) batches of one split of a target, resized and normalised."""
+    source = load_source(target, split)
+    per_class = target.train_per_class if split == "train" else target.test_per_class
+    indices = stratified_subset(source.labels, len(source.classes), per_class, seed)
+    for start in range(0, len(indices), batch_size):
+        images, labels = [], []
+        for i in indices[start:start + batch_size]:
+            image, label = source[i]
+            # one image at a time: sources such as ImageFolder have images of many sizes
+            images.append(transform(torch.from_numpy(image).permute(2, 0, 1)[None]))
+            labels.append(label)
+        yield torch.cat(images), torch.tensor(labels)
+
+
+def transfer(params: Params, name: str, out: Path | None = None) -> Path:
+    from .train import resolve_device
+
+    out = Path(out) if out is not None else transfer_file(name)
+    encoder, stamp = encoder_for(params, name)
+    if isinstance(encoder, Encoders):  # a grid run: the frozen student only
+        encoder = SingleEncoder(encoder.learner.backbone)
+    meta = read_meta(beton_folder(params))
+    transform = EvalTransform(params.augment.size, meta["mean"], meta["std"])
+    device = resolve_device(params.pretrain.device)
+    results: dict = {}
+    for target in params.transfer.targets:
+        split_features = {}
+        for split in SPLITS:
+            columns, labels = encode(
+                encoder, target_batches(target, split, transform, params.loader.batch_size,
+                                        params.seed),
+                device, f"transfer {name} -> {target.dataset}/{split}")
+            if name == "raw":
+                columns = {"raw": single_channel(columns["raw"])}
+            split_features[split] = (columns, labels)
+        (train, train_y), (test, test_y) = split_features["train"], split_features["test"]
+        results[target.dataset] = {"num_train": int(len(train_y)), "num_test": int(len(test_y)),
+                                   **probe_features(train, train_y, test, test_y, params.probe,
+                                                    params.seed)}
+    metrics = {"name": name, "knn_headline": headline_knn(params.probe),
+               "params_hash": params_hash({"encoder": stamp, "probe": to_dict(params.probe),
+                                           "transfer": to_dict(params.transfer),
+                                           "seed": params.seed}),
+               "targets": results}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def transfer_summary(path: Path) -> dict[str, float]:
+    """{target: headline kNN top-1 of the first encoder} of a transfer JSON."""
+    metrics = json.loads(Path(path).read_text())
+    key = metrics["knn_headline"]
+    out = {}
+    for target, scores in metrics["targets"].items():
+        encoder = next(k for k, v in scores.items() if isinstance(v, dict) and "knn" in v)
+        out[target] = scores[encoder]["knn"][key]
+    return out
+
+
+__all__ = ["target_batches", "transfer", "transfer_summary"]

@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from momentum_ssl.features import read_features, write_features
+from momentum_ssl.probes import knn_probe, logistic_probe, probe
+
+
+def blobs(n, dim=12, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim))
+    y = rng.integers(0, classes, n)
+    return (centres[y] + rng.normal(scale=1.5, size=(n, dim))).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = blobs(700)
+    return x[:500], y[:500], x[500:], y[500:]
+
+
+@pytest.mark.parametrize("k", [5, 20])
+def test_knn_matches_scikit_learn_called_directly(data, k):
+    train_x, train_y, test_x, test_y = data
+    ours = knn_probe(train_x, train_y, test_x, test_y, ks=(k,), temperature=0.07)
+    majority = KNeighborsClassifier(k, metric="cosine", algorithm="brute")
+    weighted = KNeighborsClassifier(k, metric="cosine", algorithm="brute",
+                                    weights=lambda d: np.exp((1 - d) / 0.07))
+    assert ours[f"k{k}_majority"] == majority.fit(train_x, train_y).score(test_x, test_y)
+    assert ours[f"k{k}_weighted"] == weighted.fit(train_x, train_y).score(test_x, test_y)
+    assert 0.5 < ours[f"k{k}_weighted"] <= 1.0
+
+
+def test_weighted_and_majority_votes_differ_where_they_should():
+    # one very close neighbour of class 1 against two far ones of class 0
+    train_x = np.array([[1.0, 0.0], [0.0, 1.0], [0.05, 1.0]], dtype=np.float32)
+    train_y = np.array([1, 0, 0])
+    test_x = np.array([[1.0, 0.01]], dtype=np.float32)
+    scores = knn_probe(train_x, train_y, test_x, np.array([1]), ks=(3,), temperature=0.07)
+    assert scores == {"k3_weighted": 1.0, "k3_majority": 0.0}
+
+
+def test_logistic_matches_scikit_learn_with_the_chosen_c(data):
+    train_x, train_y, test_x, test_y = data
+    ours = logistic_probe(train_x, train_y, test_x, test_y, cs=(0.001, 0.1, 10.0),
+                          val_fraction=0.2, max_iter=500, seed=0)
+    fit, val = train_test_split(np.arange(500), test_size=0.2, stratify=train_y, random_state=0)
+    val_scores = [make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+                  .fit(train_x[fit], train_y[fit]).score(train_x[val], train_y[val])
+                  for c in (0.001, 0.1, 10.0)]
+    best = (0.001, 0.1, 10.0)[int(np.argmax(val_scores))]
+    direct = make_pipeline(StandardScaler(), LogisticRegression(C=best, max_iter=500))
+    assert ours["C"] == best and ours["converged"]
+    assert ours["top1"] == pytest.approx(direct.fit(train_x, train_y).score(test_x, test_y))
+    assert ours["val_top1"] == pytest.approx(max(val_scores))
+
+
+def test_probe_stage_writes_metrics_gap_and_predictions(tiny, tmp_path):
+    x, y = blobs(300, dim=16, classes=10)
+    folder = tmp_path / "feats"
+    for split, rows in (("train", slice(0, 200)), ("test", slice(200, 300))):
+        write_features(folder / f"{split}.parquet",
+                       {"student": x[rows], "teacher": x[rows][:, ::-1] * 0.5 + 0.1},
+                       y[rows], {"params_hash": "h", "name": "t"})
+    out = probe(tiny, "t", features=folder, out=tmp_path / "t.json",
+                predictions_out=tmp_path / "t.parquet")
+    metrics = json.loads(out.read_text())
+    assert set(metrics["student"]["knn"]) == {"k5_weighted", "k5_majority", "k20_weighted",
+                                              "k20_majority"}
+    assert metrics["knn_headline"] == "k5_weighted"
+    assert metrics["gap"]["knn"]["k5_weighted"] == pytest.approx(
+        metrics["student"]["knn"]["k5_weighted"] - metrics["teacher"]["knn"]["k5_weighted"])
+    columns, labels, _ = read_features(tmp_path / "t.parquet")
+    assert np.array_equal(labels, y[200:])
+    acc = (columns["student/logistic"] == labels).mean()
+    assert acc == pytest.approx(metrics["student"]["logistic"]["top1"])
+
+
+def test_probe_refuses_train_and_test_of_different_params(tiny, tmp_path):
+    x, y = blobs(40)
+    for split, stamp in (("train", "a"), ("test", "b")):
+        write_features(tmp_path / f"{split}.parquet", {"student": x}, y, {"params_hash": stamp})
+    with pytest.raises(ValueError, match="come from different params"):
+        probe(tiny, "t", features=tmp_path, out=tmp_path / "t.json")

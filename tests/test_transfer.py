@@ -1,0 +1,27 @@
+import json
+
+import pytest
+
+from momentum_ssl.train import pretrain
+from momentum_ssl.transfer import transfer, transfer_summary
+
+
+def test_transfer_probes_the_frozen_student_on_each_target(tiny):
+    run = next(r for r in tiny.grid if r.name == "byol-full")
+    pretrain(tiny, run)
+    out = transfer(tiny, "byol-full")
+    metrics = json.loads(out.read_text())
+    digits = metrics["targets"]["digits"]
+    assert (digits["num_train"], digits["num_test"]) == (100, 50)  # 10 and 5 per class
+    assert list(k for k in digits if isinstance(digits[k], dict)) == ["student"]
+    assert 0 <= digits["student"]["logistic"]["top1"] <= 1
+    assert transfer_summary(out) == {"digits": digits["student"]["knn"]["k5_weighted"]}
+
+
+@pytest.mark.parametrize("baseline", ["raw", "random"])
+def test_transfer_baselines(tiny, baseline):
+    metrics = json.loads(transfer(tiny, baseline).read_text())
+    scores = metrics["targets"]["digits"]
+    encoder = "raw" if baseline == "raw" else "student"
+    # digits are easy: even raw pixels of 10 images per class beat chance (10%) by far
+    assert scores[encoder]["knn"]["k5_weighted"] > 0.5
