@@ -52,4 +52,4 @@ def test_params_prints_the_resolved_file(tmp_path):
     resolved = yaml.safe_load(done.stdout)
     assert resolved["augment"]["crop_scale"] == [0.2, 1.0]
     assert resolved["grid"]["simclr-none"] == {"method": "simclr", "scope": "none", "k": 1,
-                                               "residual": False}
+                                               "residual": False, "gpus": 1}

@@ -136,7 +136,7 @@ def test_run_params_hold_only_what_the_run_reads():
     assert "residual" not in plain and res["residual"] == {"weight": 1.0, "level": "projector"}
     assert plain["method"] == {"proj_hidden": 512, "proj_out": 128, "pred_hidden": 512}
     assert plain["run"] == {"name": "byol-full", "method": "byol", "scope": "full", "k": 1,
-                            "residual": False}
+                            "residual": False, "gpus": 1}
     assert "probe" not in plain and "grid" not in plain
     changed = params_from_dict(with_change("residual.weight", 0.5))
     runs2 = {run.name: run for run in changed.grid}

@@ -49,11 +49,38 @@ def _plan(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _claim_gpus(params, count: int = 1) -> list[str] | None:
+    """Claim free GPUs before CUDA starts (gpus.py); None on a machine without one."""
+    if params.pretrain.device == "cpu":
+        return None
+    from .gpus import claim
+
+    return claim(count)
+
+
 def _pretrain(args: argparse.Namespace) -> None:
+    import os
+    import subprocess
+
     from .train import pretrain
 
     params = load_params(args.params)
-    print(f"wrote {pretrain(params, _grid_run(params, args))}")
+    run = _grid_run(params, args)
+    gpus = _claim_gpus(params, run.gpus if "WORLD_SIZE" not in os.environ else 1)
+    if run.gpus > 1 and "WORLD_SIZE" not in os.environ:
+        if gpus is None:
+            print(f"{run.name} asks for {run.gpus} GPUs and this machine has none: training "
+                  "in one process on the CPU")
+        else:  # one process per claimed GPU; this process holds the claim until they end
+            torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        f"--nproc-per-node={len(gpus)}", "-m", "momentum_ssl", "--",
+                        "pretrain", "--run", run.name, "--params", args.params]
+            print(" ".join(torchrun[2:]), flush=True)
+            done = subprocess.run(torchrun)
+            if done.returncode:
+                raise SystemExit(done.returncode)
+            return
+    print(f"wrote {pretrain(params, run)}")
 
 
 def _extract(args: argparse.Namespace) -> None:
@@ -61,6 +88,7 @@ def _extract(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     _grid_run(params, args, baselines=True)
+    _claim_gpus(params)
     print(f"wrote {extract(params, args.run)}/{{train,test}}.parquet")
 
 
@@ -84,6 +112,7 @@ def _transfer(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     _grid_run(params, args, baselines=True)
+    _claim_gpus(params)
     out = transfer(params, args.run)
     scores = ", ".join(f"{t} kNN {v:.4f}" for t, v in transfer_summary(out).items())
     print(f"wrote {out}: {scores}")
@@ -134,12 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .artifacts import CorruptArtifact, MissingArtifact
     from .data.datasets import DataError, DatasetNotFound
-    from .train import TrainingDiverged
 
+    expected: tuple = (ConfigError, DataError, DatasetNotFound, MissingArtifact, CorruptArtifact)
+    if args.stage == "pretrain":  # only this stage pays for importing the training loop
+        from .train import TrainingDiverged
+
+        expected += (TrainingDiverged,)
     try:
         STAGES[args.stage][0](args)
-    except (ConfigError, DataError, DatasetNotFound, TrainingDiverged, MissingArtifact,
-            CorruptArtifact) as err:
+    except expected as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -246,9 +246,11 @@ class RunSpec:
     scope: Scope = "none"
     k: int = 1  # stages under EMA, used by scope last_k only
     residual: bool = False  # add the residual-momentum loss (needs a teacher)
+    gpus: int = 1  # GPUs of this run: more than one trains it under torchrun (DDP)
 
     def __post_init__(self) -> None:
         _require(self.k >= 1, "k", f"must be >= 1, got {self.k}")
+        _require(self.gpus >= 1, "gpus", f"must be >= 1, got {self.gpus}")
         _require(not (self.residual and self.scope == "none"), "residual",
                  "the residual-momentum loss needs a teacher; use a scope other than 'none' "
                  "or set residual: false")

@@ -166,7 +166,8 @@ def render(params: Params, rows: list[dict], blocks: list[str]) -> str:
         "# momentum-ssl report", "",
         f"Dataset {params.data.dataset}, backbone {params.model.backbone}"
         + (f" (width {params.model.width})" if params.model.backbone == "resnet_tiny" else "")
-        + f", {params.pretrain.epochs} epochs at batch {params.loader.batch_size}. Top-1 (%) on "
+        + f", {params.pretrain.epochs} epoch{'s' * (params.pretrain.epochs != 1)} at batch "
+        f"{params.loader.batch_size}. Top-1 (%) on "
         f"the test split: kNN is {key} over cosine similarity, logistic is a standardised "
         "multinomial logistic regression with C chosen on a validation split of train. "
         "Gap = kNN student - kNN teacher (points); teacher features exist when the teacher "

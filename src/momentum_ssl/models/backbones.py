@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import resnet
-from torchvision.models.resnet import BasicBlock
+
+# torchvision is imported where it is used: `import torchvision` loads every model family
+# (about 2 s), which every stage process would pay.
 
 NAMES = ("resnet18", "resnet50", "resnet_tiny")
 
@@ -56,6 +57,8 @@ def _cifar_stem(width: int) -> nn.Sequential:
 
 
 def _torchvision(name: str, cifar_stem: bool) -> Backbone:
+    from torchvision.models import resnet
+
     net = getattr(resnet, name)(weights=None)
     stem = (_cifar_stem(64) if cifar_stem else
             nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool))
@@ -67,6 +70,8 @@ def _stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequentia
     if stride != 1 or inplanes != planes:
         downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
                                    nn.BatchNorm2d(planes))
+    from torchvision.models.resnet import BasicBlock
+
     layers = [BasicBlock(inplanes, planes, stride, downsample)]
     layers += [BasicBlock(planes, planes) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)

@@ -1,0 +1,41 @@
+# momentum-ssl: the DAG of dvc.yaml, scheduled by Snakemake (jobs in parallel, GPUs counted).
+#
+#   snakemake --cores all --resources gpu=4     # the whole grid, at most 4 GPU jobs at once
+#   snakemake -n                                # what would run
+#
+# Every rule runs the command of the dvc.yaml stage of the same name (a log file added), over
+# the same grid from params.yaml, with the same inputs and outputs; tests/test_workflow.py
+# checks that the two graphs agree. After a successful run, `dvc commit` records the outputs
+# in dvc.lock, so `dvc status` is clean and `dvc metrics diff` sees the results.
+
+from momentum_ssl.workflow import Grid
+
+configfile: "params.yaml"
+
+
+GRID = Grid.from_config(config, "params.yaml")  # validated: a bad cell fails here, by key
+RUNS = GRID.runs
+BASELINES = GRID.baselines
+BETON = GRID.beton
+ENV = "../envs/momentum-ssl.yaml"  # relative to workflow/rules/; used with --sdm conda
+
+wildcard_constraints:
+    run="|".join(RUNS) or "(?!)",
+    baseline="|".join(BASELINES),
+    name="|".join([*RUNS, *BASELINES]),
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report.md",
+
+
+onsuccess:
+    shell("dvc commit --force --quiet")

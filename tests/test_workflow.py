@@ -1,0 +1,154 @@
+"""Snakemake and DVC as one graph: the same stages, commands, inputs and outputs, read from
+`snakemake --forceall -n -p` and from DVC's own stage list; lint; the SLURM profile."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+def snakemake(*args, cwd=REPO, timeout=300):
+    return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def snakemake_jobs(cwd=REPO) -> dict[str, dict]:
+    """{command without its log redirect: {rule, inputs, outputs}} from a forced dry run."""
+    done = snakemake("--forceall", "-n", "-p", cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    jobs = {}
+    for block in re.split(r"\n\[[^\]]+\]\n", done.stdout)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        if rule == "all":
+            continue
+        fields = dict(re.findall(r"^    (input|output): (.*)$", block, re.M))
+        command = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
+        command = re.sub(r" > \S+ 2>&1$", "", command)
+        jobs[command] = {"rule": rule,
+                         "inputs": set(fields.get("input", "").split(", ")) - {""},
+                         "outputs": set(fields["output"].split(", "))}
+    return jobs
+
+
+def dvc_stages(cwd=REPO) -> dict[str, dict]:
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(cwd)) as repo:
+        return {stage.cmd: {"name": stage.addressing,
+                            "inputs": {str(d.def_path) for d in stage.deps
+                                       if not isinstance(d, ParamsDependency)},
+                            "outputs": {str(o.def_path) for o in stage.outs}}
+                for stage in repo.index.stages}
+
+
+def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files():
+    jobs, stages = snakemake_jobs(), dvc_stages()
+    assert set(jobs) == set(stages)  # the same commands, one job per stage
+    for command, stage in stages.items():
+        job = jobs[command]
+        assert job["outputs"] == stage["outputs"], command
+        if stage["name"] == "report":  # DVC depends on the folders, Snakemake on their files
+            code = {p for p in job["inputs"] if p.startswith("src/")}
+            assert code == {p for p in stage["inputs"] if p.startswith("src/")}
+            folders = stage["inputs"] - code
+            assert all(any(p.startswith(f + "/") for f in folders) for p in job["inputs"] - code)
+            assert all(any(p.startswith(f + "/") for p in job["inputs"]) for f in folders)
+        else:
+            assert job["inputs"] == stage["inputs"], command
+    assert {"convert", "plan", "pretrain", "extract", "extract_baseline", "probe", "transfer",
+            "transfer_baseline", "report"} == {job["rule"] for job in jobs.values()}
+
+
+def test_lint_is_clean():
+    done = snakemake("--lint")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0 and "good condition" in output and "Lints for" not in output, \
+        output
+
+
+def test_slurm_profile_dry_run_maps_gpu_jobs():
+    done = snakemake("-n", "--forceall", "--profile", "workflow/profiles/slurm")
+    assert done.returncode == 0, done.stdout + done.stderr
+    pretrain = re.search(r"rule pretrain:.*?resources: (.*?)\n", done.stdout, re.S).group(1)
+    assert "gpu=1" in pretrain and "slurm_partition=gpu" in pretrain and "runtime=1440" in pretrain
+
+
+@pytest.mark.parametrize("change, message", [
+    ("grid: {dino-full: {method: dino, scope: full}}",
+     "grid.dino-full.method: 'dino' is not allowed"),
+    ("grid: {byol-sideways: {method: byol, scope: sideways}}",
+     "grid.byol-sideways.scope: 'sideways' is not allowed"),
+])
+def test_a_bad_grid_cell_stops_snakemake_with_the_key(tmp_path, change, message):
+    import shutil
+
+    import yaml
+
+    for name in ("Snakefile", "dvc.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params.update(yaml.safe_load(change))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = snakemake("-n", cwd=tmp_path)
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
+
+
+def test_config_overrides_are_refused_since_the_stages_read_params_yaml():
+    done = snakemake("-n", "--config", "seed=3")
+    assert done.returncode != 0
+    assert "differs from params.yaml in seed" in done.stdout + done.stderr
+
+
+def test_a_snakemake_run_leaves_dvc_with_nothing_to_do(tmp_path):
+    """The tiny grid through Snakemake (2 jobs at once); its onsuccess `dvc commit` records the
+    outputs, so `dvc status` is clean and `dvc repro` runs nothing. A second Snakemake started
+    on the same folder meanwhile is refused by Snakemake's lock."""
+    import shutil
+    import time
+
+    import yaml
+
+    from conftest import TINY, repo_params_dict
+
+    shutil.copytree(REPO / "src", tmp_path / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    for name in ("Snakefile", "dvc.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    params = repo_params_dict()
+    for name, values in TINY.items():
+        params[name] = values if name == "grid" else {**params[name], **values}
+    params["grid"] = {"byol-full": {"method": "byol", "scope": "full"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc = [str(BIN / "dvc")]
+    subprocess.run(dvc + ["init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=ENV)
+    first = subprocess.Popen([str(BIN / "snakemake"), "--cores", "2"], cwd=tmp_path, env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(15)  # the first run holds the lock by now (it runs for a minute or more)
+    second = snakemake("--cores", "1", cwd=tmp_path)
+    assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
+    output, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, output
+    assert (tmp_path / "results" / "report.md").is_file()
+    status = subprocess.run(dvc + ["status"], cwd=tmp_path, env=ENV, capture_output=True,
+                            text=True)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    repro = subprocess.run(dvc + ["repro"], cwd=tmp_path, env=ENV, capture_output=True,
+                           text=True)
+    assert repro.returncode == 0 and "Running stage" not in repro.stdout, repro.stdout
+    # Snakemake's HTML report carries the report stage's table and plots
+    html = snakemake("--report", "report.html", cwd=tmp_path)
+    assert html.returncode == 0, html.stdout + html.stderr
+    text = (tmp_path / "report.html").read_text()
+    assert "report.md" in text and "accuracy.png" in text and "stability.png" in text

@@ -1,0 +1,30 @@
+rule convert:
+    input:
+        "src/momentum_ssl/data/convert.py",
+        "src/momentum_ssl/data/datasets.py",
+        "src/momentum_ssl/artifacts.py",
+    output:
+        directory(BETON),
+    params:
+        section=GRID.params_of("seed", "data"),
+    conda:
+        ENV
+    log:
+        "logs/convert.log",
+    shell:
+        "python -m momentum_ssl convert > {log} 2>&1"
+
+
+rule plan:
+    input:
+        "src/momentum_ssl/config.py",
+    output:
+        "results/plan/{run}.yaml",
+    params:
+        plan=lambda wc: GRID.plan_hash(wc.run),  # reruns only when this run's params change
+    conda:
+        ENV
+    log:
+        "logs/plan/{run}.log",
+    shell:
+        "python -m momentum_ssl plan --run {wildcards.run} > {log} 2>&1"
