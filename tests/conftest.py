@@ -34,7 +34,7 @@ TINY = {
     "data": {"dataset": "digits", "train_per_class": 16, "test_per_class": 4},
     "augment": {"size": 8},
     "loader": {"batch_size": 32, "num_workers": 1},
-    "model": {"width": 8},
+    "model": {"width": 8, "cifar_stem": True},  # 8px images: keep the resolution
     "pretrain": {"epochs": 2, "warmup_epochs": 1, "log_every": 1, "lr": 0.1, "device": "cpu"},
     "methods": {"mocov2": {"proj_hidden": 16, "proj_out": 8, "queue_size": 64},
                 "byol": {"proj_hidden": 16, "proj_out": 8, "pred_hidden": 16},

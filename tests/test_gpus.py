@@ -89,3 +89,25 @@ def test_a_stale_lock_file_is_not_a_claim(fake, tmp_path):
     job = holder(fake, count=4, wait_s=1, hold_s=0)
     assert job.stdout.readline().strip() == "0,1,2,3"
     assert job.wait(timeout=60) == 0
+
+
+def test_a_run_asking_for_gpus_trains_on_the_cpu_where_there_are_none(tmp_path, monkeypatch,
+                                                                       capsys):
+    import yaml
+
+    from conftest import TINY, make_params
+    from momentum_ssl.cli import main
+    from momentum_ssl.config import to_dict
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MOMENTUM_SSL_GPUS", "")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    tiny = {**TINY, "pretrain": {**TINY["pretrain"], "device": "auto", "epochs": 1},
+            "grid": {"simclr-none": {"method": "simclr", "scope": "none", "gpus": 2}}}
+    params = make_params(tmp_path, **tiny)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(params), sort_keys=False))
+    assert main(["convert"]) == 0
+    assert main(["pretrain", "--run", "simclr-none"]) == 0
+    out = capsys.readouterr().out
+    assert "simclr-none asks for 2 GPUs and this machine has none" in out
+    assert (tmp_path / "results" / "runs" / "simclr-none" / "model.pt").is_file()

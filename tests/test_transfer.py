@@ -23,5 +23,6 @@ def test_transfer_baselines(tiny, baseline):
     metrics = json.loads(transfer(tiny, baseline).read_text())
     scores = metrics["targets"]["digits"]
     encoder = "raw" if baseline == "raw" else "student"
-    # digits are easy: even raw pixels of 10 images per class beat chance (10%) by far
-    assert scores[encoder]["knn"]["k5_weighted"] > 0.5
+    # 10 images per class: raw pixels are a strong digits probe, a random 8-wide network a
+    # weak one, but both well above chance (10%)
+    assert scores[encoder]["knn"]["k5_weighted"] > (0.5 if baseline == "raw" else 0.2)

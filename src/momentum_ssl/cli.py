@@ -88,7 +88,8 @@ def _extract(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     _grid_run(params, args, baselines=True)
-    _claim_gpus(params)
+    if args.run != "raw":  # pixels are read on the CPU
+        _claim_gpus(params)
     print(f"wrote {extract(params, args.run)}/{{train,test}}.parquet")
 
 
@@ -112,7 +113,8 @@ def _transfer(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     _grid_run(params, args, baselines=True)
-    _claim_gpus(params)
+    if args.run != "raw":
+        _claim_gpus(params)
     out = transfer(params, args.run)
     scores = ", ".join(f"{t} kNN {v:.4f}" for t, v in transfer_summary(out).items())
     print(f"wrote {out}: {scores}")

@@ -194,7 +194,8 @@ def extract(params: Params, name: str, out: Path | None = None) -> Path:
 
     out = Path(out) if out is not None else features_dir(name)
     encoder, stamp = encoder_for(params, name)
-    device = resolve_device(params.pretrain.device)
+    # raw pixels need no accelerator (and claim none: their rules ask for gpu=0)
+    device = torch.device("cpu") if name == "raw" else resolve_device(params.pretrain.device)
     for split in SPLITS:
         columns, labels = encode(encoder, eval_loader(params, split, device), device,
                                  f"extract {name}/{split}")

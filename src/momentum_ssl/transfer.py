@@ -53,7 +53,8 @@ def transfer(params: Params, name: str, out: Path | None = None) -> Path:
         encoder = SingleEncoder(encoder.learner.backbone)
     meta = read_meta(beton_folder(params))
     transform = EvalTransform(params.augment.size, meta["mean"], meta["std"])
-    device = resolve_device(params.pretrain.device)
+    # raw pixels need no accelerator (and claim none: their rules ask for gpu=0)
+    device = torch.device("cpu") if name == "raw" else resolve_device(params.pretrain.device)
     results: dict = {}
     for target in params.transfer.targets:
         split_features = {}

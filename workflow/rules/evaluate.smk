@@ -58,7 +58,7 @@ rule transfer:
     input:
         "results/runs/{run}/model.pt",
         "results/plan/{run}.yaml",
-        f"{BETON}/meta.json",
+        BETON,  # meta.json: mean and std (a file inside an output folder cannot be an input)
         TRANSFER_CODE,
     output:
         "results/transfer/{run}.json",
@@ -100,7 +100,7 @@ rule extract_baseline:
 
 rule transfer_baseline:
     input:
-        f"{BETON}/meta.json",
+        BETON,  # meta.json: mean and std (a file inside an output folder cannot be an input)
         TRANSFER_CODE[:4],
         lambda wc: ["src/momentum_ssl/models"] if wc.baseline == "random" else [],
         TRANSFER_CODE[4:],
