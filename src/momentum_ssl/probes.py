@@ -3,15 +3,15 @@
     scores = knn_probe(train_x, train_y, test_x, test_y, ks=(20, 200), temperature=0.07)
     # {"k20_weighted": top-1, "k20_majority": ..., "k200_weighted": ..., ...}
     scores = logistic_probe(train_x, train_y, test_x, test_y, cs=(0.01, 0.1, 1.0))
-    probe(params, "byol-full")   # results/probes/byol-full.json, results/predictions/byol-full.parquet
+    probe(params, "byol-full")   # results/probes/byol-full.json, results/predictions/...
 
 kNN: cosine similarity (scikit-learn's brute-force ``NearestNeighbors`` on L2-normalised
-features, searched once for the largest k); each test image votes over its k nearest train images, either one vote each
-(majority) or exp(cos / T) each (temperature-weighted, InstDisc). Ties go to the lowest class,
-as in ``KNeighborsClassifier``. Logistic regression: standardised features (``StandardScaler``),
-multinomial ``LogisticRegression`` (lbfgs) with C chosen on a stratified validation split of
-train, then refitted on all of train. Every encoder of a features file is probed (student and
-teacher); ``gap`` is student minus teacher.
+features, searched once for the largest k); each test image votes over its k nearest train
+images, either one vote each (majority) or exp(cos / T) each (temperature-weighted, InstDisc).
+Ties go to the lowest class, as in ``KNeighborsClassifier``. Logistic regression: standardised
+features (``StandardScaler``), multinomial ``LogisticRegression`` (lbfgs) with C chosen on a
+stratified validation split of train, then refitted on all of train. Every encoder of a
+features file is probed (student and teacher); ``gap`` is student minus teacher.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def probe(params: Params, name: str, features: Path | None = None, out: Path | N
     train, train_y, train_meta = read_features(folder / "train.parquet")
     test, test_y, test_meta = read_features(folder / "test.parquet")
     if train_meta["params_hash"] != test_meta["params_hash"]:
-        raise CorruptArtifact(f"{folder}: train.parquet and test.parquet come from different params; "
-                         f"rerun python -m momentum_ssl extract --run {name}")
+        raise CorruptArtifact(f"{folder}: train.parquet and test.parquet come from different "
+                              f"params; rerun python -m momentum_ssl extract --run {name}")
     predictions: dict = {}
     scores = probe_features(train, train_y, test, test_y, params.probe, params.seed, predictions)
     metrics = {"name": name, "knn_headline": headline_knn(params.probe),
