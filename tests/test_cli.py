@@ -53,3 +53,21 @@ def test_params_prints_the_resolved_file(tmp_path):
     assert resolved["augment"]["crop_scale"] == [0.2, 1.0]
     assert resolved["grid"]["simclr-none"] == {"method": "simclr", "scope": "none", "k": 1,
                                                "residual": False, "gpus": 1}
+
+
+def test_pretrain_refuses_a_stale_plan(tmp_path, monkeypatch, capsys):
+    from conftest import TINY, make_params
+    from momentum_ssl.cli import main
+    from momentum_ssl.config import to_dict
+
+    monkeypatch.chdir(tmp_path)
+    params = make_params(tmp_path, **TINY)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(params), sort_keys=False))
+    assert main(["plan", "--run", "byol-full"]) == 0
+    data = to_dict(params)
+    data["momentum"]["tau"] = 0.9
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["pretrain", "--run", "byol-full"]) == 2
+    err = capsys.readouterr().err
+    assert "results/plan/byol-full.yaml was written for other params" in err
+    assert "rerun python -m momentum_ssl plan --run byol-full" in err

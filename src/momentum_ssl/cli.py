@@ -49,6 +49,24 @@ def _plan(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _check_plan(params, run, params_path: str) -> None:
+    """DVC and Snakemake decide whether a run is up to date from results/plan/<run>.yaml; a
+    plan that no longer matches the params would record a run under the wrong params."""
+    import yaml
+
+    from .config import run_params
+    from .paths import plan_file
+
+    path = plan_file(run.name)
+    if not path.is_file():
+        return
+    expected = yaml.safe_load(yaml.safe_dump(run_params(params, run), sort_keys=False))
+    if yaml.safe_load(path.read_text()) != expected:
+        raise ConfigError(f"{path} was written for other params than {params_path} gives "
+                          f"{run.name}; rerun python -m momentum_ssl plan --run {run.name} "
+                          "first (dvc repro and snakemake do)")
+
+
 def _claim_gpus(params, count: int = 1) -> list[str] | None:
     """Claim free GPUs before CUDA starts (gpus.py); None on a machine without one."""
     if params.pretrain.device == "cpu":
@@ -66,6 +84,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     run = _grid_run(params, args)
+    _check_plan(params, run, args.params)
     gpus = _claim_gpus(params, run.gpus if "WORLD_SIZE" not in os.environ else 1)
     if run.gpus > 1 and "WORLD_SIZE" not in os.environ:
         if gpus is None:
