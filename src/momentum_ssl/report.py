@@ -19,6 +19,7 @@ from .artifacts import MissingArtifact, atomic_write_text, commit, partial_path
 from .config import Params, RunSpec
 from .paths import BASELINES, RESULTS, probe_file, run_dir, transfer_file
 from .telemetry import block_names
+from .transfer import transfer_summary
 
 BASELINE_LABELS = {"raw": "baseline: raw pixels", "random": "baseline: random-init backbone"}
 
@@ -60,13 +61,10 @@ def collect(params: Params, root: Path = RESULTS) -> list[dict]:
                "method": run.method if run else None, "variant": variant(run) if run else None,
                "knn_student": probes[main]["knn"][key],
                "knn_teacher": probes["teacher"]["knn"][key] if "teacher" in probes else None,
-               "logistic": probes[main]["logistic"]["top1"],
-               "knn_all": probes[main]["knn"]}
+               "logistic": probes[main]["logistic"]["top1"]}
         row["gap"] = (row["knn_student"] - row["knn_teacher"]
                       if row["knn_teacher"] is not None else None)
-        transfer = json.loads(transfer_file(name, root).read_text())
-        row["transfer"] = {t: next(v for v in s.values() if isinstance(v, dict) and "knn" in v)
-                           ["knn"][key] for t, s in transfer["targets"].items()}
+        row["transfer"] = transfer_summary(transfer_file(name, root))
         row["pretrain_s"], row["stability"] = None, {}
         if run is not None:
             summary = json.loads((run_dir(name, root) / "dvclive" / "metrics.json").read_text())

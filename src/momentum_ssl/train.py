@@ -20,7 +20,6 @@ and gradients averaged by DDP; rank 0 logs and writes.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -34,7 +33,7 @@ from tqdm import tqdm
 
 from .artifacts import atomic_torch_save, atomic_write_text
 from .config import ConfigError, Params, RunSpec, params_hash, run_params, to_dict
-from .data.loaders import TwoViewLoader, beton_folder
+from .data.loaders import train_loader
 from .learner import build_learner
 from .momentum import cosine_tau
 from .paths import run_dir
@@ -131,10 +130,7 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "params.yaml", yaml.safe_dump(plan, sort_keys=False))
     torch.manual_seed(params.seed)
-    loader = TwoViewLoader(beton_folder(params), params.augment,
-                           dataclasses.replace(params.loader,
-                                               batch_size=params.loader.batch_size // world),
-                           params.seed, device, distributed=world > 1, rank=rank)
+    loader = train_loader(params, device, world, rank)
     learner = build_learner(params, run).to(device)
     monitor = StabilityMonitor.attach(learner)
     if device.type == "cuda":

@@ -4,6 +4,8 @@ rule report:
         expand("results/transfer/{name}.json", name=[*RUNS, *BASELINES]),
         expand("results/runs/{run}/dvclive/metrics.json", run=RUNS),
         "src/momentum_ssl/report.py",
+        "src/momentum_ssl/transfer.py",
+        "src/momentum_ssl/telemetry.py",
     output:
         report("results/report.md", category="Report"),
         report(directory("results/plots"), patterns=["{name}.png"], category="Plots"),

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 from pathlib import Path
 
@@ -153,8 +154,13 @@ class EvalLoader:
         yield from _epoch(self.loader)
 
 
-def train_loader(params: Params, device: torch.device | str = "cpu") -> TwoViewLoader:
-    return TwoViewLoader(beton_folder(params), params.augment, params.loader, params.seed, device)
+def train_loader(params: Params, device: torch.device | str = "cpu", world: int = 1,
+                 rank: int = 0) -> TwoViewLoader:
+    """The pretraining loader; under DDP (``world`` processes) each process reads its shard
+    with ``loader.batch_size / world`` images per batch."""
+    cfg = dataclasses.replace(params.loader, batch_size=params.loader.batch_size // world)
+    return TwoViewLoader(beton_folder(params), params.augment, cfg, params.seed, device,
+                         distributed=world > 1, rank=rank)
 
 
 def eval_loader(params: Params, split: str, device: torch.device | str = "cpu") -> EvalLoader:
