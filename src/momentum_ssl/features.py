@@ -99,7 +99,7 @@ def encoder_for(params: Params, name: str) -> tuple[torch.nn.Module, str]:
     """The encoder of a grid run or baseline, and the params hash it stands for."""
     if name == "raw":
         return PixelEncoder(), params_hash({"baseline": "raw", "data": to_dict(params.data),
-                                       "size": params.augment.size})
+                                            "size": params.augment.size})
     if name == "random":
         return SingleEncoder(random_backbone(params)), params_hash(
             {"baseline": "random", "seed": params.seed, "data": to_dict(params.data),
