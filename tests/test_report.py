@@ -48,6 +48,6 @@ def test_report_table_has_every_run_and_baseline(pipeline, capsys):
     assert (root / "results" / "plan" / "byol-full.yaml").is_file()
 
 
-def test_report_names_the_missing_stage(tiny, capsys):
+def test_report_names_a_missing_params_file(tiny, capsys):
     assert main(["report", "--params", "missing.yaml"]) == 2
     assert "params file missing.yaml not found" in capsys.readouterr().err

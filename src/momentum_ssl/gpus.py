@@ -99,8 +99,3 @@ def claim(count: int = 1, wait_s: float = 3600.0, poll_s: float = 1.0) -> list[s
                                f"{wait_s:.0f} s; locks in {lock_dir()}")
         time.sleep(poll_s)
 
-
-def release() -> None:
-    """Give the claim back before the process ends (it ends with the process anyway)."""
-    while _held:
-        _held.pop().close()
