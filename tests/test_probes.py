@@ -61,6 +61,26 @@ def test_logistic_matches_scikit_learn_with_the_chosen_c(data):
     assert ours["val_top1"] == pytest.approx(max(val_scores))
 
 
+def test_logistic_chooses_c_on_a_subsample_and_refits_on_all_of_train(data):
+    train_x, train_y, test_x, test_y = data
+    cs = (0.001, 0.1, 10.0)
+    ours = logistic_probe(train_x, train_y, test_x, test_y, cs=cs, val_fraction=0.25,
+                          max_iter=500, search_max_train=200, seed=0)
+    search, _ = train_test_split(np.arange(500), train_size=200, stratify=train_y,
+                                 random_state=0)
+    search = np.sort(search)
+    fit, val = train_test_split(search, test_size=0.25, stratify=train_y[search],
+                                random_state=0)
+    val_scores = [make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+                  .fit(train_x[fit], train_y[fit]).score(train_x[val], train_y[val])
+                  for c in cs]
+    best = cs[int(np.argmax(val_scores))]
+    direct = make_pipeline(StandardScaler(), LogisticRegression(C=best, max_iter=500))
+    assert ours["C"] == best and ours["val_top1"] == pytest.approx(max(val_scores))
+    # the chosen C is fitted on all 500 train images, not on the 200 that chose it
+    assert ours["top1"] == pytest.approx(direct.fit(train_x, train_y).score(test_x, test_y))
+
+
 def test_probe_stage_writes_metrics_gap_and_predictions(tiny, tmp_path):
     x, y = blobs(300, dim=16, classes=10)
     folder = tmp_path / "feats"

@@ -208,8 +208,9 @@ class ProbeConfig:
     logistic_c: tuple[float, ...] = (0.01, 0.1, 1.0)  # inverse L2 strengths to choose from
     val_fraction: float = 0.1  # stratified share of train that chooses C
     max_iter: int = 100  # lbfgs iterations per logistic fit
-    # Fit the logistic probe on at most this many train images (stratified, seeded); null: all.
-    logistic_max_train: Optional[int] = None
+    # Choose C on at most this many train images (stratified, seeded; val_fraction of them
+    # validate); the chosen C is then fitted on all of train. null: choose on all of train.
+    c_search_max_train: Optional[int] = None
 
     def __post_init__(self) -> None:
         _require(len(self.knn_k) >= 1 and min(self.knn_k) >= 1, "knn_k",
@@ -220,8 +221,8 @@ class ProbeConfig:
         _require(0 < self.val_fraction < 1, "val_fraction",
                  f"must be in (0, 1), got {self.val_fraction}")
         _require(self.max_iter >= 1, "max_iter", f"must be >= 1, got {self.max_iter}")
-        _require(self.logistic_max_train is None or self.logistic_max_train >= 10,
-                 "logistic_max_train", f"must be null or >= 10, got {self.logistic_max_train}")
+        _require(self.c_search_max_train is None or self.c_search_max_train >= 10,
+                 "c_search_max_train", f"must be null or >= 10, got {self.c_search_max_train}")
 
 
 @dataclass(frozen=True)

@@ -40,14 +40,15 @@ def cosine_tau(step: int, total_steps: int, tau0: float) -> float:
 
 @torch.no_grad()
 def ema_update_(pairs: list[tuple[nn.Module, nn.Module]], tau: float) -> None:
-    """teacher = tau * teacher + (1 - tau) * online, over the parameters of every pair at once
-    (two foreach kernels). Buffers are left alone (see the module docstring)."""
+    """teacher = tau * teacher + (1 - tau) * online, over the parameters of every pair at once:
+    one foreach lerp, teacher += (1 - tau) * (online - teacher), which reads each tensor once
+    (1.5x faster on the CPU than a foreach mul then add; bench/ema.py). Buffers are left alone
+    (see the module docstring)."""
     online = [p for s, _ in pairs for p in s.parameters()]
     teacher = [p for _, t in pairs for p in t.parameters()]
     if len(online) != len(teacher):
         raise ValueError(f"pairs hold {len(online)} online but {len(teacher)} teacher parameters")
-    torch._foreach_mul_(teacher, tau)
-    torch._foreach_add_(teacher, online, alpha=1.0 - tau)
+    torch._foreach_lerp_(teacher, online, 1.0 - tau)
 
 
 def residual_momentum_loss(s: Tensor, t: Tensor) -> Tensor:

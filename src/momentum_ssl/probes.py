@@ -10,7 +10,8 @@ features, searched once for the largest k); each test image votes over its k nea
 images, either one vote each (majority) or exp(cos / T) each (temperature-weighted, InstDisc).
 Ties go to the lowest class, as in ``KNeighborsClassifier``. Logistic regression: standardised
 features (``StandardScaler``), multinomial ``LogisticRegression`` (lbfgs) with C chosen on a
-stratified validation split of train, then refitted on all of train. Every encoder of a
+stratified validation split of train (of a stratified subsample of train when
+``c_search_max_train`` is set), then refitted on all of train. Every encoder of a
 features file is probed (student and teacher); ``gap`` is student minus teacher.
 """
 
@@ -82,20 +83,22 @@ def _logistic(c: float, max_iter: int, seed: int):
 
 
 def logistic_probe(train_x, train_y, test_x, test_y, cs=(0.01, 0.1, 1.0), val_fraction=0.1,
-                   max_iter=100, max_train=None, seed=0,
+                   max_iter=100, search_max_train=None, seed=0,
                    predictions: dict | None = None) -> dict[str, float]:
     """Top-1 of a standardised multinomial logistic regression whose C is chosen on a
-    stratified ``val_fraction`` of train; also the chosen C, its validation top-1 and whether
-    every fit converged within ``max_iter``."""
+    stratified ``val_fraction`` of train (of a stratified subsample of ``search_max_train``
+    train images, when given) and then refitted on all of train; also the chosen C, its
+    validation top-1 and whether every fit converged within ``max_iter``."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
 
-    if max_train is not None and max_train < len(train_x):
-        keep, _ = train_test_split(np.arange(len(train_x)), train_size=max_train,
-                                   stratify=train_y, random_state=seed)
-        train_x, train_y = train_x[np.sort(keep)], train_y[np.sort(keep)]
-    fit, val = train_test_split(np.arange(len(train_x)), test_size=val_fraction,
-                                stratify=train_y, random_state=seed)
+    search = np.arange(len(train_x))
+    if search_max_train is not None and search_max_train < len(train_x):
+        search, _ = train_test_split(search, train_size=search_max_train, stratify=train_y,
+                                     random_state=seed)
+        search = np.sort(search)
+    fit, val = train_test_split(search, test_size=val_fraction, stratify=train_y[search],
+                                random_state=seed)
     converged = True
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -125,7 +128,7 @@ def probe_features(train: dict[str, np.ndarray], train_y: np.ndarray,
                              cfg.temperature, preds),
             "logistic": logistic_probe(train[name], train_y, test[name], test_y,
                                        cfg.logistic_c, cfg.val_fraction, cfg.max_iter,
-                                       cfg.logistic_max_train, seed, preds),
+                                       cfg.c_search_max_train, seed, preds),
         }
         if predictions is not None:
             predictions.update({f"{name}/{key}": value for key, value in preds.items()})
