@@ -82,6 +82,9 @@ def main() -> None:
                 [[name, len(t), sum(t), sum(t) / len(t)] for name, t in by_kind.items()]
                 + [["total", sum(map(len, by_kind.values())), done.seconds, ""]],
                 ["{}", "{}", "{:.0f}", "{:.1f}"])
+    best = [line for line in (dest / "results" / "report.md").read_text().splitlines()
+            if line.startswith("Best run")]
+    print(f"report: {dest / 'results' / 'report.md'}; {best[0] if best else 'no best run'}")
     print(f"peak memory: {done.peak_tree_bytes / 1e9:.2f} GB (process tree), largest process "
           f"{done.peak_process_bytes / 1e9:.2f} GB; goal <= 20 min and <= 4 GB")
     print(f"ratio to the goal: time {done.seconds / GOAL_S:.2f}x, memory "

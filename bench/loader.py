@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
+from common import machine, print_table
 
 WARMUP = 5
 
@@ -72,14 +70,12 @@ def main() -> None:
         results[backend] = json.loads(run.stdout.strip().splitlines()[-1])
     ffcv, tv = results["ffcv"], results["torchvision"]
     print(f"two-view training loader, {params.data.dataset} at {params.augment.size}px, batch "
-          f"{params.loader.batch_size}, {params.loader.num_workers} workers, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
-    print(f"{'loader':<14}{'images':>8}{'seconds':>9}{'images/s':>10}")
-    for r in (ffcv, tv):
-        print(f"{r['backend']:<14}{r['images']:>8}{r['seconds']:>9.2f}{r['images_per_s']:>10.0f}")
+          f"{params.loader.batch_size}, {params.loader.num_workers} workers; {machine()}")
+    print_table(["loader", "images", "seconds", "images/s"],
+                [[r["backend"], r["images"], r["seconds"], r["images_per_s"]] for r in (ffcv, tv)],
+                ["{}", "{}", "{:.2f}", "{:.0f}"])
     print(f"ratio ffcv / torchvision: {ffcv['images_per_s'] / tv['images_per_s']:.2f}x")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     main()

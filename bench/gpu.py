@@ -1,0 +1,85 @@
+"""Claim 7, GPU pretraining throughput: images/s of BYOL and MoCo v3 (full-scope EMA), ResNet-18
+at 32x32, bf16 autocast and channels_last, one GPU.
+
+    python bench/gpu.py [--methods byol,mocov3] [--batch 512] [--steps 50] [--device cuda]
+
+Each step is the training loop's (train.py): forward of both views under bf16 autocast, the
+NaN guard, backward, SGD, the EMA update. The views are random tensors already on the device,
+so the figure is the model's side of pretraining (the loader is bench/loader.py); an image is
+one pair of views. ``--warmup`` steps are not timed. Without a CUDA device it says so and exits
+(``--device cpu`` runs the same code on the CPU, to check it). Goal: >= 10,000 images/s on an
+H100, with the device's name printed beside the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import machine, print_table
+
+GOAL = 10_000
+
+
+def images_per_second(method: str, batch: int, steps: int, warmup: int, device) -> float:
+    import torch
+
+    from momentum_ssl.learner import Learner
+    from momentum_ssl.methods import build_method
+    from momentum_ssl.models.backbones import build_backbone
+
+    torch.manual_seed(0)
+    learner = Learner(build_backbone("resnet18", cifar_stem=True), build_method(method),
+                      "full").to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD([p for p in learner.parameters() if p.requires_grad], lr=0.01,
+                                momentum=0.9)
+    views = [torch.randn(batch, 3, 32, 32, device=device).contiguous(
+        memory_format=torch.channels_last) for _ in range(2)]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    start = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            sync()
+            start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss, _ = learner(*views)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"{method}: the loss is {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        learner.update_teacher(0.99)
+    sync()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", default="byol,mocov3")
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+    import torch
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("GPU throughput: no CUDA device here; skipped (claim 7 runs on a GPU machine)")
+        return
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"CPU, {torch.get_num_threads()} threads")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    rows = [[method, images_per_second(method, args.batch, args.steps, args.warmup, device)]
+            for method in args.methods.split(",")]
+    print(f"pretraining throughput on {name}: ResNet-18 (CIFAR stem) at 32x32, full-scope EMA, "
+          f"batch {args.batch} x 2 views, bf16 autocast, channels_last, {args.steps} steps "
+          f"after {args.warmup}; {machine()}")
+    print_table(["method", "images/s"], rows, ["{}", "{:.0f}"])
+    print("ratio to the goal (10,000 images/s on an H100): " +
+          ", ".join(f"{method} {value / GOAL:.2f}x" for method, value in rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""The benchmarks' own logic (bench/ is not a package: its scripts are run, and imported here
+from their folder). Their figures are never asserted: speed is the benchmarks' business."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import common  # noqa: E402
+import e2e  # noqa: E402
+
+
+def test_stage_seconds_run_from_one_running_stage_line_to_the_next():
+    lines = [(0.5, "Running stage 'convert':"), (0.6, "> python -m momentum_ssl convert"),
+             (10.0, "Running stage 'plan@byol-full':"), (12.5, "Updating lock file"),
+             (13.0, "Running stage 'extract-raw':"), (20.0, "Use `dvc push` to send")]
+    seconds = e2e.stage_seconds(lines, total=21.0)
+    assert seconds == pytest.approx({"convert": 9.5, "plan@byol-full": 3.0, "extract-raw": 8.0})
+    assert [e2e.kind(s) for s in seconds] == ["convert", "plan", "extract (baselines)"]
+
+
+def test_measured_sees_the_memory_of_a_child_process_and_its_lines():
+    # the parent sleeps while a grandchild holds 300 MB: the tree's peak counts both
+    code = ("import subprocess, sys; print('start', flush=True); subprocess.run([sys.executable,"
+            " '-c', 'import time; b = bytearray(300 * 2**20); b[::4096] = b\"x\" * len(b[::4096])"
+            "; time.sleep(1.5)'], check=True); print('end')")
+    done = common.measured([sys.executable, "-c", code], interval=0.1)
+    assert done.returncode == 0 and [line for _, line in done.lines] == ["start", "end"]
+    assert 300 * 2**20 < done.peak_process_bytes <= done.peak_tree_bytes
+    assert done.seconds >= 1.5
+
+
+def test_print_table_aligns_columns_and_keeps_text_cells(capsys):
+    common.print_table(["name", "s"], [["a", 1.234], ["total", ""]], ["{}", "{:.1f}"])
+    assert capsys.readouterr().out.splitlines() == ["name     s", "a      1.2", "total"]
+
+
+def test_gpu_bench_runs_its_training_steps_on_the_cpu():
+    out = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--device", "cpu", "--batch",
+                          "4", "--steps", "1", "--warmup", "1", "--methods", "byol,mocov3"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[1].split() == ["method", "images/s"]
+    assert [line.split()[0] for line in out[2:4]] == ["byol", "mocov3"]
+    assert out[-1].startswith("ratio to the goal")
