@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+
 from common import machine, print_table
 
 WARMUP = 5

@@ -65,5 +65,6 @@ def main() -> None:
     print("ratio to the goal: " + ", ".join(f"{name} {seconds / GOAL_S:.2f}x"
                                             for name, seconds in medians.items()))
 
+
 if __name__ == "__main__":
     main()

@@ -42,7 +42,7 @@ def cosine_tau(step: int, total_steps: int, tau0: float) -> float:
 def ema_update_(pairs: list[tuple[nn.Module, nn.Module]], tau: float) -> None:
     """teacher = tau * teacher + (1 - tau) * online, over the parameters of every pair at once:
     one foreach lerp, teacher += (1 - tau) * (online - teacher), which reads each tensor once
-    (1.5x faster on the CPU than a foreach mul then add; bench/ema.py). Buffers are left alone
+    (1.4x faster on the CPU than a foreach mul then add; bench/ema.py). Buffers are left alone
     (see the module docstring)."""
     online = [p for s, _ in pairs for p in s.parameters()]
     teacher = [p for _, t in pairs for p in t.parameters()]
