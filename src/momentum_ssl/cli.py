@@ -103,11 +103,11 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from .features import extract
+    from .features import extract, needs_accelerator
 
     params = load_params(args.params)
     _grid_run(params, args, baselines=True)
-    if args.run != "raw":  # pixels are read on the CPU
+    if needs_accelerator(args.run):
         _claim_gpus(params)
     print(f"wrote {extract(params, args.run)}/{{train,test}}.parquet")
 
@@ -127,11 +127,12 @@ def _probe(args: argparse.Namespace) -> None:
 
 
 def _transfer(args: argparse.Namespace) -> None:
+    from .features import needs_accelerator
     from .transfer import transfer, transfer_summary
 
     params = load_params(args.params)
     _grid_run(params, args, baselines=True)
-    if args.run != "raw":
+    if needs_accelerator(args.run):
         _claim_gpus(params)
     out = transfer(params, args.run)
     scores = ", ".join(f"{t} kNN {v:.4f}" for t, v in transfer_summary(out).items())

@@ -188,14 +188,26 @@ def read_features(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, 
     return columns, labels, meta
 
 
-def extract(params: Params, name: str, out: Path | None = None) -> Path:
-    """Features of grid run or baseline ``name`` for the train and test splits."""
+def needs_accelerator(name: str) -> bool:
+    """Whether encoding grid run or baseline ``name`` uses a GPU when there is one: raw pixels
+    do not (and claim none: their rules ask for gpu=0)."""
+    return name != "raw"
+
+
+def encode_device(params: Params, name: str) -> torch.device:
+    """Where extract and transfer encode ``name``."""
     from .train import resolve_device
 
+    if not needs_accelerator(name):
+        return torch.device("cpu")
+    return resolve_device(params.pretrain.device)
+
+
+def extract(params: Params, name: str, out: Path | None = None) -> Path:
+    """Features of grid run or baseline ``name`` for the train and test splits."""
     out = Path(out) if out is not None else features_dir(name)
     encoder, stamp = encoder_for(params, name)
-    # raw pixels need no accelerator (and claim none: their rules ask for gpu=0)
-    device = torch.device("cpu") if name == "raw" else resolve_device(params.pretrain.device)
+    device = encode_device(params, name)
     for split in SPLITS:
         columns, labels = encode(encoder, eval_loader(params, split, device), device,
                                  f"extract {name}/{split}")

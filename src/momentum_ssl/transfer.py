@@ -23,7 +23,8 @@ from .data.augment import EvalTransform
 from .data.convert import read_meta, stratified_subset
 from .data.datasets import SPLITS, load_source
 from .data.loaders import beton_folder
-from .features import Encoders, SingleEncoder, single_channel, encode, encoder_for
+from .features import (Encoders, SingleEncoder, encode, encode_device, encoder_for,
+                       single_channel)
 from .paths import transfer_file
 from .probes import headline_knn, probe_features
 
@@ -45,16 +46,13 @@ def target_batches(target: DataConfig, split: str, transform: EvalTransform, bat
 
 
 def transfer(params: Params, name: str, out: Path | None = None) -> Path:
-    from .train import resolve_device
-
     out = Path(out) if out is not None else transfer_file(name)
     encoder, stamp = encoder_for(params, name)
     if isinstance(encoder, Encoders):  # a grid run: the frozen student only
         encoder = SingleEncoder(encoder.learner.backbone)
     meta = read_meta(beton_folder(params))
     transform = EvalTransform(params.augment.size, meta["mean"], meta["std"])
-    # raw pixels need no accelerator (and claim none: their rules ask for gpu=0)
-    device = torch.device("cpu") if name == "raw" else resolve_device(params.pretrain.device)
+    device = encode_device(params, name)
     results: dict = {}
     for target in params.transfer.targets:
         split_features = {}
