@@ -28,7 +28,9 @@ def error_for(data) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "params/cifar10.yaml"])
+@pytest.mark.parametrize("path", ["params.yaml", "params/cifar10.yaml", "params/cifar100.yaml",
+                                  "params/imagenet100_resnet18.yaml",
+                                  "params/imagenet100_resnet50.yaml"])
 def test_shipped_profiles_load(path):
     params = load_params(REPO / path)
     assert params.data.dataset in DATASETS
@@ -193,3 +195,89 @@ def test_model_momentum_residual_sections():
         with_change("momentum.schedule", "linear"))
     assert "residual.weight: must be >= 0" in error_for(with_change("residual.weight", -1.0))
     assert "residual.level: 'z' is not allowed" in error_for(with_change("residual.level", "z"))
+
+
+def with_recipes(recipes: dict, **grid_overrides) -> dict:
+    data = copy.deepcopy(repo_params_dict())
+    data["recipes"] = recipes
+    for run, over in grid_overrides.items():
+        data["grid"][run].update(over)
+    return data
+
+
+def test_a_recipe_overrides_the_shared_sections_and_a_grid_entry_overrides_the_recipe():
+    from momentum_ssl.config import resolve
+
+    data = with_recipes({"simclr": {"pretrain": {"optimizer": "lars", "lr": 0.4,
+                                                 "lars": {"eta": 0.01}},
+                                    "momentum": {"tau": 0.99, "final_tau": 0.999},
+                                    "augment": {"blur_p": [0.5, 0.5]},
+                                    "model": {"zero_init_residual": True},
+                                    "method_settings": {"temperature": 0.5}}},
+                        **{"simclr-projector": {"pretrain": {"lr": 0.7}}})
+    params = params_from_dict(data)
+    runs = {run.name: run for run in params.grid}
+    none, projector, byol = (resolve(params, runs[n]) for n in
+                             ("simclr-none", "simclr-projector", "byol-full"))
+    assert none.pretrain.optimizer == "lars" and none.pretrain.lr == 0.4
+    assert none.pretrain.lars.eta == 0.01 and none.pretrain.lars.clip_lr  # merged key by key
+    assert none.momentum.final_tau == 0.999 and none.augment.blur_p == (0.5, 0.5)
+    assert none.model.zero_init_residual and none.methods.simclr.temperature == 0.5
+    assert none.pretrain.epochs == params.pretrain.epochs  # the rest stays shared
+    assert projector.pretrain.lr == 0.7 and projector.pretrain.optimizer == "lars"
+    assert byol.pretrain == params.pretrain and byol.methods.byol == params.methods.byol
+    # the run's plan (what DVC tracks) holds its resolved recipe
+    assert run_params(params, runs["simclr-projector"])["pretrain"]["lr"] == 0.7
+    assert run_params(params, runs["simclr-none"])["method"]["temperature"] == 0.5
+
+
+def test_recipe_mistakes_name_the_layer_and_key():
+    msg = error_for(with_recipes({"simclr": {"pretrain": {"lrr": 0.4}}}))
+    assert "unknown key 'recipes.simclr.pretrain.lrr' (did you mean" in msg
+    msg = error_for(with_recipes({"simclr": {"augment": {"size": 32}}}))
+    assert "recipes.simclr.augment.size: is shared by every run" in msg
+    msg = error_for(with_recipes({"simclr": {"model": {"width": 32}}}))
+    assert "recipes.simclr.model.width: is shared by every run" in msg
+    msg = error_for(with_recipes({}, **{"byol-full": {"momentum": {"final_tau": 0.5}}}))
+    assert "grid.byol-full.momentum.final_tau: must be in [tau, 1]" in msg
+    msg = error_for(with_recipes({"mocov3": {"method_settings": {"proj_layers": 4}}}))
+    assert "recipes.mocov3.method_settings.proj_layers: 4 is not allowed" in msg
+    msg = error_for(with_recipes({"byol": {"method_settings": {"proj_out": 0}}}))
+    assert "recipes.byol.method_settings.proj_out: must be >= 1" in msg
+    msg = error_for(with_recipes({"sgd": {}}))
+    assert "unknown key 'recipes.sgd'" in msg
+    msg = error_for(with_recipes({"simsiam": {"pretrain": {"param_groups": [
+        {"select": "predictor"}, {"select": "predictor"}]}}}))
+    assert "recipes.simsiam.pretrain.param_groups: selects the same parameters twice" in msg
+
+
+def test_recipes_can_live_in_a_file_beside_the_profile(tmp_path):
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "r.yaml").write_text("byol: {pretrain: {lr: 2.0}}\n")
+    data = repo_params_dict()
+    data["recipes"] = "recipes/r.yaml"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+    params = load_params(tmp_path / "p.yaml")
+    assert params.recipes.byol.pretrain == {"lr": 2.0}
+    data["recipes"] = "recipes/missing.yaml"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="recipes: file .*missing.yaml not found"):
+        load_params(tmp_path / "p.yaml")
+
+
+def test_params_prints_each_runs_resolved_recipe():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "momentum_ssl", "params", "--params",
+                          "params/cifar10.yaml", "--run", "simsiam-full"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    recipe = yaml.safe_load(out)["simsiam-full"]
+    assert recipe["pretrain"]["optimizer"] == "sgd" and recipe["pretrain"]["lr"] == 0.5
+    assert recipe["pretrain"]["param_groups"][0]["schedule"] == "constant"
+    assert "lars" not in recipe["pretrain"]  # SGD reads none of it
+    assert recipe["source"].startswith("solo-learn scripts/pretrain/cifar/simsiam.yaml")
+    whole = yaml.safe_load(subprocess.run(
+        [sys.executable, "-m", "momentum_ssl", "params"], cwd=REPO, capture_output=True,
+        text=True, check=True).stdout)
+    assert set(whole["resolved"]) == set(whole["grid"])

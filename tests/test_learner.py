@@ -199,3 +199,46 @@ def test_build_learner_from_params():
     assert learner.backbone.dim == 8 * params.model.width
     assert learner.projector[0].out_features == params.methods.byol.proj_hidden
     assert build_learner(params, RunSpec("simclr", "none")).teacher is None
+
+
+def test_moco_v3_resnet_head_is_two_layers_and_the_vit_head_three():
+    from torch import nn
+
+    from momentum_ssl.methods.mocov3 import MoCoV3Config
+
+    def layers(head):
+        return [type(m).__name__ for m in head]
+
+    resnet = build_method("mocov3", MoCoV3Config(proj_hidden=32, proj_out=16, pred_hidden=32))
+    head = resnet.projector(64)
+    assert layers(head) == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]
+    linears = [m for m in head if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(64, 32), (32, 16)]
+    assert all(m.bias is None for m in linears) and not head[-1].affine
+    assert layers(resnet.predictor()) == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    vit = build_method("mocov3", MoCoV3Config(proj_hidden=32, proj_out=16, pred_hidden=32,
+                                              proj_layers=3))
+    assert sum(isinstance(m, nn.Linear) for m in vit.projector(64)) == 3
+
+
+@pytest.mark.parametrize("name", ["mocov2", "xmoco"])
+def test_moco_v2_view_reduction_halves_the_symmetric_loss(name):
+    x1, x2 = views()
+    losses = {}
+    for reduction in ("mean", "sum"):
+        extra = {"cc_weight": 0.0} if name == "xmoco" else {}  # a single symmetric KL
+        learner = tiny_learner(name, "full", view_reduction=reduction, **extra)
+        losses[reduction] = learner(x1, x2)[0]
+    torch.testing.assert_close(losses["mean"], losses["sum"] / 2)
+
+
+def test_loss_scale_multiplies_the_methods_loss_not_the_residual_term():
+    x1, x2 = views()
+    base = tiny_learner("barlow_twins", "full", residual_weight=1.0)
+    scaled = tiny_learner("barlow_twins", "full", residual_weight=1.0)
+    scaled.loss_scale = 0.1
+    loss, logs = base(x1, x2)
+    loss_scaled, logs_scaled = scaled(x1, x2)
+    method = loss - logs["residual"]
+    torch.testing.assert_close(loss_scaled, 0.1 * method + logs_scaled["residual"])
+    torch.testing.assert_close(logs["residual"], logs_scaled["residual"])

@@ -85,3 +85,10 @@ def test_teacher_copies_and_pairs_the_trailing_blocks_and_projector():
     h = torch.randn(2, 16, 8, 8)  # what enters stage 3 of a width-8 resnet_tiny at 16x16 input
     y, z = teacher(h)
     assert y.shape == (2, 64) and z.shape == (2, 8)
+
+
+def test_cosine_schedule_ends_at_the_final_tau():
+    assert cosine_tau(0, 100, 0.99, 0.999) == pytest.approx(0.99)
+    assert cosine_tau(50, 100, 0.99, 0.999) == pytest.approx(0.9945)
+    assert cosine_tau(100, 100, 0.99, 0.999) == pytest.approx(0.999)
+    assert cosine_tau(30, 100, 0.99, 1.0) == cosine_tau(30, 100, 0.99)  # BYOL's, by default

@@ -5,8 +5,11 @@ import pytest
 import torch
 import yaml
 
-from momentum_ssl.config import RunSpec
-from momentum_ssl.train import LARS, TrainingDiverged, learning_rate, pretrain
+from conftest import REPO
+from momentum_ssl.config import ParamGroupConfig, PretrainConfig, RunSpec, load_params, resolve
+from momentum_ssl.train import (LARS, TrainingDiverged, build_optimizer, learning_rate, pretrain,
+                                set_learning_rates)
+from test_learner import tiny_learner
 
 def test_learning_rate_warms_up_then_decays_to_zero():
     assert learning_rate(0, 100, 10, 1.0) == pytest.approx(0.1)
@@ -16,15 +19,87 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert learning_rate(100, 100, 10, 1.0) == pytest.approx(0.0)
 
 
-def test_lars_scales_matrices_by_the_trust_ratio_and_leaves_vectors_alone():
+def lars_reference(params, grads, bufs, lr, momentum, wd, eta, clip, exclude, eps=1e-8):
+    """solo-learn's LARS step (solo/utils/lars.py), written out with plain floats."""
+    out = []
+    for i, (w, g) in enumerate(zip(params, grads)):
+        d = g.clone()
+        if w.ndim != 1 or not exclude:
+            w_norm, g_norm = w.norm().item(), g.norm().item()
+            if w_norm != 0 and g_norm != 0:
+                trust = eta * w_norm / (g_norm + w_norm * wd + eps)
+                if clip:
+                    trust = min(trust / lr, 1.0)
+                d = (g + wd * w) * trust
+        bufs[i] = d.clone() if bufs[i] is None else bufs[i] * momentum + d
+        out.append(w - lr * bufs[i])
+    return out
+
+
+@pytest.mark.parametrize("clip,exclude", [(True, True), (False, True), (True, False),
+                                          (False, False)])
+def test_lars_matches_its_formula_with_clipping_and_exclusions(clip, exclude):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.BatchNorm1d(5),
+                                torch.nn.Linear(5, 3))
+    params = list(model.parameters())
+    expected, bufs = [p.detach().clone() for p in params], [None] * len(params)
+    lr, wd, eta = 0.005, 1e-2, 0.02
+    opt = LARS(params, lr=lr, momentum=0.9, weight_decay=wd, eta=eta, clip_lr=clip,
+               exclude_bias_n_norm=exclude)
+    for step in range(3):
+        loss = model(torch.randn(8, 6, generator=torch.Generator().manual_seed(step))).pow(2)
+        opt.zero_grad()
+        loss.mean().backward()
+        grads = [p.grad.detach().clone() for p in params]
+        expected = lars_reference(expected, grads, bufs, lr, 0.9, wd, eta, clip, exclude)
+        opt.step()
+        for got, want in zip(params, expected):
+            torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-7)
+    # the clipping case is exercised: some layer's trust ratio is above lr
+    w, g = params[0].detach(), params[0].grad
+    assert eta * w.norm() / (g.norm() + wd * w.norm()) > lr
+
+
+def test_lars_leaves_excluded_vectors_without_decay_or_adaptation():
     w = torch.nn.Parameter(torch.full((2, 2), 2.0))
     b = torch.nn.Parameter(torch.ones(2))
     w.grad, b.grad = torch.full((2, 2), 0.5), torch.full((2,), 0.5)
-    LARS([w, b], lr=1.0, momentum=0.0, weight_decay=0.1, eta=0.01).step()
-    g = torch.full((2, 2), 0.5) + 0.1 * 2.0  # gradient plus weight decay
-    trust = 0.01 * 4.0 / g.norm()  # ||w|| = 4
-    torch.testing.assert_close(w.detach(), torch.full((2, 2), 2.0) - trust * g)
+    LARS([w, b], lr=1.0, momentum=0.0, weight_decay=0.1, eta=0.01, clip_lr=False).step()
+    trust = 0.01 * 4.0 / (1.0 + 0.1 * 4.0 + 1e-8)  # ||w|| = 4, ||g|| = 1
+    torch.testing.assert_close(w.detach(), torch.full((2, 2), 2.0) - trust * (0.5 + 0.1 * 2.0))
     torch.testing.assert_close(b.detach(), torch.full((2,), 0.5))  # plain SGD, no decay
+
+
+def test_a_constant_parameter_group_keeps_its_lr_through_the_schedule():
+    params = load_params(REPO / "params/cifar10.yaml")
+    run = next(r for r in params.grid if r.name == "simsiam-none")
+    cfg = resolve(params, run).pretrain
+    learner = tiny_learner("simsiam", "none")
+    optimizer = build_optimizer(learner, cfg, peak=0.5)
+    groups = {g["select"]: g for g in optimizer.param_groups}
+    assert set(groups) == {"predictor", "rest"}
+    assert {id(p) for p in groups["predictor"]["params"]} == {
+        id(p) for p in learner.predictor.parameters()}
+    total, warmup = 100, 10
+    for step in (0, 5, 10, 50, 99):
+        lr = learning_rate(step, total, warmup, 0.5)
+        set_learning_rates(optimizer, lr, 0.5)
+        assert groups["predictor"]["lr"] == 0.5  # never warmed up nor decayed
+        assert groups["rest"]["lr"] == pytest.approx(lr)
+    assert groups["rest"]["lr"] < 0.01  # the rest decayed
+
+
+def test_param_groups_scale_the_lr_and_take_their_own_weight_decay():
+    cfg = PretrainConfig(weight_decay=1e-4, param_groups=(
+        ParamGroupConfig("bias_and_norm", lr_scale=0.024, weight_decay=0.0),))
+    learner = tiny_learner("byol", "none")
+    optimizer = build_optimizer(learner, cfg, peak=1.0)
+    norm, rest = optimizer.param_groups
+    assert all(p.ndim == 1 for p in norm["params"]) and all(p.ndim > 1 for p in rest["params"])
+    assert norm["weight_decay"] == 0.0 and rest["weight_decay"] == 1e-4
+    set_learning_rates(optimizer, 0.5, 1.0)
+    assert norm["lr"] == pytest.approx(0.012) and rest["lr"] == 0.5
 
 
 def tsv_steps(path):
@@ -56,10 +131,10 @@ def test_a_checkpoint_of_other_run_params_is_not_resumed(tiny, tmp_path, monkeyp
 
     real = train.cosine_tau
 
-    def dying(step, total, tau0):
+    def dying(step, total, *tau):
         if step == 7:
             raise KeyboardInterrupt
-        return real(step, total, tau0)
+        return real(step, total, *tau)
 
     monkeypatch.setattr(train, "cosine_tau", dying)
     with pytest.raises(KeyboardInterrupt):
@@ -81,10 +156,10 @@ def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path, monkeypatch)
 
     real = train.cosine_tau
 
-    def dying(step, total, tau0):  # the process dies during the second epoch
+    def dying(step, total, *tau):  # the process dies during the second epoch
         if step == 7:
             raise KeyboardInterrupt
-        return real(step, total, tau0)
+        return real(step, total, *tau)
 
     monkeypatch.setattr(train, "cosine_tau", dying)
     with pytest.raises(KeyboardInterrupt):

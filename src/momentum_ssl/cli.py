@@ -146,9 +146,22 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _params(args: argparse.Namespace) -> None:
+    """The file with every default filled in, then each run's resolved recipe (only that run's
+    with ``--run``)."""
     import yaml
 
-    print(yaml.safe_dump(to_dict(load_params(args.params)), sort_keys=False), end="")
+    from .config import recipe
+
+    params = load_params(args.params)
+    if args.run is not None:
+        run = _grid_run(params, args)
+        print(yaml.safe_dump({run.name: recipe(params, run)}, sort_keys=False), end="")
+        return
+    print(yaml.safe_dump(to_dict(params), sort_keys=False), end="")
+    resolved = {run.name: recipe(params, run) for run in params.grid}
+    print("# each grid run's resolved recipe (the shared sections, then recipes.<method>, then "
+          "the run's own keys)")
+    print(yaml.safe_dump({"resolved": resolved}, sort_keys=False), end="")
 
 
 STAGES = {
@@ -160,7 +173,8 @@ STAGES = {
     "transfer": (_transfer, "probe a grid run's frozen student (or a baseline) on the "
                             "transfer targets"),
     "report": (_report, "results/report.md and results/plots/*.png from every probe"),
-    "params": (_params, "validate a params file and print it with every default filled in"),
+    "params": (_params, "validate a params file and print it with every default filled in, "
+                        "then each run's resolved recipe"),
 }
 
 
@@ -174,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="params file (default: params.yaml; profiles live in params/)")
         if name in ("plan", "pretrain"):
             stage.add_argument("--run", required=True, help="grid run name, e.g. byol-full")
+        elif name == "params":
+            stage.add_argument("--run", default=None,
+                               help="print only this grid run's resolved recipe")
         elif name in ("extract", "probe", "transfer"):
             stage.add_argument("--run", required=True,
                                help="grid run name (e.g. byol-full) or baseline (raw, random)")

@@ -147,6 +147,10 @@ class ModelConfig:
     backbone: Literal["resnet18", "resnet50", "resnet_tiny"] = "resnet_tiny"
     width: int = 16  # base channels of resnet_tiny (ResNet-18's layout; resnet18 has 64)
     cifar_stem: bool = True  # 3x3 stride-1 first convolution and no max-pool, for small images
+    # Start each residual block as the identity: the last BatchNorm of every block gets weight 0
+    # (Goyal et al., 2017, section 5.1; torchvision's ``zero_init_residual``). SimSiam, Barlow
+    # Twins, VICReg and UniGrad set it in their reference code; a method's recipe may set it.
+    zero_init_residual: bool = False
 
     def __post_init__(self) -> None:
         _require(self.width >= 8 and self.width % 8 == 0, "width",
@@ -159,10 +163,14 @@ class MomentumConfig:
     """Section ``momentum``: the teacher's EMA coefficient (the scope is per grid run)."""
 
     tau: float = 0.99  # tau0: 0.99 at CIFAR scale, 0.996 at ImageNet scale (and UniGrad's)
+    # where the cosine schedule ends: 1.0 in BYOL (eq. 7); solo-learn's MoCo v2+ ends at 0.999
+    final_tau: float = 1.0
     schedule: Literal["cosine", "constant"] = "cosine"
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.tau <= 1.0, "tau", f"must be in [0, 1], got {self.tau}")
+        _require(self.tau <= self.final_tau <= 1.0, "final_tau",
+                 f"must be in [tau, 1] = [{self.tau}, 1], got {self.final_tau}")
 
 
 @dataclass(frozen=True)
@@ -177,19 +185,64 @@ class ResidualConfig:
 
 
 @dataclass(frozen=True)
+class LarsConfig:
+    """``pretrain.lars``: LARS (You et al., 2017) as solo-learn implements it
+    (solo/utils/lars.py): for each weight, trust = eta * ||w|| / (||g|| + wd * ||w|| + 1e-8);
+    with ``clip_lr`` the step's lr is min(trust, lr), else lr * trust; with
+    ``exclude_bias_n_norm`` 1-D parameters (biases, norms) get neither adaptation nor weight
+    decay. Defaults: solo-learn's CIFAR and ImageNet-100 configs (eta 0.02, clip, exclude)."""
+
+    eta: float = 0.02
+    clip_lr: bool = True
+    exclude_bias_n_norm: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.eta > 0, "eta", f"must be > 0, got {self.eta}")
+
+
+@dataclass(frozen=True)
+class ParamGroupConfig:
+    """One entry of ``pretrain.param_groups``: the parameters ``select`` picks get ``lr_scale``
+    times the run's peak lr, following the warm-up and cosine (``schedule: warmup_cosine``) or
+    held there from the first step (``constant``: SimSiam's fixed predictor lr, paper section
+    4.2 and solo-learn's ``static_lr``). ``weight_decay`` null keeps the run's. A parameter
+    goes to the first group that selects it; the rest form the main group."""
+
+    select: Literal["predictor", "projector", "backbone", "bias_and_norm"]
+    lr_scale: float = 1.0
+    schedule: Literal["warmup_cosine", "constant"] = "warmup_cosine"
+    weight_decay: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        _require(self.lr_scale > 0, "lr_scale", f"must be > 0, got {self.lr_scale}")
+        _require(self.weight_decay is None or self.weight_decay >= 0, "weight_decay",
+                 f"must be null or >= 0, got {self.weight_decay}")
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
-    """Section ``pretrain``: the optimisation shared by every grid run."""
+    """Section ``pretrain``: the optimisation of every grid run; a method's recipe
+    (``recipes.<method>.pretrain``) and a grid entry's own ``pretrain`` override it."""
 
     epochs: int = 20
     optimizer: Literal["sgd", "lars"] = "sgd"
     lr: float = 0.3  # per 256 images; the peak is lr * batch_size / 256
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    lars: LarsConfig = LarsConfig()  # read when optimizer is lars
     warmup_epochs: float = 1.0  # may be a fraction of an epoch
+    # the method's loss is multiplied by this (Barlow Twins' scale_loss 0.1 in solo-learn's
+    # CIFAR config); the residual-momentum term is added after, unscaled
+    loss_scale: float = 1.0
+    param_groups: tuple[ParamGroupConfig, ...] = ()
     log_every: int = 10  # steps between logged points
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
+        _require(self.loss_scale > 0, "loss_scale", f"must be > 0, got {self.loss_scale}")
+        selects = [g.select for g in self.param_groups]
+        _require(len(set(selects)) == len(selects), "param_groups",
+                 f"selects the same parameters twice: {selects}")
         _require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
         _require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
                  f"must be in 0..epochs ({self.epochs}), got {self.warmup_epochs}")
@@ -248,6 +301,12 @@ class RunSpec:
     k: int = 1  # stages under EMA, used by scope last_k only
     residual: bool = False  # add the residual-momentum loss (needs a teacher)
     gpus: int = 1  # GPUs of this run: more than one trains it under torchrun (DDP)
+    # this run's own overrides of the recipe, applied over recipes.<method> (see Recipe)
+    pretrain: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    momentum: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    augment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    method_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(self.k >= 1, "k", f"must be >= 1, got {self.k}")
@@ -260,6 +319,51 @@ class RunSpec:
     def name(self) -> str:
         scope = f"last{self.k}" if self.scope == "last_k" else self.scope
         return f"{self.method}-{scope}" + ("-res" if self.residual else "")
+
+
+# The sections a method's recipe (and a grid entry) may override, and the keys in them that
+# stay shared by every run: evaluation reads augment.size, and every run's features must come
+# from the same backbone. ``method_settings`` overrides methods.<method>.
+RECIPE_SECTIONS: tuple[str, ...] = ("pretrain", "momentum", "augment", "model",
+                                    "method_settings")
+SHARED_KEYS: dict[str, tuple[str, ...]] = {
+    "pretrain": ("log_every", "device"), "augment": ("size",),
+    "model": ("backbone", "width", "cifar_stem")}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """``recipes.<method>``: one method's published recipe, as overrides of the shared sections
+    ``pretrain`` (optimizer, lr, weight decay, LARS, warm-up, loss scale, parameter groups),
+    ``momentum`` (tau0, final tau), ``augment`` (the per-view recipe) and
+    ``model.zero_init_residual``, and of the method's own settings ``methods.<method>``
+    (``method_settings``: heads, temperature, loss options). ``source`` names the reference it
+    follows; docs/RECIPES.md gives every value's source. A grid entry may override any of it
+    again, with the same keys (``byol-full: {method: byol, scope: full, pretrain: {lr: 0.5}}``).
+    """
+
+    source: str = ""
+    pretrain: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    momentum: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    augment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    method_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecipesConfig:
+    """Section ``recipes`` (optional): a recipe per method; a method left out trains with the
+    shared sections as they are."""
+
+    mocov2: Recipe = Recipe()
+    mocov3: Recipe = Recipe()
+    byol: Recipe = Recipe()
+    simclr: Recipe = Recipe()
+    simsiam: Recipe = Recipe()
+    barlow_twins: Recipe = Recipe()
+    vicreg: Recipe = Recipe()
+    unigrad: Recipe = Recipe()
+    xmoco: Recipe = Recipe()
 
 
 @dataclass(frozen=True)
@@ -278,6 +382,7 @@ class Params:
     probe: ProbeConfig
     transfer: TransferConfig
     grid: tuple[RunSpec, ...]
+    recipes: RecipesConfig = RecipesConfig()
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
@@ -332,6 +437,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
+    if origin is Mapping:  # recipe overrides: checked when resolved against their section
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of that section's keys, got {value!r}")
+        return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise wrong
@@ -407,7 +518,11 @@ def params_from_dict(data: Any) -> Params:
     """Validate a parsed params mapping into :class:`Params`."""
     if isinstance(data, Mapping) and "grid" in data:
         data = {**data, "grid": _grid_runs(data["grid"])}
-    return _build(Params, data, "")
+    params = _build(Params, data, "")
+    # every recipe is checked before any work: each run's, and those no run uses yet
+    for run in (*params.grid, *(RunSpec(method) for method in METHODS)):
+        resolve(params, run)
+    return params
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -420,10 +535,24 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if isinstance(data, Mapping) and isinstance(data.get("recipes"), str):
+        data = {**data, "recipes": _recipes_file(path.parent / data["recipes"], path)}
     try:
         return params_from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def _recipes_file(path: Path, params_path: Path) -> Any:
+    """``recipes: FILE`` in a params file: the recipes section read from FILE (relative to the
+    params file's folder), so profiles at one scale (CIFAR-10 and CIFAR-100) share one."""
+    if not path.is_file():
+        raise ConfigError(f"{params_path}: recipes: file {path} not found; give a path relative "
+                          f"to {params_path.parent}/ (recipe files live in params/recipes/)")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
 
 
 def run_params(params: Params, run: RunSpec) -> dict:
@@ -431,13 +560,83 @@ def run_params(params: Params, run: RunSpec) -> dict:
     training, with only its own method's settings and the residual section only when the run
     uses the residual loss. ``dvc.yaml`` tracks this (``results/plan/<run>.yaml``) instead of
     params.yaml, so a change reruns exactly the runs it touches."""
-    out = {name: to_dict(getattr(params, name))
+    resolved = resolve(params, run)
+    out = {name: to_dict(getattr(resolved, name))
            for name in ("seed", "data", "augment", "loader", "model", "pretrain", "momentum")}
     if run.residual:
         out["residual"] = to_dict(params.residual)
-    out["method"] = to_dict(getattr(params.methods, run.method))
-    out["run"] = {"name": run.name, **to_dict(run)}
+    out["method"] = to_dict(getattr(resolved.methods, run.method))
+    out["run"] = {"name": run.name, **{k: v for k, v in to_dict(run).items()
+                                       if k not in RECIPE_SECTIONS}}
     return out
+
+
+def recipe(params: Params, run: RunSpec) -> dict:
+    """The recipe ``run`` trains with, as plain data: every setting a published recipe fixes
+    (optimizer, lr, weight decay, LARS, warm-up, epochs, batch, loss scale, parameter groups,
+    tau0 and final tau, the augmentations of each view, zero_init_residual, the method's own
+    settings) after :func:`resolve`, and the ``source`` its method's recipe names.
+    ``python -m momentum_ssl params`` prints it; docs/RECIPES.md is held to it."""
+    resolved = resolve(params, run)
+
+    def section(name: str) -> dict:
+        skip = SHARED_KEYS.get(name, ())
+        if name == "pretrain" and resolved.pretrain.optimizer != "lars":
+            skip = (*skip, "lars")  # not read by SGD
+        return {k: v for k, v in to_dict(getattr(resolved, name)).items() if k not in skip}
+
+    return {"source": getattr(params.recipes, run.method).source,
+            "loader": {"batch_size": resolved.loader.batch_size},
+            "pretrain": section("pretrain"), "momentum": section("momentum"),
+            "augment": section("augment"),
+            "model": {"zero_init_residual": resolved.model.zero_init_residual},
+            "method": to_dict(getattr(resolved.methods, run.method))}
+
+
+def _merge(base: dict, over: Mapping) -> dict:
+    """``over`` on ``base``; nested mappings (``pretrain.lars``) merge key by key, anything
+    else (lists such as ``param_groups``) is replaced whole."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve(params: Params, run: RunSpec) -> Params:
+    """``params`` as ``run`` trains with them: the shared sections, then the recipe of its
+    method (``recipes.<method>``), then the grid entry's own overrides. Raises
+    :class:`ConfigError` naming the key and where it was set."""
+    from .methods import validate_config
+
+    recipe = getattr(params.recipes, run.method)
+    sections = {}
+    for name in RECIPE_SECTIONS:
+        base = (getattr(params.methods, run.method) if name == "method_settings"
+                else getattr(params, name))
+        cls, data = type(base), to_dict(base)
+        layers = [(f"recipes.{run.method}.{name}", getattr(recipe, name)),
+                  (f"grid.{run.name}.{name}", getattr(run, name))]
+        if not any(over for _, over in layers):
+            continue
+        for where, over in layers:
+            for key in over:
+                _require(key not in SHARED_KEYS.get(name, ()), f"{where}.{key}",
+                         f"is shared by every run; set it in the {name} section instead")
+            data = _merge(data, over)
+            built = _build(cls, data, where)  # names the key, and the layer that set it
+            if name == "method_settings":
+                try:
+                    validate_config(built)
+                except ValueError as err:
+                    raise ConfigError(f"{where}.{err}") from None
+        sections[name] = built
+    if "method_settings" in sections:
+        sections["methods"] = dataclasses.replace(
+            params.methods, **{run.method: sections.pop("method_settings")})
+    return dataclasses.replace(params, **sections) if sections else params
 
 
 def params_hash(data: Any) -> str:
@@ -457,12 +656,15 @@ def to_dict(obj: Any) -> Any:
         return out
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {key: to_dict(value) for key, value in obj.items()}
     if isinstance(obj, (tuple, list)):
         return [to_dict(v) for v in obj]
     return obj
 
 
-__all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LoaderConfig", "MethodsConfig",
-           "ModelConfig", "MomentumConfig", "Params", "PretrainConfig", "ProbeConfig",
-           "ResidualConfig", "RunSpec", "TransferConfig", "params_hash", "run_params",
+__all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LarsConfig", "LoaderConfig",
+           "MethodsConfig", "ModelConfig", "MomentumConfig", "ParamGroupConfig", "Params",
+           "PretrainConfig", "ProbeConfig", "Recipe", "RecipesConfig", "ResidualConfig",
+           "RunSpec", "TransferConfig", "params_hash", "recipe", "resolve", "run_params",
            "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict", "to_dict"]

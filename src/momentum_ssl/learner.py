@@ -25,7 +25,8 @@ LEVELS = {"backbone": "y", "projector": "z"}
 
 class Learner(nn.Module):
     def __init__(self, backbone: Backbone, method: Method, scope: str = "none", k: int = 1,
-                 residual_weight: float = 0.0, residual_level: str = "projector"):
+                 residual_weight: float = 0.0, residual_level: str = "projector",
+                 loss_scale: float = 1.0):
         super().__init__()
         start = teacher_start(scope, k, backbone)
         if residual_level not in LEVELS:
@@ -37,7 +38,7 @@ class Learner(nn.Module):
             raise ValueError("the residual-momentum loss needs a teacher, and momentum scope "
                              "'none' has none: choose scope full, last_k or projector, or set "
                              "the residual weight to 0")
-        self.scope, self.k = scope, k
+        self.scope, self.k, self.loss_scale = scope, k, loss_scale
         self.residual_weight, self.residual_level = residual_weight, residual_level
         self.backbone, self.method = backbone, method
         self.projector = method.projector(backbone.dim)
@@ -56,6 +57,8 @@ class Learner(nn.Module):
                 teachers.append(Branch(*self.teacher(x if tap == 0 else entry)))
         t1, t2 = teachers if teachers else (None, None)
         loss, logs = self.method.loss(students[0], students[1], t1, t2)
+        if self.loss_scale != 1.0:  # the recipe's loss scale (Barlow Twins' scale_loss)
+            loss = self.loss_scale * loss
         logs = {name: value.detach() for name, value in logs.items()}
         if teachers:
             for level, attr in LEVELS.items():
@@ -75,9 +78,15 @@ class Learner(nn.Module):
 
 
 def build_learner(params, run) -> Learner:
-    """The learner of one grid cell (a :class:`~momentum_ssl.config.RunSpec`)."""
+    """The learner of one grid cell (a :class:`~momentum_ssl.config.RunSpec`), with the run's
+    recipe (:func:`~momentum_ssl.config.resolve`) applied."""
+    from .config import resolve
+
+    params = resolve(params, run)
     model = params.model
-    backbone = build_backbone(model.backbone, model.width, model.cifar_stem)
+    backbone = build_backbone(model.backbone, model.width, model.cifar_stem,
+                              model.zero_init_residual)
     method = build_method(run.method, getattr(params.methods, run.method))
     weight = params.residual.weight if run.residual else 0.0
-    return Learner(backbone, method, run.scope, run.k, weight, params.residual.level)
+    return Learner(backbone, method, run.scope, run.k, weight, params.residual.level,
+                   params.pretrain.loss_scale)

@@ -30,12 +30,14 @@ from .config import SCOPES
 from .models.backbones import Backbone
 
 
-def cosine_tau(step: int, total_steps: int, tau0: float) -> float:
-    """BYOL's schedule (Grill et al., 2020, eq. 7): tau0 at step 0, rising to 1 at the end.
-    tau(step) = 1 - (1 - tau0) * (cos(pi * step / total_steps) + 1) / 2."""
+def cosine_tau(step: int, total_steps: int, tau0: float, final_tau: float = 1.0) -> float:
+    """BYOL's schedule (Grill et al., 2020, eq. 7): tau0 at step 0, rising to ``final_tau`` (1 in
+    BYOL; solo-learn's ``final_tau``) at the end.
+    tau(step) = final - (final - tau0) * (cos(pi * step / total_steps) + 1) / 2."""
     if total_steps <= 0:
         raise ValueError(f"total_steps must be positive, got {total_steps}")
-    return 1.0 - (1.0 - tau0) * (math.cos(math.pi * min(step, total_steps) / total_steps) + 1) / 2
+    cos = math.cos(math.pi * min(step, total_steps) / total_steps)
+    return final_tau - (final_tau - tau0) * (cos + 1) / 2
 
 
 @torch.no_grad()

@@ -32,7 +32,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .artifacts import atomic_torch_save, atomic_write_text
-from .config import ConfigError, Params, RunSpec, params_hash, run_params, to_dict
+from .config import (ConfigError, Params, RunSpec, params_hash, resolve, run_params,
+                     to_dict)
 from .data.loaders import train_loader
 from .learner import build_learner
 from .momentum import cosine_tau
@@ -53,31 +54,88 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -
 
 
 class LARS(torch.optim.Optimizer):
-    """LARS (You et al., 2017) as in SimCLR/BYOL: SGD with momentum whose step for each weight
-    matrix is scaled by eta * ||w|| / ||g + wd w||; biases and BatchNorm parameters (1-D) get
-    neither weight decay nor adaptation."""
+    """LARS (You et al., 2017) as solo-learn implements it (solo/utils/lars.py, from Lightning
+    Bolts), which its CIFAR and ImageNet-100 recipes were tuned with. For each parameter with
+    both norms non-zero (and, with ``exclude_bias_n_norm``, more than one dimension):
+
+        trust = eta * ||w|| / (||g|| + wd * ||w|| + eps)
+        d = (g + wd * w) * (min(trust / lr, 1) if clip_lr else trust)
+
+    then SGD with momentum: buf = momentum * buf + d; w -= lr * buf. With clipping the step is
+    lr * min(trust / lr, 1) = min(trust, lr), so LARS can only slow a layer down. Excluded
+    parameters (biases, norms) take the plain gradient: no adaptation and no weight decay.
+    The official BYOL/SimCLR/Barlow Twins code divides by ||g + wd * w|| instead, with eta 0.001
+    and no clipping (set ``pretrain.lars``); the two denominators differ by at most wd * ||w||.
+    """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.001):
+                 eta: float = 0.02, clip_lr: bool = True, exclude_bias_n_norm: bool = True,
+                 eps: float = 1e-8):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                      eta=eta))
+                                      eta=eta, clip_lr=clip_lr,
+                                      exclude_bias_n_norm=exclude_bias_n_norm, eps=eps))
 
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
+            lr, wd = group["lr"], group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad
-                if p.ndim > 1:
-                    grad = grad.add(p, alpha=group["weight_decay"])
-                    w_norm, g_norm = torch.norm(p), torch.norm(grad)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0),
-                                        group["eta"] * w_norm / g_norm, torch.ones_like(w_norm))
-                    grad = grad.mul(trust)
-                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
-                buf.mul_(group["momentum"]).add_(grad)
-                p.add_(buf, alpha=-group["lr"])
+                d = p.grad
+                if p.ndim > 1 or not group["exclude_bias_n_norm"]:
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d)
+                    trust = group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"])
+                    if group["clip_lr"] and lr > 0:
+                        trust = torch.clamp(trust / lr, max=1.0)
+                    d = torch.where((w_norm > 0) & (g_norm > 0), d.add(p, alpha=wd) * trust, d)
+                buf = self.state[p].get("momentum_buffer")
+                if buf is None:
+                    buf = self.state[p]["momentum_buffer"] = d.clone()
+                else:
+                    buf.mul_(group["momentum"]).add_(d)
+                p.add_(buf, alpha=-lr)
+
+
+SELECTORS = {  # pretrain.param_groups[].select: which trainable parameters a group takes
+    "predictor": lambda name, p: name.startswith("predictor."),
+    "projector": lambda name, p: name.startswith("projector."),
+    "backbone": lambda name, p: name.startswith("backbone."),
+    "bias_and_norm": lambda name, p: p.ndim == 1,
+}
+
+
+def param_groups(learner: nn.Module, cfg) -> list[dict]:
+    """The optimiser's parameter groups for ``cfg`` (a PretrainConfig): one per entry of
+    ``cfg.param_groups`` that selects any trainable parameter (first match wins), then the
+    rest. Each group carries ``lr_scale`` and ``constant`` for :func:`set_learning_rates`."""
+    groups = [{"params": [], "lr_scale": g.lr_scale, "constant": g.schedule == "constant",
+               "weight_decay": cfg.weight_decay if g.weight_decay is None else g.weight_decay,
+               "select": g.select} for g in cfg.param_groups]
+    rest = {"params": [], "lr_scale": 1.0, "constant": False, "weight_decay": cfg.weight_decay,
+            "select": "rest"}
+    for name, p in learner.named_parameters():
+        if not p.requires_grad:
+            continue
+        chosen = next((g for g in groups if SELECTORS[g["select"]](name, p)), rest)
+        chosen["params"].append(p)
+    return [g for g in [*groups, rest] if g["params"]]
+
+
+def build_optimizer(learner: nn.Module, cfg, peak: float) -> torch.optim.Optimizer:
+    """SGD or LARS (``cfg.optimizer``) over :func:`param_groups`, at ``peak`` lr."""
+    groups = param_groups(learner, cfg)
+    if cfg.optimizer == "lars":
+        return LARS(groups, peak, cfg.momentum, cfg.weight_decay, cfg.lars.eta,
+                    cfg.lars.clip_lr, cfg.lars.exclude_bias_n_norm)
+    return torch.optim.SGD(groups, peak, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def set_learning_rates(optimizer: torch.optim.Optimizer, lr: float, peak: float) -> None:
+    """Each group's lr this step: its ``lr_scale`` times the scheduled ``lr``, or times ``peak``
+    for a ``constant`` group (SimSiam's predictor: never warmed up nor decayed)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr_scale"] * (peak if group["constant"] else lr)
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -118,8 +176,9 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
     ``torchrun`` every rank calls it; rank 0 logs and writes."""
     from dvclive import Live
 
-    cfg = params.pretrain
     out = Path(out) if out is not None else run_dir(run.name)
+    params = resolve(params, run)  # the shared sections with the method's recipe applied
+    cfg = params.pretrain
     device, rank, world = init_distributed(cfg.device)
     if params.loader.batch_size % world:
         raise ConfigError(f"loader.batch_size ({params.loader.batch_size}) is the global batch "
@@ -144,10 +203,7 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
             learner, device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=False)
     peak = cfg.lr * params.loader.batch_size / 256  # the linear scaling rule
-    trainable = [p for p in learner.parameters() if p.requires_grad]
-    optimizer = (LARS(trainable, peak, cfg.momentum, cfg.weight_decay) if cfg.optimizer == "lars"
-                 else torch.optim.SGD(trainable, peak, momentum=cfg.momentum,
-                                      weight_decay=cfg.weight_decay))
+    optimizer = build_optimizer(learner, cfg, peak)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise ConfigError(f"loader.batch_size ({params.loader.batch_size}) is larger than the "
@@ -183,9 +239,8 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
         for x1, x2, _ in tqdm(loader, desc=f"{run.name} epoch {epoch + 1}/{cfg.epochs}",
                               leave=False, disable=rank != 0):
             lr = learning_rate(step, total, warmup, peak)  # (1)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            tau = (cosine_tau(step, total, params.momentum.tau)  # (2)
+            set_learning_rates(optimizer, lr, peak)
+            tau = (cosine_tau(step, total, params.momentum.tau, params.momentum.final_tau)  # (2)
                    if params.momentum.schedule == "cosine" else params.momentum.tau)
             with autocast:  # (3)
                 loss, logs = model(x1, x2)

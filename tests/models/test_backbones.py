@@ -56,3 +56,17 @@ def test_mlp_layouts():
                                                                             "Linear"]
     with pytest.raises(ValueError, match="at least input and output"):
         mlp([8])
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet_tiny"])
+def test_zero_init_residual_starts_every_block_as_the_identity(name):
+    from torchvision.models.resnet import BasicBlock
+
+    backbone = build_backbone(name, width=8, zero_init_residual=True)
+    blocks = [m for m in backbone.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == 8 and all((b.bn2.weight == 0).all() for b in blocks)
+    block = next(b for b in blocks if b.downsample is None)
+    x = torch.rand(2, block.conv1.in_channels, 8, 8)  # non-negative, so relu(x + 0) == x
+    torch.testing.assert_close(block(x), x)
+    plain = build_backbone(name, width=8)
+    assert all((m.bn2.weight == 1).all() for m in plain.modules() if isinstance(m, BasicBlock))

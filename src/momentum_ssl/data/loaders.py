@@ -29,13 +29,21 @@ def beton_folder(params: Params) -> Path:
     return Path(params.data.out_dir) / params.data.dataset
 
 
-def _decoder(meta: dict, split: str, size: int):
+EVAL_CROP = 224 / 256  # Resize(256) then CenterCrop(224), as every reference's evaluation
+
+
+def _decoder(meta: dict, split: str, size: int, train: bool):
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, SimpleRGBImageDecoder
 
     if meta["splits"][split]["image_shape"] is not None:
         return SimpleRGBImageDecoder()
-    # Images of varying size: decode the centre square at 8/7 of the view size (the 256/224
-    # rule), and let the augmentation crop from that.
+    if not train:
+        # the centre square of side 224/256 of the shorter side, resized to size x size: the
+        # same pixels as Resize(256 * size / 224) then CenterCrop(size)
+        return CenterCropRGBImageDecoder((size, size), ratio=EVAL_CROP)
+    # Training views of images of varying size: decode the centre square at 8/7 of the view
+    # size, and let the seeded augmentation crop from that. (The references crop from the
+    # whole image; FFCV's decoders that do so draw from unseeded generators.)
     side = round(size * 8 / 7)
     return CenterCropRGBImageDecoder((side, side), ratio=1.0)
 
@@ -99,7 +107,7 @@ class TwoViewLoader:
         meta = read_meta(folder)
         self.views = [ViewAugment(augment, v, meta["mean"], meta["std"]) for v in (0, 1)]
         pipelines = {
-            name: PipelineSpec("image", _decoder(meta, split, augment.size),
+            name: PipelineSpec("image", _decoder(meta, split, augment.size, train=True),
                                _image_ops(self.device, view))
             for name, view in zip(("view1", "view2"), self.views)
         }
@@ -143,8 +151,9 @@ class EvalLoader:
                              num_workers=loader.num_workers, os_cache=loader.os_cache,
                              order=OrderOption.SEQUENTIAL, drop_last=False,
                              batches_ahead=loader.batches_ahead,
-                             pipelines={"image": PipelineSpec("image", _decoder(meta, split, size),
-                                                              _image_ops(device, transform)),
+                             pipelines={"image": PipelineSpec(
+                                 "image", _decoder(meta, split, size, train=False),
+                                 _image_ops(device, transform)),
                                         "label": _label_ops(device)})
 
     def __len__(self) -> int:

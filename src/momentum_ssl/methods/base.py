@@ -58,6 +58,8 @@ def validate_config(cfg) -> None:
     ``rho`` in [0, 1). Raises ValueError naming the key."""
     for f in dataclasses.fields(cfg):
         name, value = f.name, getattr(cfg, f.name)
+        if isinstance(value, (str, bool)):  # choices: checked by their Literal type
+            continue
         if name.startswith(("proj_", "pred_")) or name == "queue_size":
             ok, rule = value >= 1, ">= 1"
         elif name.endswith("temperature"):

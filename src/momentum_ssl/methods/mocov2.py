@@ -4,6 +4,7 @@ view's key and a queue of past keys, symmetrised over the views (v2+)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,12 +18,15 @@ from .base import Method, check_pair, normalized, target
 @dataclass(frozen=True)
 class MoCoV2Config:
     """Defaults: solo-learn's mocov2plus CIFAR config (projector 2048 -> 256 without BN, as
-    MoCo v2's MLP head; queue 32768 keys; temperature 0.2)."""
+    MoCo v2's MLP head; queue 32768 keys; temperature 0.2). ``view_reduction``: how the two
+    directions of the symmetrised loss combine; solo-learn's mocov2plus halves their sum
+    (``mean``); ``sum`` doubles the loss's weight against weight decay under SGD."""
 
     proj_hidden: int = 2048
     proj_out: int = 256
     queue_size: int = 32768
     temperature: float = 0.2
+    view_reduction: Literal["mean", "sum"] = "mean"
 
 
 def info_nce(q: Tensor, k: Tensor, queue: Tensor | None = None,
@@ -64,10 +68,14 @@ class MoCoV2(Method):
     def loss(self, s1, s2, t1, t2):
         k1, k2 = self.keys(s1, s2, t1, t2)
         queue = self.queue.clone()  # this step's negatives, before the keys below go in
-        loss = (info_nce(s1.z, k2, queue, self.cfg.temperature)
-                + info_nce(s2.z, k1, queue, self.cfg.temperature))
+        loss = self.combine(info_nce(s1.z, k2, queue, self.cfg.temperature),
+                            info_nce(s2.z, k1, queue, self.cfg.temperature))
         self.enqueue(torch.cat([k1, k2]))
         return loss, {}
+
+    def combine(self, a: Tensor, b: Tensor) -> Tensor:
+        """The two directions' losses, by ``view_reduction``."""
+        return (a + b) / 2 if self.cfg.view_reduction == "mean" else a + b
 
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:

@@ -4,6 +4,7 @@ against the other view's key, keys gathered from every rank."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,13 +17,16 @@ from .base import Method, target
 
 @dataclass(frozen=True)
 class MoCoV3Config:
-    """Defaults: solo-learn's mocov3 CIFAR config; heads as MoCo v3's ResNet recipe (3-layer
-    projector whose last BN has no affine, 2-layer predictor, hidden 4096, out 256), t = 0.2."""
+    """Defaults: solo-learn's mocov3 CIFAR config (hidden 4096, out 256, t = 0.2); heads as
+    moco-v3's ``MoCo_ResNet`` (moco/builder.py): a 2-layer projector
+    Linear-BN-ReLU-Linear-BN(affine=False) and a 2-layer predictor, bias-free. ``proj_layers:
+    3`` is its ViT variant (``MoCo_ViT``), whose extra 4096x4096 layer outweighs a ResNet-18."""
 
     proj_hidden: int = 4096
     proj_out: int = 256
     pred_hidden: int = 4096
     temperature: float = 0.2
+    proj_layers: Literal[2, 3] = 2
 
 
 def moco_v3_loss(q: Tensor, k: Tensor, temperature: float = 0.2) -> Tensor:
@@ -43,8 +47,9 @@ class MoCoV3(Method):
 
     def projector(self, dim: int):
         c = self.cfg
-        return mlp([dim, c.proj_hidden, c.proj_hidden, c.proj_out], hidden_bias=False,
-                   last_bias=False, last_bn=True, last_bn_affine=False)
+        hidden = [c.proj_hidden] * (c.proj_layers - 1)
+        return mlp([dim, *hidden, c.proj_out], hidden_bias=False, last_bias=False, last_bn=True,
+                   last_bn_affine=False)
 
     def predictor(self):
         c = self.cfg

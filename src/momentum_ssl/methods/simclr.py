@@ -15,12 +15,15 @@ from .base import Method, check_pair, two_branch
 
 @dataclass(frozen=True)
 class SimCLRConfig:
-    """Defaults: solo-learn's CIFAR config (projector 2048 -> 256 with BN, SimCLR v2 style),
-    temperature 0.2 (METHODS.md)."""
+    """Defaults: solo-learn's CIFAR sizes (projector 2048 -> 256), temperature 0.2 (METHODS.md).
+    ``proj_hidden_bn``: BatchNorm after the hidden layer, as SimCLR v2's code
+    (google-research/simclr, model_util.py); solo-learn's projector (solo/methods/simclr.py)
+    has none, and the paper-scale profiles follow it."""
 
     proj_hidden: int = 2048
     proj_out: int = 256
     temperature: float = 0.2
+    proj_hidden_bn: bool = True
 
 
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2) -> Tensor:
@@ -42,7 +45,8 @@ class SimCLR(Method):
     Config = SimCLRConfig
 
     def projector(self, dim: int):
-        return mlp([dim, self.cfg.proj_hidden, self.cfg.proj_out])
+        return mlp([dim, self.cfg.proj_hidden, self.cfg.proj_out],
+                   hidden_bn=self.cfg.proj_hidden_bn)
 
     def loss(self, s1, s2, t1, t2):
         # negatives from every rank: gather the embeddings (gradients return to their owner)

@@ -56,10 +56,10 @@ def _cifar_stem(width: int) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
-def _torchvision(name: str, cifar_stem: bool) -> Backbone:
+def _torchvision(name: str, cifar_stem: bool, zero_init_residual: bool = False) -> Backbone:
     from torchvision.models import resnet
 
-    net = getattr(resnet, name)(weights=None)
+    net = getattr(resnet, name)(weights=None, zero_init_residual=zero_init_residual)
     stem = (_cifar_stem(64) if cifar_stem else
             nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool))
     return Backbone(stem, [net.layer1, net.layer2, net.layer3, net.layer4], net.fc.in_features)
@@ -77,7 +77,8 @@ def _stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
-def resnet_tiny(width: int = 16, cifar_stem: bool = True) -> Backbone:
+def resnet_tiny(width: int = 16, cifar_stem: bool = True,
+                zero_init_residual: bool = False) -> Backbone:
     """ResNet-18's layout (BasicBlocks 2-2-2-2) at ``width`` base channels instead of 64: for
     CPU-sized runs (width 16 has 1/16 of the multiply-adds). ``width`` must be a multiple of 8:
     on the CPU, oneDNN's channels_last convolution backward (torch 2.14.1) corrupts the heap
@@ -98,14 +99,23 @@ def resnet_tiny(width: int = 16, cifar_stem: bool = True) -> Backbone:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    if zero_init_residual:  # as torchvision's: each block starts as the identity
+        from torchvision.models.resnet import BasicBlock
+
+        for m in backbone.modules():
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
     return backbone
 
 
-def build_backbone(name: str, width: int = 16, cifar_stem: bool = True) -> Backbone:
+def build_backbone(name: str, width: int = 16, cifar_stem: bool = True,
+                   zero_init_residual: bool = False) -> Backbone:
+    """``zero_init_residual``: the last BatchNorm of every residual block starts at weight 0
+    (Goyal et al., 2017), as SimSiam, Barlow Twins, VICReg and UniGrad set it."""
     if name == "resnet_tiny":
-        return resnet_tiny(width, cifar_stem)
+        return resnet_tiny(width, cifar_stem, zero_init_residual)
     if name in ("resnet18", "resnet50"):
-        return _torchvision(name, cifar_stem)
+        return _torchvision(name, cifar_stem, zero_init_residual)
     raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(NAMES)}")
 
 
