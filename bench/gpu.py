@@ -2,6 +2,7 @@
 at 32x32, bf16 autocast and channels_last, one GPU.
 
     python bench/gpu.py [--methods byol,mocov3] [--batch 512] [--steps 50] [--device cuda]
+                        [--compile]
 
 Each step is the training loop's (train.py): forward of both views under bf16 autocast, the
 NaN guard, backward, SGD, the EMA update. The views are random tensors already on the device,
@@ -21,7 +22,8 @@ from common import machine, print_table
 GOAL = 10_000
 
 
-def images_per_second(method: str, batch: int, steps: int, warmup: int, device) -> float:
+def images_per_second(method: str, batch: int, steps: int, warmup: int, device,
+                      compile_model: bool = False) -> float:
     import torch
 
     from momentum_ssl.learner import Learner
@@ -33,6 +35,7 @@ def images_per_second(method: str, batch: int, steps: int, warmup: int, device) 
                       "full").to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD([p for p in learner.parameters() if p.requires_grad], lr=0.01,
                                 momentum=0.9)
+    forward = torch.compile(learner) if compile_model else learner
     views = [torch.randn(batch, 3, 32, 32, device=device).contiguous(
         memory_format=torch.channels_last) for _ in range(2)]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -42,7 +45,7 @@ def images_per_second(method: str, batch: int, steps: int, warmup: int, device) 
             sync()
             start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss, _ = learner(*views)
+            loss, _ = forward(*views)
         if not torch.isfinite(loss):
             raise RuntimeError(f"{method}: the loss is {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -60,6 +63,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the learner's forward (compile time not counted: "
+                             "it happens in the warm-up steps)")
     args = parser.parse_args()
     import torch
 
@@ -71,11 +77,13 @@ def main() -> None:
             else f"CPU, {torch.get_num_threads()} threads")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    rows = [[method, images_per_second(method, args.batch, args.steps, args.warmup, device)]
+    rows = [[method, images_per_second(method, args.batch, args.steps, args.warmup, device,
+                                       args.compile)]
             for method in args.methods.split(",")]
     print(f"pretraining throughput on {name}: ResNet-18 (CIFAR stem) at 32x32, full-scope EMA, "
-          f"batch {args.batch} x 2 views, bf16 autocast, channels_last, {args.steps} steps "
-          f"after {args.warmup}; {machine()}")
+          f"batch {args.batch} x 2 views, bf16 autocast, channels_last"
+          f"{', torch.compile' if args.compile else ''}, {args.steps} steps after "
+          f"{args.warmup}; {machine()}")
     print_table(["method", "images/s"], rows, ["{}", "{:.0f}"])
     print("ratio to the goal (10,000 images/s on an H100): " +
           ", ".join(f"{method} {value / GOAL:.2f}x" for method, value in rows))

@@ -48,3 +48,18 @@ def test_gpu_bench_runs_its_training_steps_on_the_cpu():
     assert out[1].split() == ["method", "images/s"]
     assert [line.split()[0] for line in out[2:4]] == ["byol", "mocov3"]
     assert out[-1].startswith("ratio to the goal")
+
+
+def test_gpu_recipe_epoch_runs_the_cifar10_recipes_on_the_cpu():
+    """bench/gpu_recipe.py (the GPU check's recipe epoch) on the CPU, with a small backbone
+    and batch: each method's recipe trains through the epoch and the table names it."""
+    out = subprocess.run([sys.executable, str(BENCH / "gpu_recipe.py"), "--device", "cpu",
+                          "--params", str(BENCH.parent / "params" / "cifar10.yaml"),
+                          "--methods", "simsiam,barlow_twins", "--images", "96", "--batch",
+                          "32", "--warmup", "1", "--backbone", "resnet_tiny"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[1].split()[:3] == ["run", "optimizer", "lr"]
+    rows = [line.split() for line in out[2:4]]
+    assert [r[:3] for r in rows] == [["simsiam-full", "sgd", "0.5"],
+                                     ["barlow_twins-full", "lars", "0.3"]]
+    assert all(r[4] == "3" for r in rows)  # 96 images / 32 = 3 steps

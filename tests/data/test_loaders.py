@@ -149,3 +149,33 @@ def test_stopping_early_stops_the_prefetch_thread(numbered):
         worker.join(timeout=60)
         assert not worker.is_alive(), "stopping the loader hung"
         assert not [t for t in threading.enumerate() if isinstance(t, EpochIterator)]
+
+
+def test_eval_of_varying_sizes_reads_resize_256_then_centre_crop_224(tmp_path):
+    """ImageFolder evaluation sees what every reference's does: the centre 224/256 of the
+    shorter side (Resize(256) + CenterCrop(224) at 224 px), not the whole centre square."""
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    root = tmp_path / "folder"
+    for split in ("train", "test"):
+        for c in range(2):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            yy, xx = np.mgrid[0:64, 0:96]  # landscape, 96 x 64, a smooth ramp per channel
+            image = np.stack([xx * 255 // 96, yy * 255 // 64, np.full_like(xx, 99 * c)], -1)
+            Image.fromarray(image.astype(np.uint8)).save(folder / "a.png")
+    params = make_params(tmp_path, data={"dataset": "imagefolder", "root": str(root)},
+                         augment={"size": 28})
+    convert(params)
+    images, _ = next(iter(eval_loader(params, "test")))
+    meta = read_meta(tmp_path / "beton" / "imagefolder")
+    mean, std = torch.tensor(meta["mean"]).view(3, 1, 1), torch.tensor(meta["std"]).view(3, 1, 1)
+    got = images[0] * std + mean
+    source = torch.from_numpy(np.asarray(Image.open(root / "test" / "class0" / "a.png"))
+                              ).permute(2, 0, 1).float() / 255
+    reference = v2.CenterCrop(28)(v2.Resize(32, antialias=True)(source))  # 28 * 256 / 224 = 32
+    whole_square = v2.Resize(28, antialias=True)(v2.CenterCrop(64)(source))  # the old reading
+    assert got.shape == reference.shape == (3, 28, 28)
+    error, old_error = ((got - x)[:2].abs().mean() for x in (reference, whole_square))
+    assert error < 0.01 and old_error > 3 * error, (error, old_error)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU check: everything that needs a CUDA device, in one script, under 8 minutes on an H100.
+# From the repository root on a GPU machine:   bash bench/gpu_check.sh
+#   1. the device, its driver and PyTorch's view of it;
+#   2. the GPU tests (tests/test_gpu.py: bf16 + channels_last steps against the CPU, the
+#      recipes' optimizers on the device, pretraining through FFCV where it is installed);
+#   3. the throughput benchmark (bench/gpu.py: BYOL and MoCo v3, ResNet-18 at 32 px), eager and
+#      with torch.compile;
+#   4. one epoch of the CIFAR-10 recipe (params/cifar10.yaml) on synthetic CIFAR-format images
+#      for BYOL and SimCLR, bf16 and channels_last, with images/s and peak GPU memory
+#      (bench/gpu_recipe.py).
+# It uses .venv/bin/python when there is one, else $PYTHON or python3 (a GPU machine's own
+# PyTorch will do: steps 3 and 4 need only torch, torchvision, numpy and pyyaml). Each step runs
+# under its own time limit; the script goes on after a failed step and exits 1 if any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+failed=0
+step() {
+  local limit=$1; shift
+  echo "== $* (limit ${limit}s)"
+  local started=$SECONDS
+  timeout "$limit" "$@"
+  local rc=$?
+  echo "-- rc $rc after $((SECONDS - started))s"
+  [ "$rc" -eq 0 ] || failed=1
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
+  || echo "nvidia-smi: not found"
+step 30 "$PY" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, \
+'device', torch.cuda.get_device_name() if torch.cuda.is_available() else None)"
+step 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py
+step 90 "$PY" bench/gpu.py --steps 30
+step 150 "$PY" bench/gpu.py --steps 30 --compile
+step 150 "$PY" bench/gpu_recipe.py --params params/cifar10.yaml --methods byol,simclr
+exit $failed

@@ -1,0 +1,61 @@
+"""The CUDA path: bf16 autocast, channels_last, the recipe's optimizers and the FFCV loader on
+the device. Skipped without a CUDA device (CI has none); bench/gpu_check.sh runs them on a GPU
+machine."""
+
+import dataclasses
+import importlib.util
+
+import pytest
+import torch
+
+from conftest import REPO
+from momentum_ssl.config import RunSpec, load_params, resolve
+from momentum_ssl.learner import build_learner
+from momentum_ssl.train import build_optimizer, set_learning_rates
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def small(params):
+    return dataclasses.replace(params, model=dataclasses.replace(
+        params.model, backbone="resnet_tiny", width=16, cifar_stem=True))
+
+
+@pytest.mark.parametrize("method", ["byol", "simclr", "mocov3", "barlow_twins", "unigrad"])
+def test_a_bf16_channels_last_step_on_cuda_matches_the_cpu_in_fp32(method):
+    params = small(load_params(REPO / "params/cifar10.yaml"))
+    run = RunSpec(method, "full")
+    x = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    losses = {}
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        learner = build_learner(params, run).to(device)
+        if device == "cuda":
+            learner = learner.to(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+            loss, _ = learner(x.to(device), x.flip(3).to(device))
+        loss.backward()
+        assert torch.isfinite(loss)
+        losses[device] = loss.item()
+        if device == "cuda":  # the recipe's optimizer steps on the device
+            cfg = resolve(params, run).pretrain
+            optimizer = build_optimizer(learner, cfg, cfg.lr)
+            set_learning_rates(optimizer, cfg.lr / 2, cfg.lr)
+            optimizer.step()
+            learner.update_teacher(0.99)
+            assert all(torch.isfinite(p).all() for p in learner.parameters())
+    assert losses["cuda"] == pytest.approx(losses["cpu"], rel=0.05, abs=0.02)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ffcv") is None or
+                    importlib.util.find_spec("dvclive") is None,
+                    reason="the training loop needs ffcv and dvclive")
+def test_pretrain_runs_on_cuda_through_the_ffcv_loader(tiny, tmp_path):
+    from momentum_ssl.train import pretrain
+
+    params = dataclasses.replace(tiny, pretrain=dataclasses.replace(tiny.pretrain,
+                                                                   device="cuda"))
+    out = pretrain(params, RunSpec("byol", "full"), tmp_path / "run")
+    state = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["learner"].values()
+               if v.is_floating_point())
