@@ -654,6 +654,9 @@ def to_dict(obj: Any) -> Any:
         out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
         out["grid"] = {run.name: to_dict(run) for run in obj.grid}
         return out
+    if isinstance(obj, RunSpec):  # a grid entry: its own overrides only when it has some
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.name in RECIPE_SECTIONS and not getattr(obj, f.name))}
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
