@@ -54,6 +54,7 @@ def _check_plan(params, run, params_path: str) -> None:
     plan that no longer matches the params would record a run under the wrong params."""
     import yaml
 
+    from .artifacts import read_yaml
     from .config import run_params
     from .paths import plan_file
 
@@ -61,7 +62,7 @@ def _check_plan(params, run, params_path: str) -> None:
     if not path.is_file():
         return
     expected = yaml.safe_load(yaml.safe_dump(run_params(params, run), sort_keys=False))
-    if yaml.safe_load(path.read_text()) != expected:
+    if read_yaml(path, f"python -m momentum_ssl plan --run {run.name}") != expected:
         raise ConfigError(f"{path} was written for other params than {params_path} gives "
                           f"{run.name}; rerun python -m momentum_ssl plan --run {run.name} "
                           "first (dvc repro and snakemake do)")
