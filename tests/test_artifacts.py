@@ -131,7 +131,7 @@ def test_a_truncated_meta_json(work, capsys):
                   "is not valid JSON, truncated or garbled", CONVERT)
 
 
-@pytest.mark.parametrize("stage", ["extract", "transfer"])
+@pytest.mark.parametrize("stage", ["extract", "transfer", "export"])
 def test_a_truncated_model(work, capsys, stage):
     truncate(work / f"results/runs/{RUN}/model.pt")
     line = fails_cleanly(work, capsys, [stage, "--run", RUN], f"results/runs/{RUN}/model.pt",

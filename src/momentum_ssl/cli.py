@@ -140,6 +140,19 @@ def _transfer(args: argparse.Namespace) -> None:
     print(f"wrote {out}: {scores}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from .export import export
+
+    params = load_params(args.params)
+    run = _grid_run(params, args)
+    path = export(params, run.name, args.teacher, args.out)
+    meta = json.loads(path.read_text())
+    files = ",".join(f for f in (meta["files"]["state_dict"], meta["files"]["safetensors"],
+                                 path.name) if f)
+    print(f"wrote {path.parent}/{{{files}}} ({meta['format']} state_dict of the "
+          f"{meta['encoder']}'s {meta['backbone']})")
+
+
 def _report(args: argparse.Namespace) -> None:
     from .report import report
 
@@ -160,6 +173,8 @@ STAGES = {
     "probe": (_probe, "kNN and logistic probes of a grid run's or baseline's features"),
     "transfer": (_transfer, "probe a grid run's frozen student (or a baseline) on the "
                             "transfer targets"),
+    "export": (_export, "a grid run's trained backbone as a torchvision (resnet18/50) or "
+                        "momentum_ssl (resnet_tiny) state_dict, plus safetensors"),
     "report": (_report, "results/report.md and results/plots/*.png from every probe"),
     "params": (_params, "validate a params file and print it with every default filled in"),
 }
@@ -173,8 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         stage = sub.add_parser(name, help=help_text, description=help_text)
         stage.add_argument("--params", default="params.yaml",
                            help="params file (default: params.yaml; profiles live in params/)")
-        if name in ("plan", "pretrain"):
+        if name in ("plan", "pretrain", "export"):
             stage.add_argument("--run", required=True, help="grid run name, e.g. byol-full")
+        if name == "export":
+            stage.add_argument("--teacher", action="store_true",
+                               help="export the teacher's backbone (scopes full and last_k)")
+            stage.add_argument("--out", help="folder to write to (default: "
+                                             "results/export/<run>)")
         elif name in ("extract", "probe", "transfer"):
             stage.add_argument("--run", required=True,
                                help="grid run name (e.g. byol-full) or baseline (raw, random)")
