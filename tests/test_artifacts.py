@@ -173,6 +173,12 @@ def test_a_transfer_json_of_something_else_stops_the_report(work, capsys):
                   f"python -m momentum_ssl transfer --run {RUN}")
 
 
+def test_a_truncated_training_summary_stops_the_report(work, capsys):
+    truncate(work / f"results/runs/{RUN}/dvclive/metrics.json")
+    fails_cleanly(work, capsys, ["report"], f"results/runs/{RUN}/dvclive/metrics.json",
+                  "is not valid JSON", f"python -m momentum_ssl pretrain --run {RUN}")
+
+
 def test_a_garbled_plan_file(work, capsys):
     (work / f"results/plan/{RUN}.yaml").write_text("seed: [0\n  data: {")
     fails_cleanly(work, capsys, ["pretrain", "--run", RUN], f"results/plan/{RUN}.yaml",
