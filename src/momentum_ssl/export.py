@@ -26,7 +26,6 @@ import json
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from .artifacts import atomic_torch_save, atomic_write_text, commit, partial_path
 from .config import ConfigError, Params, params_hash, run_params
