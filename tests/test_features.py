@@ -80,5 +80,6 @@ def test_extract_refuses_a_model_trained_with_other_params(trained):
 def test_a_corrupt_features_file_says_what_to_do(tmp_path):
     bad = tmp_path / "train.parquet"
     bad.write_bytes(b"PAR1 not really")
-    with pytest.raises(ValueError, match="delete it and rerun python -m momentum_ssl extract"):
+    with pytest.raises(ValueError, match="not a readable Parquet file.*rewrite it: python -m "
+                                         "momentum_ssl extract$"):
         read_features(bad)

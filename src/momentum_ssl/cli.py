@@ -54,6 +54,7 @@ def _check_plan(params, run, params_path: str) -> None:
     plan that no longer matches the params would record a run under the wrong params."""
     import yaml
 
+    from .artifacts import read_yaml
     from .config import run_params
     from .paths import plan_file
 
@@ -61,7 +62,7 @@ def _check_plan(params, run, params_path: str) -> None:
     if not path.is_file():
         return
     expected = yaml.safe_load(yaml.safe_dump(run_params(params, run), sort_keys=False))
-    if yaml.safe_load(path.read_text()) != expected:
+    if read_yaml(path, f"python -m momentum_ssl plan --run {run.name}") != expected:
         raise ConfigError(f"{path} was written for other params than {params_path} gives "
                           f"{run.name}; rerun python -m momentum_ssl plan --run {run.name} "
                           "first (dvc repro and snakemake do)")
@@ -139,6 +140,19 @@ def _transfer(args: argparse.Namespace) -> None:
     print(f"wrote {out}: {scores}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from .export import export
+
+    params = load_params(args.params)
+    run = _grid_run(params, args)
+    path = export(params, run.name, args.teacher, args.out)
+    meta = json.loads(path.read_text())
+    files = ",".join(f for f in (meta["files"]["state_dict"], meta["files"]["safetensors"],
+                                 path.name) if f)
+    print(f"wrote {path.parent}/{{{files}}} ({meta['format']} state_dict of the "
+          f"{meta['encoder']}'s {meta['backbone']})")
+
+
 def _report(args: argparse.Namespace) -> None:
     from .report import report
 
@@ -172,6 +186,8 @@ STAGES = {
     "probe": (_probe, "kNN and logistic probes of a grid run's or baseline's features"),
     "transfer": (_transfer, "probe a grid run's frozen student (or a baseline) on the "
                             "transfer targets"),
+    "export": (_export, "a grid run's trained backbone as a torchvision (resnet18/50) or "
+                        "momentum_ssl (resnet_tiny) state_dict, plus safetensors"),
     "report": (_report, "results/report.md and results/plots/*.png from every probe"),
     "params": (_params, "validate a params file and print it with every default filled in, "
                         "then each run's resolved recipe"),
@@ -186,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         stage = sub.add_parser(name, help=help_text, description=help_text)
         stage.add_argument("--params", default="params.yaml",
                            help="params file (default: params.yaml; profiles live in params/)")
-        if name in ("plan", "pretrain"):
+        if name in ("plan", "pretrain", "export"):
             stage.add_argument("--run", required=True, help="grid run name, e.g. byol-full")
         elif name == "params":
             stage.add_argument("--run", default=None,
@@ -194,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
         elif name in ("extract", "probe", "transfer"):
             stage.add_argument("--run", required=True,
                                help="grid run name (e.g. byol-full) or baseline (raw, random)")
+        if name == "export":
+            stage.add_argument("--teacher", action="store_true",
+                               help="export the teacher's backbone (scopes full and last_k)")
+            stage.add_argument("--out", help="folder to write to (default: "
+                                             "results/export/<run>)")
     return parser
 
 

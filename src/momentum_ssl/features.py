@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .artifacts import CorruptArtifact, MissingArtifact, commit, partial_path
+from .artifacts import commit, corrupt, load_torch, partial_path, read_parquet
 from .config import ConfigError, Params, params_hash, run_params, to_dict
+from .data.convert import beton_path, read_meta
 from .data.datasets import SPLITS
-from .data.loaders import eval_loader
+from .data.loaders import beton_folder, eval_loader
 from .learner import Learner, build_learner
 from .models.backbones import build_backbone
 from .paths import BASELINES, features_dir, run_dir
@@ -38,15 +39,17 @@ def load_learner(params: Params, name: str, model_path: Path | None = None) -> L
     runs = {run.name: run for run in params.grid}
     run = runs[name]
     model_path = model_path or run_dir(name) / "model.pt"
-    if not model_path.is_file():
-        raise MissingArtifact(f"{model_path} not found; run python -m momentum_ssl pretrain "
-                                f"--run {name} first")
-    state = torch.load(model_path, map_location="cpu", weights_only=False)
-    if state.get("params_hash") != params_hash(run_params(params, run)):
+    rewrite = f"python -m momentum_ssl pretrain --run {name}"
+    state = load_torch(model_path, rewrite, ("learner", "params_hash"))
+    if state["params_hash"] != params_hash(run_params(params, run)):
         raise ConfigError(f"{model_path} was trained with other params than {name} has now; "
-                          f"rerun python -m momentum_ssl pretrain --run {name} (or dvc repro)")
+                          f"rerun {rewrite} (or dvc repro)")
     learner = build_learner(params, run)
-    learner.load_state_dict(state["learner"])
+    try:
+        learner.load_state_dict(state["learner"])
+    except (RuntimeError, TypeError, AttributeError) as err:  # garbled, or another code version
+        raise corrupt(model_path, "holds weights that do not fit the run's learner "
+                      f"({' '.join(str(err).split())[:160]})", rewrite) from None
     return learner.eval()
 
 
@@ -163,20 +166,16 @@ def write_features(path: Path, columns: dict[str, np.ndarray], labels: np.ndarra
         tmp.unlink(missing_ok=True)
 
 
-def read_features(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+def read_features(path: str | Path, rewrite: str = "python -m momentum_ssl extract"
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
     """(features per column, labels, metadata) of one Parquet file written by
-    :func:`write_features`."""
-    import pyarrow.parquet as pq
-
+    :func:`write_features`; ``rewrite`` is the command that writes it (for errors)."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingArtifact(f"{path} not found; run python -m momentum_ssl extract first")
-    try:
-        table = pq.read_table(path)
-        meta = json.loads(table.schema.metadata[META_KEY])
-    except (OSError, KeyError, ValueError) as err:  # pyarrow's errors derive from these
-        raise CorruptArtifact(f"{path} is not a features file of momentum_ssl ({err}); delete it "
-                         "and rerun python -m momentum_ssl extract") from None
+    table, meta = read_parquet(path, rewrite, META_KEY)
+    if not table.column_names or table.column_names[0] != "label" or \
+            table.num_rows != meta.get("num_samples", table.num_rows):
+        raise corrupt(path, "is not a complete features file (label column or row count "
+                      "differs from its metadata)", rewrite)
     labels = table.column("label").to_numpy()
     columns = {}
     for name in table.column_names[1:]:
@@ -207,6 +206,10 @@ def extract(params: Params, name: str, out: Path | None = None) -> Path:
     """Features of grid run or baseline ``name`` for the train and test splits."""
     out = Path(out) if out is not None else features_dir(name)
     encoder, stamp = encoder_for(params, name)
+    folder = beton_folder(params)
+    meta = read_meta(folder)
+    for split in SPLITS:  # check every input before the first file is written
+        beton_path(folder, split, meta)
     device = encode_device(params, name)
     for split in SPLITS:
         columns, labels = encode(encoder, eval_loader(params, split, device), device,

@@ -31,3 +31,7 @@ def transfer_file(name: str, root: Path = RESULTS) -> Path:
 
 def predictions_file(name: str, root: Path = RESULTS) -> Path:
     return root / "predictions" / f"{name}.parquet"
+
+
+def export_dir(run: str, root: Path = RESULTS) -> Path:
+    return root / "export" / run

@@ -152,11 +152,12 @@ def probe(params: Params, name: str, features: Path | None = None, out: Path | N
     out = Path(out) if out is not None else probe_file(name)
     predictions_out = (Path(predictions_out) if predictions_out is not None
                        else predictions_file(name))
-    train, train_y, train_meta = read_features(folder / "train.parquet")
-    test, test_y, test_meta = read_features(folder / "test.parquet")
+    rewrite = f"python -m momentum_ssl extract --run {name}"
+    train, train_y, train_meta = read_features(folder / "train.parquet", rewrite)
+    test, test_y, test_meta = read_features(folder / "test.parquet", rewrite)
     if train_meta["params_hash"] != test_meta["params_hash"]:
         raise CorruptArtifact(f"{folder}: train.parquet and test.parquet come from different "
-                              f"params; rerun python -m momentum_ssl extract --run {name}")
+                              f"params; rerun {rewrite}")
     predictions: dict = {}
     scores = probe_features(train, train_y, test, test_y, params.probe, params.seed, predictions)
     metrics = {"name": name, "knn_headline": headline_knn(params.probe),

@@ -12,10 +12,9 @@ outputs (probe and transfer JSON, each run's DVCLive folder); nothing is recompu
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
-from .artifacts import MissingArtifact, atomic_write_text, commit, partial_path
+from .artifacts import atomic_write_text, commit, corrupt, partial_path, read_json
 from .config import Params, RunSpec
 from .paths import BASELINES, RESULTS, probe_file, run_dir, transfer_file
 from .telemetry import block_names
@@ -35,10 +34,14 @@ def read_history(live_dir: Path, metric: str) -> tuple[list[int], list[float]]:
     path = live_dir / "plots" / "metrics" / f"{metric}.tsv"
     if not path.is_file():
         return [], []
-    with path.open() as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
     name = metric.rsplit("/", 1)[-1]
-    return [int(r["step"]) for r in rows], [float(r[name]) for r in rows]
+    try:
+        with path.open() as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        return [int(r["step"]) for r in rows], [float(r[name]) for r in rows]
+    except (KeyError, TypeError, ValueError) as err:  # a cut row reads as None or ''
+        raise corrupt(path, f"is not a complete DVCLive table ({err!r})",
+                      f"python -m momentum_ssl pretrain --run {live_dir.parent.name}") from None
 
 
 def _pct(value: float | None) -> str:
@@ -50,11 +53,8 @@ def collect(params: Params, root: Path = RESULTS) -> list[dict]:
     rows = []
     names = [(run.name, run) for run in params.grid] + [(b, None) for b in BASELINES]
     for name, run in names:
-        path = probe_file(name, root)
-        if not path.is_file():
-            raise MissingArtifact(f"{path} not found; run python -m momentum_ssl probe --run "
-                                    f"{name} first (or dvc repro)")
-        probes = json.loads(path.read_text())
+        probes = read_json(probe_file(name, root), f"python -m momentum_ssl probe --run {name}",
+                           ("knn_headline",))
         key = probes["knn_headline"]
         main = "student" if "student" in probes else "raw"
         row = {"name": name, "label": BASELINE_LABELS.get(name, name),
@@ -67,7 +67,8 @@ def collect(params: Params, root: Path = RESULTS) -> list[dict]:
         row["transfer"] = transfer_summary(transfer_file(name, root))
         row["pretrain_s"], row["stability"] = None, {}
         if run is not None:
-            summary = json.loads((run_dir(name, root) / "dvclive" / "metrics.json").read_text())
+            summary = read_json(run_dir(name, root) / "dvclive" / "metrics.json",
+                                f"python -m momentum_ssl pretrain --run {name}")
             row["pretrain_s"] = summary.get("time", {}).get("pretrain_s")
             row["stability"] = summary.get("stability", {})
         rows.append(row)

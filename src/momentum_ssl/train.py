@@ -9,8 +9,9 @@ channels_last on CUDA, fp32 on CPU); (4) the NaN guard; (5) backward and the opt
 block's gradient norm, at the step's number (telemetry.py). A checkpoint (checkpoint.pt) is
 written atomically at the end of every epoch; the same call finds it and resumes from the next
 epoch, with the same batches as an uninterrupted run, if it was written for the same run params
-(the hash of :func:`~momentum_ssl.config.run_params`). A finished run writes model.pt, its
-summary (stability per block, pretraining time) and removes the checkpoint.
+(the hash of :func:`~momentum_ssl.config.run_params`); a damaged checkpoint is set aside and the
+previous epoch's is used (checkpoint.py). A finished run writes model.pt, its summary (stability
+per block, pretraining time) and removes the checkpoints.
 
 Under ``torchrun --nproc-per-node=N`` each process trains on its shard of every epoch (FFCV's
 distributed order) with ``loader.batch_size / N`` images, BatchNorm synchronised across
@@ -32,6 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .artifacts import atomic_torch_save, atomic_write_text
+from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
 from .config import (ConfigError, Params, RunSpec, params_hash, resolve, run_params,
                      to_dict)
 from .data.loaders import train_loader
@@ -185,11 +187,11 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
                           f"and must divide among {world} processes")
     plan = run_params(params, run)
     stamp = params_hash(plan)
+    torch.manual_seed(params.seed)
+    loader = train_loader(params, device, world, rank)  # checks the data: before any write
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "params.yaml", yaml.safe_dump(plan, sort_keys=False))
-    torch.manual_seed(params.seed)
-    loader = train_loader(params, device, world, rank)
     learner = build_learner(params, run).to(device)
     monitor = StabilityMonitor.attach(learner)
     if device.type == "cuda":
@@ -211,18 +213,16 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
     total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
 
     checkpoint, epoch, step, elapsed = out / "checkpoint.pt", 0, 0, 0.0
-    if checkpoint.is_file():
-        # on the CPU: the RNG state must stay a CPU tensor; load_state_dict moves the rest
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state.get("params_hash") != stamp:
-            print(f"{checkpoint} is from other run params; starting {run.name} from scratch")
-        else:
-            learner.load_state_dict(state["learner"])
-            optimizer.load_state_dict(state["optimizer"])
-            monitor.load_state_dict(state["stability"])
-            epoch, step, elapsed = state["epoch"], state["step"], state["elapsed_s"]
-            torch.set_rng_state(state["torch_rng"])
-            print(f"{run.name}: resuming after epoch {epoch} (step {step})")
+    # on the CPU: the RNG state must stay a CPU tensor; load_state_dict moves the rest.
+    # A damaged checkpoint is set aside for the previous epoch's (checkpoint.py).
+    state = load_checkpoint(checkpoint, stamp, run.name, set_aside=rank == 0)
+    if state is not None:
+        learner.load_state_dict(state["learner"])
+        optimizer.load_state_dict(state["optimizer"])
+        monitor.load_state_dict(state["stability"])
+        epoch, step, elapsed = state["epoch"], state["step"], state["elapsed_s"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"{run.name}: resuming after epoch {epoch} (step {step})")
     loader.set_epoch(epoch)
 
     live = None
@@ -271,11 +271,11 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
         epoch += 1
         elapsed += time.perf_counter() - started
         if rank == 0:
-            atomic_torch_save({"learner": learner.state_dict(),
-                               "optimizer": optimizer.state_dict(),
-                               "stability": monitor.state_dict(), "epoch": epoch, "step": step,
-                               "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(),
-                               "params_hash": stamp, "run": to_dict(run)}, checkpoint)
+            save_checkpoint({"learner": learner.state_dict(),
+                             "optimizer": optimizer.state_dict(),
+                             "stability": monitor.state_dict(), "epoch": epoch, "step": step,
+                             "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(),
+                             "params_hash": stamp, "run": to_dict(run)}, checkpoint)
         if world > 1:
             dist.barrier()
     if rank == 0:
@@ -289,7 +289,7 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
         atomic_torch_save({"learner": learner.state_dict(), "run": to_dict(run),
                            "epochs": cfg.epochs, "params_hash": stamp}, out / "model.pt")
         # done: a later rerun of this stage (say, after a code change) must not resume
-        checkpoint.unlink(missing_ok=True)
+        remove_checkpoints(checkpoint)
     if world > 1:
         dist.barrier()
     monitor.remove()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import atomic_write_text
+from .artifacts import atomic_write_text, corrupt, read_json
 from .config import DataConfig, Params, params_hash, to_dict
 from .data.augment import EvalTransform
 from .data.convert import read_meta, stratified_subset
@@ -79,13 +79,19 @@ def transfer(params: Params, name: str, out: Path | None = None) -> Path:
 
 
 def transfer_summary(path: Path) -> dict[str, float]:
-    """{target: headline kNN top-1 of the first encoder} of a transfer JSON."""
-    metrics = json.loads(Path(path).read_text())
+    """{target: headline kNN top-1 of the first encoder} of a transfer JSON
+    (``results/transfer/<name>.json``)."""
+    path = Path(path)
+    rewrite = f"python -m momentum_ssl transfer --run {path.stem}"
+    metrics = read_json(path, rewrite, ("knn_headline", "targets"))
     key = metrics["knn_headline"]
     out = {}
-    for target, scores in metrics["targets"].items():
-        encoder = next(k for k, v in scores.items() if isinstance(v, dict) and "knn" in v)
-        out[target] = scores[encoder]["knn"][key]
+    try:
+        for target, scores in metrics["targets"].items():
+            encoder = next(k for k, v in scores.items() if isinstance(v, dict) and "knn" in v)
+            out[target] = scores[encoder]["knn"][key]
+    except (AttributeError, KeyError, StopIteration, TypeError):
+        raise corrupt(path, "lacks a target's headline kNN score", rewrite) from None
     return out
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..artifacts import MissingArtifact, atomic_write_text, commit, partial_path
+from ..artifacts import (MissingArtifact, atomic_write_text, check_beton, commit, corrupt,
+                         partial_path, read_json)
 from ..config import DataConfig, Params
 from .datasets import SPLITS, DataError, ImageSource, load_source
 
@@ -168,10 +169,35 @@ def convert(params: Params) -> Path:
     return out
 
 
+REWRITE = "python -m momentum_ssl convert"
+
+
 def read_meta(folder: str | Path) -> dict:
-    """The ``meta.json`` of a converted dataset, with a clear error when it is missing."""
+    """The ``meta.json`` of a converted dataset, with a clear error when it is missing or
+    damaged."""
     path = Path(folder) / "meta.json"
     if not path.is_file():
         raise MissingArtifact(f"{path} not found: the dataset is not converted (or its "
-                                "conversion did not finish); run python -m momentum_ssl convert")
-    return json.loads(path.read_text())
+                              f"conversion did not finish); run {REWRITE}")
+    meta = read_json(path, REWRITE, ("classes", "mean", "std", "splits"))
+    for split in SPLITS:
+        info = meta["splits"].get(split) if isinstance(meta["splits"], dict) else None
+        if not isinstance(info, dict) or not {"num_samples", "per_class",
+                                              "image_shape"} <= set(info):
+            raise corrupt(path, f"lacks the {split} split's counts", REWRITE)
+    return meta
+
+
+def beton_path(folder: str | Path, split: str, meta: dict) -> Path:
+    """``folder/<split>.beton``, checked against its FFCV layout and against ``meta``
+    (:func:`read_meta`): its sample count and its labels' class counts."""
+    path = Path(folder) / f"{split}.beton"
+    info = meta["splits"][split]
+    records = check_beton(path, REWRITE, BETON_FIELDS, info["num_samples"])
+    labels = np.asarray(records["label"]).reshape(-1)
+    per_class = info["per_class"]
+    if ((labels < 0) | (labels >= len(per_class))).any() or \
+            np.bincount(labels, minlength=len(per_class)).tolist() != per_class:
+        raise corrupt(path, "has labels whose class counts differ from meta.json's (garbled, "
+                      "or from another conversion)", REWRITE)
+    return path

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts import MissingArtifact
 from ..config import AugmentConfig, LoaderConfig, Params
 from .augment import EvalTransform, ViewAugment, stream_seed, torchvision_view
-from .convert import read_meta, stratified_subset
+from .convert import beton_path, read_meta, stratified_subset
 from .datasets import ImageSource, load_source
 
 
@@ -87,13 +86,6 @@ def _epoch(loader):
         epoch.close()
 
 
-def _beton(folder: Path, split: str) -> Path:
-    path = folder / f"{split}.beton"
-    if not path.is_file():
-        raise MissingArtifact(f"{path} not found; run python -m momentum_ssl convert first")
-    return path
-
-
 class TwoViewLoader:
     """FFCV loader of two independently augmented views of each image, plus its label."""
 
@@ -113,7 +105,7 @@ class TwoViewLoader:
         }
         pipelines["image"] = None  # read only through the two views
         pipelines["label"] = _label_ops(self.device)
-        self.loader = Loader(str(_beton(folder, split)), batch_size=loader.batch_size,
+        self.loader = Loader(str(beton_path(folder, split, meta)), batch_size=loader.batch_size,
                              num_workers=loader.num_workers, os_cache=loader.os_cache,
                              order=OrderOption.RANDOM, seed=seed, drop_last=True,
                              distributed=distributed, batches_ahead=loader.batches_ahead,
@@ -147,7 +139,7 @@ class EvalLoader:
         device = torch.device(device)
         meta = read_meta(folder)
         transform = EvalTransform(size, meta["mean"], meta["std"])
-        self.loader = Loader(str(_beton(folder, split)), batch_size=loader.batch_size,
+        self.loader = Loader(str(beton_path(folder, split, meta)), batch_size=loader.batch_size,
                              num_workers=loader.num_workers, os_cache=loader.os_cache,
                              order=OrderOption.SEQUENTIAL, drop_last=False,
                              batches_ahead=loader.batches_ahead,

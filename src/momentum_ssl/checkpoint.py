@@ -1,0 +1,70 @@
+"""Pretraining checkpoints that survive a damaged file.
+
+    save_checkpoint(state, out / "checkpoint.pt")   # the one it replaces: checkpoint.prev.pt
+    state = load_checkpoint(out / "checkpoint.pt", stamp, "byol-full")   # or None: from scratch
+    remove_checkpoints(out / "checkpoint.pt")        # a finished run
+
+Each epoch's checkpoint is written atomically, but a full disk, a cut copy or a bad sector can
+still leave it truncated or garbled. So the previous epoch's checkpoint is kept beside it: a
+damaged ``checkpoint.pt`` is set aside (renamed ``checkpoint.pt.corrupt-<UTC time>``, kept for
+inspection, with a message) and the run resumes from ``checkpoint.prev.pt``, or from scratch
+when that is damaged or absent too. A resumed epoch replays the same batches (loaders.py), so
+resuming one epoch earlier only costs that epoch's time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .artifacts import CorruptArtifact, atomic_torch_save, load_torch
+
+KEYS = ("learner", "optimizer", "stability", "epoch", "step", "elapsed_s", "torch_rng",
+        "params_hash")
+
+
+def previous_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Write ``state`` to ``path`` atomically, keeping the checkpoint it replaces as the
+    previous one (at every moment one of the two holds a complete state)."""
+    if path.is_file():
+        os.replace(path, previous_path(path))
+    atomic_torch_save(state, path)
+
+
+def load_checkpoint(path: Path, stamp: str, run: str, set_aside: bool = True) -> dict | None:
+    """The newest undamaged checkpoint of ``path`` and its previous one, if it was written for
+    run params hashing to ``stamp``; None to start from scratch. Damaged files are renamed out
+    of the way when ``set_aside`` (under DDP only rank 0 renames; the others skip them)."""
+    for candidate in (path, previous_path(path)):
+        if not candidate.is_file():
+            continue
+        try:
+            state = load_torch(candidate, f"python -m momentum_ssl pretrain --run {run}", KEYS)
+        except CorruptArtifact as err:
+            fallback = ("resuming from the previous epoch's checkpoint"
+                        if candidate == path and previous_path(path).is_file()
+                        else f"starting {run} from scratch")
+            where = ""
+            if set_aside:
+                aside = candidate.with_name(
+                    f"{candidate.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+                os.replace(candidate, aside)
+                where = f" set aside as {aside};"
+            print(f"{err.problem}:{where} {fallback}", flush=True)
+            continue
+        if state["params_hash"] != stamp:
+            print(f"{candidate} is from other run params; starting {run} from scratch")
+            return None
+        return state
+    return None
+
+
+def remove_checkpoints(path: Path) -> None:
+    """A finished run: a later rerun (say, after a code change) must not resume."""
+    path.unlink(missing_ok=True)
+    previous_path(path).unlink(missing_ok=True)
