@@ -6,6 +6,7 @@ rule pretrain:
         "src/momentum_ssl/learner.py",
         "src/momentum_ssl/momentum.py",
         "src/momentum_ssl/telemetry.py",
+        "src/momentum_ssl/checkpoint.py",
         "src/momentum_ssl/distributed.py",
         "src/momentum_ssl/methods",
         "src/momentum_ssl/models",
