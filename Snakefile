@@ -15,14 +15,16 @@ configfile: "params.yaml"
 
 GRID = Grid.from_config(config, "params.yaml")  # validated: a bad cell fails here, by key
 RUNS = GRID.runs
-BASELINES = GRID.baselines
+SEEDS = GRID.seeds
+CELLS = GRID.cells  # <run>/s<seed>: every grid run at every seed
+BASELINES = GRID.baselines  # raw, random/s<seed>
 BETON = GRID.beton
 ENV = "../envs/momentum-ssl.yaml"  # relative to workflow/rules/; used with --sdm conda
 
 wildcard_constraints:
     run="|".join(RUNS) or "(?!)",
-    baseline="|".join(BASELINES),
-    name="|".join([*RUNS, *BASELINES]),
+    seed=r"\d+",
+    name="|".join([*RUNS, "random"]),
 
 
 include: "workflow/rules/data.smk"

@@ -48,12 +48,11 @@ def stage_seconds(lines: list[tuple[float, str]], total: float) -> dict[str, flo
 
 
 def kind(stage: str) -> str:
-    """plan@byol-full -> plan; extract-raw -> extract (baseline)."""
-    if "@" in stage:
-        return stage.split("@")[0]
-    if "-" in stage:
-        return stage.split("-")[0] + " (baselines)"
-    return stage
+    """plan@byol-full-0 -> plan; extract-raw, extract-random@1 -> extract (baselines)."""
+    base = stage.split("@")[0]
+    if "-" in base:
+        return base.split("-")[0] + " (baselines)"
+    return base
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from momentum_ssl.cli import main
 from momentum_ssl.config import load_params, to_dict
 
 RUN = "byol-full"
+CELL = f"{RUN}/s0"  # the run at its one seed: where its artifacts live
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +41,10 @@ def pipeline(tmp_path_factory):
         params = load_params("params.yaml")
         convert(params)
         assert main(["plan", "--run", RUN]) == 0
-        pretrain(params, params.grid[0])
-        extract(params, RUN)
-        probe(params, RUN)
-        transfer(params, RUN)
+        pretrain(params, params.grid[0], seed=0)
+        extract(params, RUN, seed=0)
+        probe(params, RUN, seed=0)
+        transfer(params, RUN, seed=0)
     finally:
         os.chdir(cwd)
     return root
@@ -133,56 +134,56 @@ def test_a_truncated_meta_json(work, capsys):
 
 @pytest.mark.parametrize("stage", ["extract", "transfer", "export"])
 def test_a_truncated_model(work, capsys, stage):
-    truncate(work / f"results/runs/{RUN}/model.pt")
-    line = fails_cleanly(work, capsys, [stage, "--run", RUN], f"results/runs/{RUN}/model.pt",
+    truncate(work / f"results/runs/{CELL}/model.pt")
+    line = fails_cleanly(work, capsys, [stage, "--run", RUN], f"results/runs/{CELL}/model.pt",
                          "is truncated or garbled: torch.load failed",
-                         f"python -m momentum_ssl pretrain --run {RUN}")
+                         f"python -m momentum_ssl pretrain --run {RUN} --seed 0")
     assert "central directory" in line  # PyTorch's own reason, kept on the line
 
 
 def test_a_model_with_garbled_weights(work, capsys):
     import torch
 
-    path = work / f"results/runs/{RUN}/model.pt"
+    path = work / f"results/runs/{CELL}/model.pt"
     state = torch.load(path, weights_only=False)
     key = next(k for k, v in state["learner"].items() if v.ndim == 4)
     state["learner"][key] = torch.zeros(3)  # loads, but no longer fits the learner
     torch.save(state, path)
-    fails_cleanly(work, capsys, ["extract", "--run", RUN], f"results/runs/{RUN}/model.pt",
+    fails_cleanly(work, capsys, ["extract", "--run", RUN], f"results/runs/{CELL}/model.pt",
                   "holds weights that do not fit the run's learner",
-                  f"python -m momentum_ssl pretrain --run {RUN}")
+                  f"python -m momentum_ssl pretrain --run {RUN} --seed 0")
 
 
 @pytest.mark.parametrize("damage", [truncate, lambda p: garble(p, len(p.read_bytes()) - 40, 40)])
 def test_damaged_features(work, capsys, damage):
-    damage(work / f"results/features/{RUN}/test.parquet")
-    fails_cleanly(work, capsys, ["probe", "--run", RUN], f"results/features/{RUN}/test.parquet",
-                  "is not a readable Parquet file", f"python -m momentum_ssl extract --run {RUN}")
+    damage(work / f"results/features/{CELL}/test.parquet")
+    fails_cleanly(work, capsys, ["probe", "--run", RUN], f"results/features/{CELL}/test.parquet",
+                  "is not a readable Parquet file", f"python -m momentum_ssl extract --run {RUN} --seed 0")
 
 
 def test_a_truncated_probe_json_stops_the_report(work, capsys):
-    truncate(work / f"results/probes/{RUN}.json")
-    fails_cleanly(work, capsys, ["report"], f"results/probes/{RUN}.json",
-                  "is not valid JSON", f"python -m momentum_ssl probe --run {RUN}")
+    truncate(work / f"results/probes/{CELL}.json")
+    fails_cleanly(work, capsys, ["report"], f"results/probes/{CELL}.json",
+                  "is not valid JSON", f"python -m momentum_ssl probe --run {RUN} --seed 0")
 
 
 def test_a_transfer_json_of_something_else_stops_the_report(work, capsys):
-    (work / f"results/transfer/{RUN}.json").write_text('{"name": "byol-full"}\n')
-    fails_cleanly(work, capsys, ["report"], f"results/transfer/{RUN}.json",
+    (work / f"results/transfer/{CELL}.json").write_text('{"name": "byol-full"}\n')
+    fails_cleanly(work, capsys, ["report"], f"results/transfer/{CELL}.json",
                   "lacks 'knn_headline', 'targets'",
-                  f"python -m momentum_ssl transfer --run {RUN}")
+                  f"python -m momentum_ssl transfer --run {RUN} --seed 0")
 
 
 def test_a_truncated_training_summary_stops_the_report(work, capsys):
-    truncate(work / f"results/runs/{RUN}/dvclive/metrics.json")
-    fails_cleanly(work, capsys, ["report"], f"results/runs/{RUN}/dvclive/metrics.json",
-                  "is not valid JSON", f"python -m momentum_ssl pretrain --run {RUN}")
+    truncate(work / f"results/runs/{CELL}/dvclive/metrics.json")
+    fails_cleanly(work, capsys, ["report"], f"results/runs/{CELL}/dvclive/metrics.json",
+                  "is not valid JSON", f"python -m momentum_ssl pretrain --run {RUN} --seed 0")
 
 
 def test_a_garbled_plan_file(work, capsys):
-    (work / f"results/plan/{RUN}.yaml").write_text("seed: [0\n  data: {")
-    fails_cleanly(work, capsys, ["pretrain", "--run", RUN], f"results/plan/{RUN}.yaml",
-                  "is not valid YAML", f"python -m momentum_ssl plan --run {RUN}")
+    (work / f"results/plan/{CELL}.yaml").write_text("seed: [0\n  data: {")
+    fails_cleanly(work, capsys, ["pretrain", "--run", RUN], f"results/plan/{CELL}.yaml",
+                  "is not valid YAML", f"python -m momentum_ssl plan --run {RUN} --seed 0")
 
 
 def test_readers_name_the_writer_of_a_missing_file(tmp_path):

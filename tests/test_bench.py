@@ -23,6 +23,8 @@ def test_stage_seconds_run_from_one_running_stage_line_to_the_next():
     seconds = e2e.stage_seconds(lines, total=21.0)
     assert seconds == pytest.approx({"convert": 9.5, "plan@byol-full": 3.0, "extract-raw": 8.0})
     assert [e2e.kind(s) for s in seconds] == ["convert", "plan", "extract (baselines)"]
+    assert [e2e.kind(s) for s in ("pretrain@byol-full-res-2", "probe-random@1")] == [
+        "pretrain", "probe (baselines)"]
 
 
 def test_measured_sees_the_memory_of_a_child_process_and_its_lines():

@@ -69,5 +69,5 @@ def test_pretrain_refuses_a_stale_plan(tmp_path, monkeypatch, capsys):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     assert main(["pretrain", "--run", "byol-full"]) == 2
     err = capsys.readouterr().err
-    assert "results/plan/byol-full.yaml was written for other params" in err
-    assert "rerun python -m momentum_ssl plan --run byol-full" in err
+    assert "results/plan/byol-full/s0.yaml was written for other params" in err
+    assert "rerun python -m momentum_ssl plan --run byol-full --seed 0 first" in err

@@ -28,7 +28,7 @@ def test_torchrun_two_processes_train_one_run(tmp_path, run):
                            "momentum_ssl", "--", "pretrain", "--run", run],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    out = tmp_path / "results" / "runs" / run
+    out = tmp_path / "results" / "runs" / run / "s0"
     metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
     # 160 images, global batch 32 = 16 per process: 5 steps an epoch, logged once (rank 0)
     assert metrics["time"]["steps"] == 10

@@ -1,5 +1,5 @@
 """The DVC pipeline on the tiny profile: a full `dvc repro`, then a params change reruns exactly
-the stages that read it."""
+the stages that read it, and a new seed runs only that seed's stages."""
 
 import copy
 import json
@@ -51,17 +51,18 @@ def repo(tmp_path_factory):
 def test_repro_runs_every_stage_and_ends_with_the_report(repo):
     root, output = repo
     assert ran(output) == {
-        "convert", "plan@byol-full", "plan@byol-full-res", "pretrain@byol-full",
-        "pretrain@byol-full-res", "extract@byol-full", "extract@byol-full-res",
-        "probe@byol-full", "probe@byol-full-res", "transfer@byol-full",
-        "transfer@byol-full-res", "extract-raw", "extract-random", "probe-raw",
-        "probe-random", "transfer-raw", "transfer-random", "report"}
+        "convert", "plan@byol-full-0", "plan@byol-full-res-0", "pretrain@byol-full-0",
+        "pretrain@byol-full-res-0", "extract@byol-full-0", "extract@byol-full-res-0",
+        "probe@byol-full-0", "probe@byol-full-res-0", "transfer@byol-full-0",
+        "transfer@byol-full-res-0", "extract-raw", "extract-random@0", "probe-raw",
+        "probe-random@0", "transfer-raw", "transfer-random@0", "report"}
     assert (root / "results" / "report.md").is_file()
     assert "up to date" in dvc(root, "status").stdout
     metrics = json.loads(dvc(root, "metrics", "show", "--json").stdout)
     files = next(iter(metrics.values()))["data"]
-    assert {"results/probes/raw.json", "results/transfer/byol-full.json",
-            "results/runs/byol-full/dvclive/metrics.json"} <= set(files)
+    assert {"results/summary.json", "results/probes/raw.json",
+            "results/transfer/byol-full/s0.json",
+            "results/runs/byol-full/s0/dvclive/metrics.json"} <= set(files)
 
 
 def test_a_residual_weight_change_reruns_only_the_residual_run(repo):
@@ -72,7 +73,26 @@ def test_a_residual_weight_change_reruns_only_the_residual_run(repo):
     done = dvc(root, "repro")
     assert done.returncode == 0, done.stdout + done.stderr
     # both plans read params.yaml, but only the residual run's plan changes
-    assert ran(done.stdout) == {"plan@byol-full", "plan@byol-full-res",
-                                "pretrain@byol-full-res", "extract@byol-full-res",
-                                "probe@byol-full-res", "transfer@byol-full-res", "report"}
+    assert ran(done.stdout) == {"plan@byol-full-0", "plan@byol-full-res-0",
+                                "pretrain@byol-full-res-0", "extract@byol-full-res-0",
+                                "probe@byol-full-res-0", "transfer@byol-full-res-0", "report"}
+    assert "up to date" in dvc(root, "status").stdout
+
+
+def test_adding_a_seed_runs_only_that_seeds_stages(repo):
+    root, _ = repo
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["seeds"] = [0, 1]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    done = dvc(root, "repro")
+    assert done.returncode == 0, done.stdout + done.stderr
+    new = {f"{stage}@{run}-1" for stage in ("plan", "pretrain", "extract", "probe", "transfer")
+           for run in ("byol-full", "byol-full-res")}
+    new |= {f"{stage}-random@1" for stage in ("extract", "probe", "transfer")}
+    assert ran(done.stdout) == new | {"report"}
+    summary = json.loads((root / "results" / "summary.json").read_text())
+    assert summary["runs"]["byol-full"]["knn_student"]["n"] == 2
+    residual = next(c for c in summary["claims"] if c["a"] == "byol-full-res"
+                    and c["metric"] == "knn_student")
+    assert residual["b"] == "byol-full" and set(residual["difference"]["seeds"]) == {"0", "1"}
     assert "up to date" in dvc(root, "status").stdout

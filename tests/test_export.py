@@ -80,16 +80,16 @@ def test_a_tiny_run_exports_student_and_teacher_through_the_cli(tiny, tmp_path, 
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(tiny), sort_keys=False))
     run = next(r for r in tiny.grid if r.name == "byol-full")
-    pretrain(tiny, run)
+    pretrain(tiny, run, seed=0)
     assert main(["export", "--run", "byol-full"]) == 0
     assert main(["export", "--run", "byol-full", "--teacher"]) == 0
-    out = tmp_path / "results" / "export" / "byol-full"
+    out = tmp_path / "results" / "export" / "byol-full" / "s0"
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"wrote {out.relative_to(tmp_path)}/{{teacher.pt,teacher.safetensors,teacher.json}} "
         "(momentum_ssl state_dict of the teacher's resnet_tiny)")
     from momentum_ssl.features import load_learner
 
-    learner = load_learner(tiny, "byol-full")
+    learner = load_learner(tiny, "byol-full", seed=0)
     x = torch.randn(5, 3, 8, 8)
     ours = Encoders(learner)(x)
     from safetensors.torch import load_file

@@ -110,4 +110,4 @@ def test_a_run_asking_for_gpus_trains_on_the_cpu_where_there_are_none(tmp_path, 
     assert main(["pretrain", "--run", "simclr-none"]) == 0
     out = capsys.readouterr().out
     assert "simclr-none asks for 2 GPUs and this machine has none" in out
-    assert (tmp_path / "results" / "runs" / "simclr-none" / "model.pt").is_file()
+    assert (tmp_path / "results" / "runs" / "simclr-none" / "s0" / "model.pt").is_file()

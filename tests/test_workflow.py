@@ -64,8 +64,9 @@ def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files():
             assert all(any(p.startswith(f + "/") for p in job["inputs"]) for f in folders)
         else:
             assert job["inputs"] == stage["inputs"], command
-    assert {"convert", "plan", "pretrain", "extract", "extract_baseline", "probe", "transfer",
-            "transfer_baseline", "report"} == {job["rule"] for job in jobs.values()}
+    assert {"convert", "plan", "pretrain", "extract", "extract_raw", "extract_random", "probe",
+            "probe_raw", "transfer", "transfer_raw", "transfer_random",
+            "report"} == {job["rule"] for job in jobs.values()}
 
 
 def test_lint_is_clean():

@@ -34,38 +34,61 @@ def _grid_run(params, args: argparse.Namespace, baselines: bool = False):
                       + ", ".join(choices))
 
 
+def _seed(params, args: argparse.Namespace) -> int | None:
+    """The training seed a per-run stage works on: ``--seed``, which must be one of
+    ``params.seeds`` (it may be left out when there is only one); None for raw pixels."""
+    from .paths import SEEDLESS
+
+    if args.run in SEEDLESS:
+        if args.seed is not None:
+            raise ConfigError(f"--run {args.run} has no seed (raw pixels draw nothing); "
+                              "leave out --seed")
+        return None
+    if args.seed is None:
+        if len(params.seeds) == 1:
+            return params.seeds[0]
+        raise ConfigError(f"--seed is needed: {args.params} trains every run with seeds "
+                          f"{list(params.seeds)}")
+    if args.seed not in params.seeds:
+        raise ConfigError(f"--seed {args.seed} is not one of the seeds of {args.params}: "
+                          f"{list(params.seeds)}")
+    return args.seed
+
+
 def _plan(args: argparse.Namespace) -> None:
     import yaml
 
     from .artifacts import atomic_write_text
-    from .config import run_params
-    from .paths import plan_file
+    from .config import run_params, with_seed
+    from .paths import cell, plan_file
 
     params = load_params(args.params)
-    run = _grid_run(params, args)
-    path = plan_file(run.name)
+    run, seed = _grid_run(params, args), _seed(params, args)
+    path = plan_file(cell(run.name, seed))
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump(run_params(params, run), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(run_params(with_seed(params, seed), run),
+                                           sort_keys=False))
     print(f"wrote {path}")
 
 
-def _check_plan(params, run, params_path: str) -> None:
-    """DVC and Snakemake decide whether a run is up to date from results/plan/<run>.yaml; a
-    plan that no longer matches the params would record a run under the wrong params."""
+def _check_plan(params, run, seed: int, params_path: str) -> None:
+    """DVC and Snakemake decide whether a run is up to date from results/plan/<run>/s<seed>.yaml;
+    a plan that no longer matches the params would record a run under the wrong params."""
     import yaml
 
     from .artifacts import read_yaml
-    from .config import run_params
-    from .paths import plan_file
+    from .config import run_params, with_seed
+    from .paths import cell, plan_file, seed_flag
 
-    path = plan_file(run.name)
+    path = plan_file(cell(run.name, seed))
     if not path.is_file():
         return
-    expected = yaml.safe_load(yaml.safe_dump(run_params(params, run), sort_keys=False))
-    if read_yaml(path, f"python -m momentum_ssl plan --run {run.name}") != expected:
+    command = f"python -m momentum_ssl plan --run {run.name}{seed_flag(seed)}"
+    expected = yaml.safe_load(yaml.safe_dump(run_params(with_seed(params, seed), run),
+                                             sort_keys=False))
+    if read_yaml(path, command) != expected:
         raise ConfigError(f"{path} was written for other params than {params_path} gives "
-                          f"{run.name}; rerun python -m momentum_ssl plan --run {run.name} "
-                          "first (dvc repro and snakemake do)")
+                          f"{run.name}; rerun {command} first (dvc repro and snakemake do)")
 
 
 def _claim_gpus(params, count: int = 1) -> list[str] | None:
@@ -84,8 +107,8 @@ def _pretrain(args: argparse.Namespace) -> None:
     from .train import pretrain
 
     params = load_params(args.params)
-    run = _grid_run(params, args)
-    _check_plan(params, run, args.params)
+    run, seed = _grid_run(params, args), _seed(params, args)
+    _check_plan(params, run, seed, args.params)
     gpus = _claim_gpus(params, run.gpus if "WORLD_SIZE" not in os.environ else 1)
     if run.gpus > 1 and "WORLD_SIZE" not in os.environ:
         if gpus is None:
@@ -94,13 +117,14 @@ def _pretrain(args: argparse.Namespace) -> None:
         else:  # one process per claimed GPU; this process holds the claim until they end
             torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                         f"--nproc-per-node={len(gpus)}", "-m", "momentum_ssl", "--",
-                        "pretrain", "--run", run.name, "--params", args.params]
+                        "pretrain", "--run", run.name, "--seed", str(seed), "--params",
+                        args.params]
             print(" ".join(torchrun[2:]), flush=True)
             done = subprocess.run(torchrun)
             if done.returncode:
                 raise SystemExit(done.returncode)
             return
-    print(f"wrote {pretrain(params, run)}")
+    print(f"wrote {pretrain(params, run, seed=seed)}")
 
 
 def _extract(args: argparse.Namespace) -> None:
@@ -108,9 +132,10 @@ def _extract(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     _grid_run(params, args, baselines=True)
+    seed = _seed(params, args)
     if needs_accelerator(args.run):
         _claim_gpus(params)
-    print(f"wrote {extract(params, args.run)}/{{train,test}}.parquet")
+    print(f"wrote {extract(params, args.run, seed=seed)}/{{train,test}}.parquet")
 
 
 def _probe(args: argparse.Namespace) -> None:
@@ -118,7 +143,7 @@ def _probe(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     _grid_run(params, args, baselines=True)
-    out = probe(params, args.run)
+    out = probe(params, args.run, seed=_seed(params, args))
     metrics = json.loads(out.read_text())
     key = metrics["knn_headline"]
     scores = ", ".join(f"{enc} kNN {metrics[enc]['knn'][key]:.4f} logistic "
@@ -133,9 +158,10 @@ def _transfer(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     _grid_run(params, args, baselines=True)
+    seed = _seed(params, args)
     if needs_accelerator(args.run):
         _claim_gpus(params)
-    out = transfer(params, args.run)
+    out = transfer(params, args.run, seed=seed)
     scores = ", ".join(f"{t} kNN {v:.4f}" for t, v in transfer_summary(out).items())
     print(f"wrote {out}: {scores}")
 
@@ -145,7 +171,7 @@ def _export(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     run = _grid_run(params, args)
-    path = export(params, run.name, args.teacher, args.out)
+    path = export(params, run.name, args.teacher, args.out, _seed(params, args))
     meta = json.loads(path.read_text())
     files = ",".join(f for f in (meta["files"]["state_dict"], meta["files"]["safetensors"],
                                  path.name) if f)
@@ -210,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
         elif name in ("extract", "probe", "transfer"):
             stage.add_argument("--run", required=True,
                                help="grid run name (e.g. byol-full) or baseline (raw, random)")
+        if name in ("plan", "pretrain", "extract", "probe", "transfer", "export"):
+            stage.add_argument("--seed", type=int, default=None,
+                               help="training seed, one of params.seeds (may be left out when "
+                                    "there is only one)")
         if name == "export":
             stage.add_argument("--teacher", action="store_true",
                                help="export the teacher's backbone (scopes full and last_k)")

@@ -321,6 +321,77 @@ class RunSpec:
         return f"{self.method}-{scope}" + ("-res" if self.residual else "")
 
 
+@dataclass(frozen=True)
+class ClaimConfig:
+    """One claim of the papers behind the project, judged from paired differences over seeds
+    (stats.py). ``kind``: ``greater`` (a > b on ``metric``), ``less`` (a < b), ``equivalent``
+    (|a - b| < ``margin``, two one-sided tests), or ``rising`` (run a's ``metric`` per block
+    rises with depth through ``blocks``: Spearman's rho per seed, its mean > 0).
+
+    ``a`` and ``b`` name grid runs; ``{method}`` in them expands to every method of ``methods``
+    (all when empty) whose runs are in the grid, one verdict each; ``{best}`` in ``b`` is the
+    other method whose run has the highest mean ``metric``. A claim whose runs are not in the
+    grid is listed as not tested. ``cost``: also report a's step time over b's. Metrics:
+    ``knn_student``, ``knn_teacher``, ``knn_gap`` (student - teacher), ``logistic_student``,
+    ``logistic_teacher``, ``gap_backbone`` and ``gap_projector`` (training's last logged
+    student-teacher gap, 1 - cos), ``step_s``, ``pretrain_s``, ``transfer_<dataset>``, and for
+    ``rising`` claims ``cv`` (the per-block coefficient of variation of the gradient norm)."""
+
+    name: str
+    source: str
+    kind: Literal["greater", "less", "equivalent", "rising"]
+    a: str
+    b: Optional[str] = None
+    metric: str = "knn_student"
+    margin: Optional[float] = None
+    methods: tuple[MethodName, ...] = ()
+    blocks: tuple[str, ...] = ("stem", "stage1", "stage2", "stage3", "stage4")
+    cost: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.kind == "rising" or self.b is not None, "b",
+                 f"a {self.kind} claim contrasts two runs: give b")
+        _require(self.kind != "equivalent" or (self.margin is not None and self.margin > 0),
+                 "margin", "an equivalent claim needs a margin > 0 (in the metric's units)")
+        _require(self.kind != "rising" or len(self.blocks) >= 3, "blocks",
+                 "a rising claim needs at least 3 blocks in order of depth")
+        _require("{best}" not in self.a, "a", "{best} may stand in b only")
+
+
+# The claims the report judges unless params.yaml lists its own (``claims``), from the papers
+# behind the project (METHODS.md, "The four ideas").
+CLAIMS: tuple[ClaimConfig, ...] = (
+    ClaimConfig("residual momentum narrows the student-teacher gap",
+                "Pham et al., 2022 (arXiv 2211.09861)", "less", "{method}-full-res",
+                "{method}-full", "gap_projector"),
+    ClaimConfig("residual momentum improves the student",
+                "Pham et al., 2022 (arXiv 2211.09861): +2.8 CIFAR-100, +0.7 ImageNet over MoCo v3",
+                "greater", "{method}-full-res", "{method}-full", "knn_student"),
+    ClaimConfig("EMA of the projector improves a momentum-free method",
+                "Pham et al., 2022 (arXiv 2208.05744)", "greater", "{method}-projector",
+                "{method}-none", "knn_student",
+                methods=("simclr", "simsiam", "barlow_twins", "vicreg")),
+    ClaimConfig("full EMA improves a momentum-free method",
+                "Pham et al., 2022 (arXiv 2208.05744)", "greater", "{method}-full",
+                "{method}-none", "knn_student",
+                methods=("simclr", "simsiam", "barlow_twins", "vicreg")),
+    ClaimConfig("projector-only EMA is equivalent to full EMA, at a lower step cost",
+                "Pham et al., 2022 (arXiv 2208.05744)", "equivalent", "{method}-projector",
+                "{method}-full", "knn_student", margin=0.01, cost=True),
+    ClaimConfig("the final blocks' gradients fluctuate more than the earlier blocks'",
+                "Pham et al., 2022 (arXiv 2208.05744)", "rising", "{method}-full", None, "cv"),
+    ClaimConfig("a momentum teacher is the factor that matters most",
+                "Tao et al., CVPR 2022 (arXiv 2112.05141)", "greater", "{method}-full",
+                "{method}-none", "knn_student"),
+    ClaimConfig("UniGrad is within a margin of the best other method",
+                "Tao et al., CVPR 2022 (arXiv 2112.05141): within ~0.5% with a momentum encoder",
+                "equivalent", "unigrad-full", "{best}-full", "knn_student", margin=0.01),
+    ClaimConfig("XMoCo's regularisers improve MoCo v2",
+                "Seyfi et al., 2022 (arXiv 2206.04676)", "greater", "xmoco-full", "mocov2-full",
+                "knn_student"),
+)
+
+
 # The sections a method's recipe (and a grid entry) may override, and the keys in them that
 # stay shared by every run: evaluation reads augment.size, and every run's features must come
 # from the same backbone. ``method_settings`` overrides methods.<method>.
@@ -383,9 +454,19 @@ class Params:
     transfer: TransferConfig
     grid: tuple[RunSpec, ...]
     recipes: RecipesConfig = RecipesConfig()
+    # Training seeds, a grid dimension: every grid run (and the random-init baseline) trains
+    # once per seed, each in its own folder (<run>/s<seed>); ``seed`` above stays the seed of
+    # the data (subsets, conversion). Paired differences over these seeds judge the claims.
+    seeds: tuple[int, ...] = (0,)
+    # the claims the report judges (stats.py, claims.py); left out: CLAIMS above
+    claims: tuple[ClaimConfig, ...] = CLAIMS
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _require(len(self.seeds) >= 1 and min(self.seeds) >= 0, "seeds",
+                 f"must list seeds >= 0, got {list(self.seeds)}")
+        _require(len(set(self.seeds)) == len(self.seeds), "seeds",
+                 f"lists a seed twice: {list(self.seeds)}")
         _require(len(self.grid) >= 1, "grid", "must list at least one run")
         names = [run.name for run in self.grid]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -555,6 +636,12 @@ def _recipes_file(path: Path, params_path: Path) -> Any:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
 
 
+def with_seed(params: Params, seed: int | None) -> Params:
+    """``params`` for one training seed of the grid (None: as they are): the seed every
+    per-run stage draws from (initialisation, augmentations, data order, probe splits)."""
+    return params if seed is None else dataclasses.replace(params, seed=seed)
+
+
 def run_params(params: Params, run: RunSpec) -> dict:
     """The resolved params one grid run depends on, as plain data: every section that shapes its
     training, with only its own method's settings and the residual section only when the run
@@ -667,7 +754,7 @@ def to_dict(obj: Any) -> Any:
 
 
 __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LarsConfig", "LoaderConfig",
-           "MethodsConfig", "ModelConfig", "MomentumConfig", "ParamGroupConfig", "Params",
+           "MethodsConfig", "ClaimConfig", "CLAIMS", "ModelConfig", "MomentumConfig", "ParamGroupConfig", "Params",
            "PretrainConfig", "ProbeConfig", "Recipe", "RecipesConfig", "ResidualConfig",
-           "RunSpec", "TransferConfig", "params_hash", "recipe", "resolve", "run_params",
+           "RunSpec", "TransferConfig", "params_hash", "recipe", "resolve", "run_params", "with_seed",
            "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict", "to_dict"]

@@ -28,12 +28,12 @@ from pathlib import Path
 import torch
 
 from .artifacts import atomic_torch_save, atomic_write_text, commit, partial_path
-from .config import ConfigError, Params, params_hash, run_params
+from .config import ConfigError, Params, params_hash, run_params, with_seed
 from .data.convert import read_meta
 from .data.loaders import beton_folder
 from .learner import Learner
 from .models.backbones import Backbone
-from .paths import export_dir
+from .paths import cell, export_dir
 
 TORCHVISION = ("resnet18", "resnet50")
 STEM = {"0": "conv1", "1": "bn1"}  # the stem's modules with weights; relu and max-pool have none
@@ -161,20 +161,23 @@ def write_export(learner: Learner, backbone_name: str, width: int, cifar_stem: b
     return path
 
 
-def export(params: Params, name: str, teacher: bool = False, out: Path | None = None) -> Path:
-    """Export grid run ``name``'s trained student (or teacher) backbone; returns the metadata
-    file. Refuses a model.pt trained with other params than ``params`` give the run."""
+def export(params: Params, name: str, teacher: bool = False, out: Path | None = None,
+           seed: int | None = None) -> Path:
+    """Export grid run ``name``'s trained student (or teacher) backbone, trained with ``seed``;
+    returns the metadata file. Refuses a model.pt trained with other params than ``params``
+    give the run."""
     from .features import load_learner
 
+    params = with_seed(params, seed)
     runs = {run.name: run for run in params.grid}
     if name not in runs:
         raise ConfigError(f"{name!r} is not a grid run; choose one of {', '.join(runs)}")
-    out = Path(out) if out is not None else export_dir(name)
-    learner = load_learner(params, name)
+    out = Path(out) if out is not None else export_dir(cell(name, seed))
+    learner = load_learner(params, name, seed=seed)
     encoder_backbone(learner, teacher, name)  # fail before reading anything else
     data = read_meta(beton_folder(params))
     model = params.model
-    info = {"run": name, "params_hash": params_hash(run_params(params, runs[name])),
+    info = {"run": name, "seed": seed, "params_hash": params_hash(run_params(params, runs[name])),
             "input": {"dataset": params.data.dataset, "size": params.augment.size,
                       "mean": data["mean"], "std": data["std"],
                       "transform": "RGB scaled to [0, 1], resized to size x size (bilinear, "

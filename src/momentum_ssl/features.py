@@ -23,23 +23,26 @@ import torch
 from tqdm import tqdm
 
 from .artifacts import commit, corrupt, load_torch, partial_path, read_parquet
-from .config import ConfigError, Params, params_hash, run_params, to_dict
+from .config import ConfigError, Params, params_hash, run_params, to_dict, with_seed
 from .data.convert import beton_path, read_meta
 from .data.datasets import SPLITS
 from .data.loaders import beton_folder, eval_loader
 from .learner import Learner, build_learner
 from .models.backbones import build_backbone
-from .paths import BASELINES, features_dir, run_dir
+from .paths import BASELINES, cell, features_dir, run_dir, seed_flag
 
 META_KEY = b"momentum_ssl"
 
 
-def load_learner(params: Params, name: str, model_path: Path | None = None) -> Learner:
-    """The trained learner of grid run ``name`` from its model.pt, in eval mode."""
+def load_learner(params: Params, name: str, model_path: Path | None = None,
+                 seed: int | None = None) -> Learner:
+    """The trained learner of grid run ``name`` (trained with ``seed``) from its model.pt, in
+    eval mode."""
     runs = {run.name: run for run in params.grid}
     run = runs[name]
-    model_path = model_path or run_dir(name) / "model.pt"
-    rewrite = f"python -m momentum_ssl pretrain --run {name}"
+    params = with_seed(params, seed)
+    model_path = model_path or run_dir(cell(name, seed)) / "model.pt"
+    rewrite = f"python -m momentum_ssl pretrain --run {name}" + seed_flag(seed)
     state = load_torch(model_path, rewrite, ("learner", "params_hash"))
     if state["params_hash"] != params_hash(run_params(params, run)):
         raise ConfigError(f"{model_path} was trained with other params than {name} has now; "
@@ -98,8 +101,11 @@ def random_backbone(params: Params) -> torch.nn.Module:
                           params.model.cifar_stem).eval()
 
 
-def encoder_for(params: Params, name: str) -> tuple[torch.nn.Module, str]:
-    """The encoder of a grid run or baseline, and the params hash it stands for."""
+def encoder_for(params: Params, name: str,
+                seed: int | None = None) -> tuple[torch.nn.Module, str]:
+    """The encoder of a grid run or baseline (trained or drawn with ``seed``), and the params
+    hash it stands for."""
+    params = with_seed(params, seed)
     if name == "raw":
         return PixelEncoder(), params_hash({"baseline": "raw", "data": to_dict(params.data),
                                             "size": params.augment.size})
@@ -111,7 +117,8 @@ def encoder_for(params: Params, name: str) -> tuple[torch.nn.Module, str]:
     if name not in runs:
         raise ConfigError(f"{name!r} is neither a grid run nor a baseline; choose one of "
                           + ", ".join([*runs, *BASELINES]))
-    return Encoders(load_learner(params, name)), params_hash(run_params(params, runs[name]))
+    return (Encoders(load_learner(params, name, seed=seed)),
+            params_hash(run_params(params, runs[name])))
 
 
 @torch.no_grad()
@@ -202,10 +209,12 @@ def encode_device(params: Params, name: str) -> torch.device:
     return resolve_device(params.pretrain.device)
 
 
-def extract(params: Params, name: str, out: Path | None = None) -> Path:
-    """Features of grid run or baseline ``name`` for the train and test splits."""
-    out = Path(out) if out is not None else features_dir(name)
-    encoder, stamp = encoder_for(params, name)
+def extract(params: Params, name: str, out: Path | None = None,
+            seed: int | None = None) -> Path:
+    """Features of grid run or baseline ``name`` (trained with ``seed``) for the train and test
+    splits."""
+    out = Path(out) if out is not None else features_dir(cell(name, seed))
+    encoder, stamp = encoder_for(params, name, seed)
     folder = beton_folder(params)
     meta = read_meta(folder)
     for split in SPLITS:  # check every input before the first file is written
@@ -213,11 +222,11 @@ def extract(params: Params, name: str, out: Path | None = None) -> Path:
     device = encode_device(params, name)
     for split in SPLITS:
         columns, labels = encode(encoder, eval_loader(params, split, device), device,
-                                 f"extract {name}/{split}")
+                                 f"extract {cell(name, seed)}/{split}")
         if name == "raw":
             columns = {"raw": single_channel(columns["raw"])}
         dims = {c: int(v.shape[1]) for c, v in columns.items()}
         write_features(out / f"{split}.parquet", columns, labels, {
-            "params_hash": stamp, "name": name, "split": split,
+            "params_hash": stamp, "name": cell(name, seed), "split": split,
             "dataset": params.data.dataset, "dims": dims, "num_samples": int(len(labels))})
     return out

@@ -7,6 +7,18 @@ from pathlib import Path
 
 RESULTS = Path("results")
 BASELINES = ("raw", "random")  # raw pixels and a random-init backbone, probed like the runs
+SEEDLESS = ("raw",)  # baselines without randomness: one of each, whatever the seeds
+
+
+def cell(name: str, seed: int | None = None) -> str:
+    """Where grid run (or baseline) ``name`` trained with ``seed`` lives under each stage's
+    folder: ``<name>/s<seed>``; the raw-pixel baseline (no seed) is ``raw``."""
+    return name if seed is None else f"{name}/s{seed}"
+
+
+def seed_flag(seed: int | None) -> str:
+    """The CLI flag that names ``seed`` in a message's command (empty for None)."""
+    return "" if seed is None else f" --seed {seed}"
 
 
 def plan_file(run: str, root: Path = RESULTS) -> Path:

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import CorruptArtifact, atomic_write_text
-from .config import Params, ProbeConfig, params_hash, to_dict
+from .config import Params, ProbeConfig, params_hash, to_dict, with_seed
 from .features import read_features, write_features
-from .paths import features_dir, predictions_file, probe_file
+from .paths import cell, features_dir, predictions_file, probe_file, seed_flag
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -145,14 +145,15 @@ def headline_knn(cfg: ProbeConfig) -> str:
 
 
 def probe(params: Params, name: str, features: Path | None = None, out: Path | None = None,
-          predictions_out: Path | None = None) -> Path:
-    """Probe the features of grid run or baseline ``name``; writes the metrics JSON and every
-    probe's test predictions (Parquet)."""
-    folder = Path(features) if features is not None else features_dir(name)
-    out = Path(out) if out is not None else probe_file(name)
+          predictions_out: Path | None = None, seed: int | None = None) -> Path:
+    """Probe the features of grid run or baseline ``name`` (trained with ``seed``); writes the
+    metrics JSON and every probe's test predictions (Parquet)."""
+    params, label = with_seed(params, seed), cell(name, seed)
+    folder = Path(features) if features is not None else features_dir(label)
+    out = Path(out) if out is not None else probe_file(label)
     predictions_out = (Path(predictions_out) if predictions_out is not None
-                       else predictions_file(name))
-    rewrite = f"python -m momentum_ssl extract --run {name}"
+                       else predictions_file(label))
+    rewrite = f"python -m momentum_ssl extract --run {name}" + seed_flag(seed)
     train, train_y, train_meta = read_features(folder / "train.parquet", rewrite)
     test, test_y, test_meta = read_features(folder / "test.parquet", rewrite)
     if train_meta["params_hash"] != test_meta["params_hash"]:
@@ -160,13 +161,13 @@ def probe(params: Params, name: str, features: Path | None = None, out: Path | N
                               f"params; rerun {rewrite}")
     predictions: dict = {}
     scores = probe_features(train, train_y, test, test_y, params.probe, params.seed, predictions)
-    metrics = {"name": name, "knn_headline": headline_knn(params.probe),
+    metrics = {"name": name, "seed": seed, "knn_headline": headline_knn(params.probe),
                "features_hash": train_meta["params_hash"],
                "params_hash": params_hash({"features": train_meta["params_hash"],
                                            "probe": to_dict(params.probe), "seed": params.seed}),
                **scores}
     write_features(predictions_out, {}, test_y,
-                   {"name": name, "params_hash": metrics["params_hash"]}, extra=predictions)
+                   {"name": label, "params_hash": metrics["params_hash"]}, extra=predictions)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return out

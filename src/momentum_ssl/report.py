@@ -1,22 +1,29 @@
 """The comparison report: the ``report`` stage.
 
-    report(params)   # results/report.md and results/plots/{curves,stability,accuracy}.png
+    report(params)   # results/report.md, results/summary.json, results/plots/*.png
 
-One table of every grid run and both baselines (kNN of the student and of the teacher, their gap,
-logistic regression, transfer, pretraining time), a table of gradient stability per block, and
-three plots: loss and student-teacher gap curves per run, each block's gradient norm per run,
-and kNN accuracy by momentum variant for each method. Everything is read from the stages'
-outputs (probe and transfer JSON, each run's DVCLive folder); nothing is recomputed.
+Every grid run and both baselines, over the training seeds (``seeds``): a table of means with
+their 95% interval (kNN of the student and of the teacher, their gap, logistic regression,
+transfer, pretraining time), the per-seed values behind it, the claims and their verdicts
+(claims.py, stats.py), a table of gradient stability per block, and the plots: loss and
+student-teacher gap curves, each block's gradient norm, kNN by momentum variant with error
+bars, and the claims as a forest plot. results/summary.json holds the same summaries for
+``dvc metrics show/diff``. Everything is read from the stages' outputs (probe and transfer
+JSON, each run's DVCLive folder); the statistics are stats.py's.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from .artifacts import atomic_write_text, commit, corrupt, partial_path, read_json
+from .claims import NOT_TESTED, Verdict, judge
 from .config import Params, RunSpec
-from .paths import BASELINES, RESULTS, probe_file, run_dir, transfer_file
+from .paths import BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag, \
+    transfer_file
+from .stats import Summary, summarize
 from .telemetry import block_names
 from .transfer import transfer_summary
 
@@ -40,39 +47,100 @@ def read_history(live_dir: Path, metric: str) -> tuple[list[int], list[float]]:
             rows = list(csv.DictReader(f, delimiter="\t"))
         return [int(r["step"]) for r in rows], [float(r[name]) for r in rows]
     except (KeyError, TypeError, ValueError) as err:  # a cut row reads as None or ''
+        run, seed = live_dir.parent.parent.name, live_dir.parent.name.removeprefix("s")
         raise corrupt(path, f"is not a complete DVCLive table ({err!r})",
-                      f"python -m momentum_ssl pretrain --run {live_dir.parent.name}") from None
+                      f"python -m momentum_ssl pretrain --run {run} --seed {seed}") from None
 
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.2f}"
 
 
-def collect(params: Params, root: Path = RESULTS) -> list[dict]:
-    """One row per grid run, then the baselines: the numbers of the report's table."""
-    rows = []
-    names = [(run.name, run) for run in params.grid] + [(b, None) for b in BASELINES]
-    for name, run in names:
-        probes = read_json(probe_file(name, root), f"python -m momentum_ssl probe --run {name}",
-                           ("knn_headline",))
-        key = probes["knn_headline"]
-        main = "student" if "student" in probes else "raw"
-        row = {"name": name, "label": BASELINE_LABELS.get(name, name),
-               "method": run.method if run else None, "variant": variant(run) if run else None,
-               "knn_student": probes[main]["knn"][key],
-               "knn_teacher": probes["teacher"]["knn"][key] if "teacher" in probes else None,
-               "logistic": probes[main]["logistic"]["top1"]}
-        row["gap"] = (row["knn_student"] - row["knn_teacher"]
-                      if row["knn_teacher"] is not None else None)
-        row["transfer"] = transfer_summary(transfer_file(name, root))
-        row["pretrain_s"], row["stability"] = None, {}
-        if run is not None:
-            summary = read_json(run_dir(name, root) / "dvclive" / "metrics.json",
-                                f"python -m momentum_ssl pretrain --run {name}")
-            row["pretrain_s"] = summary.get("time", {}).get("pretrain_s")
-            row["stability"] = summary.get("stability", {})
-        rows.append(row)
-    return rows
+def cell_metrics(params: Params, name: str, run: RunSpec | None, seed: int | None,
+                 root: Path = RESULTS) -> dict:
+    """The numbers of one grid run (or baseline) at one seed: probes, transfer, training."""
+    label, flag = cell(name, seed), seed_flag(seed)
+    probes = read_json(probe_file(label, root), f"python -m momentum_ssl probe --run {name}{flag}",
+                       ("knn_headline",))
+    key = probes["knn_headline"]
+    main = "student" if "student" in probes else "raw"
+    out: dict = {"knn_student": probes[main]["knn"][key],
+                 "logistic_student": probes[main]["logistic"]["top1"]}
+    if "teacher" in probes:
+        out["knn_teacher"] = probes["teacher"]["knn"][key]
+        out["logistic_teacher"] = probes["teacher"]["logistic"]["top1"]
+        out["knn_gap"] = out["knn_student"] - out["knn_teacher"]
+    transfer = transfer_summary(transfer_file(label, root),
+                                f"python -m momentum_ssl transfer --run {name}{flag}")
+    out.update({f"transfer_{target}": score for target, score in transfer.items()})
+    if run is not None:
+        summary = read_json(run_dir(label, root) / "dvclive" / "metrics.json",
+                            f"python -m momentum_ssl pretrain --run {name}{flag}")
+        time = summary.get("time", {})
+        if "pretrain_s" in time:
+            out["pretrain_s"] = time["pretrain_s"]
+            if time.get("steps"):
+                out["step_s"] = time["pretrain_s"] / time["steps"]
+        for level in ("backbone", "projector"):
+            if f"gap_{level}" in summary.get("train", {}):
+                out[f"gap_{level}"] = summary["train"][f"gap_{level}"]
+        stability = summary.get("stability", {})
+        out["stability"] = stability
+        out["cv"] = {block: stats["cv"] for block, stats in stability.items()}
+    return out
+
+
+def collect(params: Params, root: Path = RESULTS) -> dict[str, dict]:
+    """{name: {"run", "label", "seeds": {seed: metrics}}} for every grid run, then the
+    baselines (raw pixels under seed None)."""
+    out = {}
+    entries = [(run.name, run) for run in params.grid] + [(b, None) for b in BASELINES]
+    for name, run in entries:
+        seeds = [None] if name in SEEDLESS else list(params.seeds)
+        out[name] = {"run": run, "label": BASELINE_LABELS.get(name, name),
+                     "seeds": {s: cell_metrics(params, name, run, s, root) for s in seeds}}
+    return out
+
+
+SCALARS = ("knn_student", "knn_teacher", "knn_gap", "logistic_student", "logistic_teacher",
+           "gap_backbone", "gap_projector", "pretrain_s", "step_s")
+
+
+def summaries(entry: dict) -> dict[str, Summary]:
+    """Each scalar metric of one run over its seeds (stats.summarize)."""
+    seeds = list(entry["seeds"].values())
+    names = [m for m in SCALARS if m in seeds[0]]
+    names += sorted(m for m in seeds[0] if m.startswith("transfer_"))
+    return {m: summarize([s[m] for s in seeds]) for m in names
+            if all(m in s for s in seeds)}
+
+
+def _summary_json(collected: dict, verdicts: list[Verdict]) -> dict:
+    """results/summary.json: per run and metric the mean, std and interval over seeds, with
+    the per-seed values; then every claim's verdict. Absent values (std of one seed) are left
+    out, so ``dvc metrics diff`` compares numbers only."""
+    runs = {}
+    for name, entry in collected.items():
+        runs[name] = {}
+        for metric, s in summaries(entry).items():
+            values = {str("raw" if seed is None else seed): m[metric]
+                      for seed, m in entry["seeds"].items()}
+            runs[name][metric] = {k: v for k, v in s.as_dict().items() if v is not None}
+            runs[name][metric]["seeds"] = values
+    claims = []
+    for v in verdicts:
+        item = {"claim": v.claim.name, "source": v.claim.source, "a": v.a, "b": v.b,
+                "metric": v.claim.metric, "kind": v.claim.kind, "status": v.status,
+                "note": v.note}
+        if v.claim.margin is not None:
+            item["margin"] = v.claim.margin
+        if v.effect is not None:
+            item["difference"] = {k: x for k, x in v.effect.summary.as_dict().items()
+                                  if x is not None}
+            item["difference"]["seeds"] = {str(s): d for s, d in zip(v.effect.seeds,
+                                                                      v.effect.differences)}
+        claims.append({k: x for k, x in item.items() if x is not None})
+    return {"runs": runs, "claims": claims}
 
 
 def _save(fig, path: Path) -> None:
@@ -85,15 +153,19 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_curves(params: Params, root: Path, path: Path) -> None:
+    """Loss and gaps over steps: one colour per run, one line per seed."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for i, run in enumerate(params.grid):  # one colour per run in every panel
-        live = run_dir(run.name, root) / "dvclive"
-        for ax, metric in zip(axes, ("train/loss", "train/gap_backbone", "train/gap_projector")):
-            steps, values = read_history(live, metric)
-            if steps:
-                ax.plot(steps, values, label=run.name, color=f"C{i % 10}")
+    for i, run in enumerate(params.grid):
+        for j, seed in enumerate(params.seeds):
+            live = run_dir(cell(run.name, seed), root) / "dvclive"
+            for ax, metric in zip(axes, ("train/loss", "train/gap_backbone",
+                                         "train/gap_projector")):
+                steps, values = read_history(live, metric)
+                if steps:
+                    ax.plot(steps, values, color=f"C{i % 10}", linewidth=0.9,
+                            label=run.name if j == 0 else None)
     for ax, title in zip(axes, ("loss", "student-teacher gap, backbone (1 - cos)",
                                 "student-teacher gap, projector (1 - cos)")):
         ax.set_title(title)
@@ -112,11 +184,11 @@ def plot_stability(params: Params, root: Path, path: Path, blocks: list[str]) ->
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.5 * rows), squeeze=False)
     for ax, block in zip(axes.flat, blocks):
         for i, run in enumerate(params.grid):
-            steps, values = read_history(run_dir(run.name, root) / "dvclive",
-                                         f"grad_norm/{block}")
+            steps, values = read_history(run_dir(cell(run.name, params.seeds[0]), root)
+                                         / "dvclive", f"grad_norm/{block}")
             if steps:
                 ax.plot(steps, values, label=run.name, linewidth=0.8, color=f"C{i % 10}")
-        ax.set_title(f"||dL/d {block} output||")
+        ax.set_title(f"||dL/d {block} output|| (seed {params.seeds[0]})")
         ax.set_xlabel("step")
         ax.set_yscale("log")
     for ax in list(axes.flat)[len(blocks):]:
@@ -127,38 +199,106 @@ def plot_stability(params: Params, root: Path, path: Path, blocks: list[str]) ->
     plt.close(fig)
 
 
-def plot_accuracy(rows: list[dict], path: Path) -> None:
+def plot_accuracy(collected: dict, path: Path) -> None:
+    """Student kNN by momentum variant per method: the mean over seeds, with its 95% interval
+    as an error bar; the baselines as lines."""
     import matplotlib.pyplot as plt
 
-    runs = [r for r in rows if r["method"] is not None]
-    methods = list(dict.fromkeys(r["method"] for r in runs))
-    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    runs = {n: e for n, e in collected.items() if e["run"] is not None}
+    means = {n: summaries(e)["knn_student"] for n, e in collected.items()}
+    methods = list(dict.fromkeys(e["run"].method for e in runs.values()))
+    variants = list(dict.fromkeys(variant(e["run"]) for e in runs.values()))
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(variants)), 4))
     for i, method in enumerate(methods):
-        xs, ys = [], []
+        xs, ys, errs = [], [], []
         for j, v in enumerate(variants):
-            match = [r for r in runs if r["method"] == method and r["variant"] == v]
+            match = [n for n, e in runs.items() if e["run"].method == method
+                     and variant(e["run"]) == v]
             if match:
+                s = means[match[0]]
                 xs.append(j + (i - (len(methods) - 1) / 2) * width)
-                ys.append(100 * match[0]["knn_student"])
-        ax.bar(xs, ys, width, label=method)
-    for r, style in zip([r for r in rows if r["method"] is None], ("--", ":")):
-        ax.axhline(100 * r["knn_student"], color="grey", linestyle=style, label=r["label"])
-    low = min(100 * r["knn_student"] for r in rows)
-    ax.set_ylim(max(0, low - 5), min(100, max(100 * r["knn_student"] for r in rows) + 3))
+                ys.append(100 * s.mean)
+                errs.append(100 * (s.half_width or 0.0))
+        ax.bar(xs, ys, width, yerr=errs, capsize=3, label=method)
+    for name, style in zip([n for n, e in collected.items() if e["run"] is None], ("--", ":")):
+        ax.axhline(100 * means[name].mean, color="grey", linestyle=style,
+                   label=collected[name]["label"])
+    values = [100 * s.mean for s in means.values()]
+    ax.set_ylim(max(0, min(values) - 5), min(100, max(values) + 3))
     ax.set_xticks(range(len(variants)), variants)
     ax.set_xlabel("momentum variant")
-    ax.set_ylabel("kNN top-1 (%), student")
+    ax.set_ylabel("kNN top-1 (%), student: mean and 95% CI over seeds")
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 
 
-def render(params: Params, rows: list[dict], blocks: list[str]) -> str:
+def _points(v: Verdict) -> bool:
+    """Whether a claim's differences are accuracies, shown in points."""
+    return v.claim.kind != "rising" and v.claim.metric.startswith(("knn", "logistic", "transfer"))
+
+
+def plot_claims(verdicts: list[Verdict], path: Path) -> None:
+    """The claims as a forest plot, one row per tested claim on its own scale: the mean paired
+    difference (a - b; Spearman's rho for a rising claim) with its 95% interval, the zero line,
+    and the equivalence margins, coloured by verdict."""
+    import matplotlib.pyplot as plt
+
+    tested = [v for v in verdicts if v.effect is not None]
+    fig, axes = plt.subplots(max(1, len(tested)), 1, figsize=(9, 0.5 + 1.1 * max(1, len(tested))),
+                             squeeze=False)
+    colours = {"supported": "C2", "contradicted": "C3", "inconclusive": "C7"}
+    for ax, v in zip(axes[:, 0], tested):
+        s, scale = v.effect.summary, 100.0 if _points(v) else 1.0
+        low, high = (s.low, s.high) if s.low is not None else (s.mean, s.mean)
+        ax.errorbar([scale * s.mean], [0], xerr=[[scale * (s.mean - low)], [scale * (high - s.mean)]],
+                    fmt="o", color=colours.get(v.status, "C7"), capsize=4)
+        ax.axvline(0, color="black", linewidth=0.8)
+        if v.claim.margin is not None:
+            for m in (-v.claim.margin, v.claim.margin):
+                ax.axvline(scale * m, color="C1", linestyle="--", linewidth=1)
+        unit = "points" if _points(v) else ("rho" if v.claim.kind == "rising" else v.claim.metric)
+        ax.set_title(f"{v.claim.name}: {v.label}, {v.claim.metric} ({unit}): {v.status}",
+                     fontsize=8, loc="left")
+        ax.set_yticks([])
+    if not tested:
+        axes[0, 0].text(0.5, 0.5, "no claim tested: the grid lacks their runs",
+                        ha="center", va="center")
+        axes[0, 0].axis("off")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _mean_ci(s: Summary | None, points: bool = True, digits: int = 2) -> str:
+    """``mean ± half-width`` (in points for accuracies), or the mean alone for one seed."""
+    if s is None:
+        return "—"
+    scale = 100 if points else 1
+    text = f"{scale * s.mean:.{digits}f}"
+    return text if s.half_width is None else f"{text} ± {scale * s.half_width:.{digits}f}"
+
+
+def _difference(v: Verdict) -> str:
+    if v.effect is None:
+        return "—"
+    s = v.effect.summary
+    scale, fmt = (100, "{:+.2f}") if _points(v) else (1, "{:+.3g}")
+    text = fmt.format(scale * s.mean)
+    if s.low is not None:
+        text += f" [{fmt.format(scale * s.low)}, {fmt.format(scale * s.high)}]"
+    return text
+
+
+def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: list[str]) -> str:
     key = f"k{params.probe.knn_k[0]} weighted (T={params.probe.temperature})"
-    targets = list(rows[0]["transfer"])
+    stats = {name: summaries(e) for name, e in collected.items()}
+    first = next(iter(collected.values()))
+    targets = sorted(m.removeprefix("transfer_") for m in next(iter(first["seeds"].values()))
+                     if m.startswith("transfer_"))
+    seeds = list(params.seeds)
     head = (["run", "kNN student", "kNN teacher", "gap", "logistic"]
             + [f"transfer {t} (kNN)" for t in targets] + ["pretraining (s)"])
     lines = [
@@ -166,54 +306,107 @@ def render(params: Params, rows: list[dict], blocks: list[str]) -> str:
         f"Dataset {params.data.dataset}, backbone {params.model.backbone}"
         + (f" (width {params.model.width})" if params.model.backbone == "resnet_tiny" else "")
         + f", {params.pretrain.epochs} epoch{'s' * (params.pretrain.epochs != 1)} at batch "
-        f"{params.loader.batch_size}. Top-1 (%) on "
+        f"{params.loader.batch_size}, {len(seeds)} seed{'s' * (len(seeds) != 1)} "
+        f"({', '.join(map(str, seeds))}). Top-1 (%) on "
         f"the test split: kNN is {key} over cosine similarity, logistic is a standardised "
         "multinomial logistic regression with C chosen on a validation split of train. "
         "Gap = kNN student - kNN teacher (points); teacher features exist when the teacher "
-        "owns backbone blocks (scopes full and last_k).", "",
+        "owns backbone blocks (scopes full and last_k). Each cell is the mean over seeds ± the "
+        "half-width of its 95% Student-t interval (no interval with one seed); raw pixels draw "
+        "nothing and have one value.", "",
         "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["label"], _pct(r["knn_student"]), _pct(r["knn_teacher"]),
-                 "—" if r["gap"] is None else f"{100 * r['gap']:+.2f}", _pct(r["logistic"])]
-        cells += [_pct(r["transfer"].get(t)) for t in targets]
-        cells.append("—" if r["pretrain_s"] is None else f"{r['pretrain_s']:.0f}")
+    for name, entry in collected.items():
+        s = stats[name]
+        cells = [entry["label"], _mean_ci(s.get("knn_student")), _mean_ci(s.get("knn_teacher")),
+                 _mean_ci(s.get("knn_gap")), _mean_ci(s.get("logistic_student"))]
+        cells += [_mean_ci(s.get(f"transfer_{t}")) for t in targets]
+        cells.append(_mean_ci(s.get("pretrain_s"), points=False, digits=0))
         lines.append("| " + " | ".join(cells) + " |")
-    runs = [r for r in rows if r["method"] is not None]
-    best = max(runs, key=lambda r: r["knn_student"])
-    base = {r["name"]: r for r in rows}
-    lines += ["", f"Best run: **{best['name']}**, kNN {_pct(best['knn_student'])}: "
-              f"{100 * (best['knn_student'] - base['random']['knn_student']):+.2f} points over "
+    runs = [n for n, e in collected.items() if e["run"] is not None]
+    best = max(runs, key=lambda n: stats[n]["knn_student"].mean)
+    top = stats[best]["knn_student"].mean
+    lines += ["", f"Best run: **{best}**, kNN {_pct(top)}: "
+              f"{100 * (top - stats['random']['knn_student'].mean):+.2f} points over "
               f"the random-init backbone, "
-              f"{100 * (best['knn_student'] - base['raw']['knn_student']):+.2f} over raw pixels.",
-              "", "## Gradient stability per block", "",
+              f"{100 * (top - stats['raw']['knn_student'].mean):+.2f} over raw pixels "
+              "(means over seeds).", ""]
+
+    lines += ["## Claims", "",
+              "Each claim is judged from paired differences over seeds (a - b, the same seed for "
+              "both runs: the same initialisation draws and data order), with the mean and its "
+              "95% Student-t interval: **supported** when the interval excludes zero on the "
+              "claimed side (an equivalence: both one-sided tests reject at 0.05 against the "
+              "margin), **contradicted** when it excludes zero on the other side (or lies "
+              "outside the margin), **inconclusive** otherwise, and with one seed always. "
+              "Differences of accuracies are in points.", "",
+              "| claim | source | runs (a vs b) | metric | a - b [95% CI] | verdict | note |",
+              "|---|---|---|---|---|---|---|"]
+    for v in verdicts:
+        margin = f" (margin ±{_margin(v)})" if v.claim.margin is not None else ""
+        lines.append(f"| {v.claim.name}{margin} | {v.claim.source} | {v.label} | "
+                     f"{v.claim.metric} | {_difference(v)} | **{v.status}** | {v.note or ''} |")
+    tested = sum(v.status != NOT_TESTED for v in verdicts)
+    lines += ["", f"{tested} of {len(verdicts)} claim rows tested; the others need runs the "
+              "grid does not have.", ""]
+
+    lines += ["## Per-seed values", "", "kNN student / logistic (%) of each run at each seed.",
+              "", "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|" + "---|" * (len(seeds) + 1)]
+    for name, entry in collected.items():
+        cells = []
+        for seed in seeds:
+            m = entry["seeds"].get(seed) or entry["seeds"].get(None)
+            cells.append(f"{_pct(m['knn_student'])} / {_pct(m['logistic_student'])}")
+        lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+
+    lines += ["", "## Gradient stability per block", "",
               "Coefficient of variation of ||dL/d(block output)|| over all steps / mean relative "
-              "change from one step to the next (lower is steadier).", "",
+              "change from one step to the next (lower is steadier), averaged over seeds.", "",
               "| run | " + " | ".join(blocks) + " |", "|" + "---|" * (len(blocks) + 1)]
-    for r in runs:
-        cells = [f"{r['stability'][b]['cv']:.3f} / {r['stability'][b]['rel_change']:.3f}"
-                 if b in r["stability"] else "—" for b in blocks]
-        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    for name in runs:
+        per_seed = [m["stability"] for m in collected[name]["seeds"].values()]
+        cells = []
+        for b in blocks:
+            if all(b in st for st in per_seed):
+                cv = sum(st[b]["cv"] for st in per_seed) / len(per_seed)
+                rel = sum(st[b]["rel_change"] for st in per_seed) / len(per_seed)
+                cells.append(f"{cv:.3f} / {rel:.3f}")
+            else:
+                cells.append("—")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Plots", "", "![loss and gap](plots/curves.png)", "",
               "![gradient stability](plots/stability.png)", "",
-              "![accuracy by momentum variant](plots/accuracy.png)", ""]
+              "![accuracy by momentum variant](plots/accuracy.png)", "",
+              "![claims](plots/claims.png)", ""]
     return "\n".join(lines)
+
+
+def _margin(v: Verdict) -> str:
+    return f"{100 * v.claim.margin:g} points" if _points(v) else f"{v.claim.margin:g}"
 
 
 def report(params: Params, root: Path = RESULTS) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    rows = collect(params, root)
+    collected = collect(params, root)
+    verdicts = judge(params.claims, {n: e["seeds"] for n, e in collected.items()
+                                     if e["run"] is not None})
     blocks = block_names(4)
-    for r in rows:
-        if r["stability"]:
-            blocks = list(r["stability"])
+    for entry in collected.values():
+        stability = next(iter(entry["seeds"].values())).get("stability")
+        if stability:
+            blocks = list(stability)
             break
     plots = root / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     plot_curves(params, root, plots / "curves.png")
     plot_stability(params, root, plots / "stability.png", blocks)
-    plot_accuracy(rows, plots / "accuracy.png")
+    plot_accuracy(collected, plots / "accuracy.png")
+    plot_claims(verdicts, plots / "claims.png")
+    atomic_write_text(root / "summary.json",
+                      json.dumps(_summary_json(collected, verdicts), indent=2,
+                                 sort_keys=True) + "\n")
     out = root / "report.md"
-    atomic_write_text(out, render(params, rows, blocks))
+    atomic_write_text(out, render(params, collected, verdicts, blocks))
     return out

@@ -35,11 +35,11 @@ from tqdm import tqdm
 from .artifacts import atomic_torch_save, atomic_write_text
 from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
 from .config import (ConfigError, Params, RunSpec, params_hash, resolve, run_params,
-                     to_dict)
+                     to_dict, with_seed)
 from .data.loaders import train_loader
 from .learner import build_learner
 from .momentum import cosine_tau
-from .paths import run_dir
+from .paths import cell, run_dir
 from .telemetry import StabilityMonitor
 
 
@@ -172,14 +172,16 @@ def _truncate_history(live_dir: Path, before: int) -> None:
         atomic_write_text(tsv, "".join(kept))
 
 
-def pretrain(params: Params, run: RunSpec, out: Path | None = None) -> Path:
+def pretrain(params: Params, run: RunSpec, out: Path | None = None,
+             seed: int | None = None) -> Path:
     """Train ``run`` to ``params.pretrain.epochs``, resuming from ``out/checkpoint.pt`` if a
     previous call with the same run params was stopped; returns the run folder. Under
-    ``torchrun`` every rank calls it; rank 0 logs and writes."""
+    ``torchrun`` every rank calls it; rank 0 logs and writes. ``seed``: one of ``params.seeds``
+    (the folder is then ``<run>/s<seed>``); None trains with ``params.seed``."""
     from dvclive import Live
 
-    out = Path(out) if out is not None else run_dir(run.name)
-    params = resolve(params, run)  # the shared sections with the method's recipe applied
+    out = Path(out) if out is not None else run_dir(cell(run.name, seed))
+    params = resolve(with_seed(params, seed), run)  # the method's recipe, the seed's draws
     cfg = params.pretrain
     device, rank, world = init_distributed(cfg.device)
     if params.loader.batch_size % world:

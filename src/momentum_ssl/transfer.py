@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 from .artifacts import atomic_write_text, corrupt, read_json
-from .config import DataConfig, Params, params_hash, to_dict
+from .config import DataConfig, Params, params_hash, to_dict, with_seed
 from .data.augment import EvalTransform
 from .data.convert import read_meta, stratified_subset
 from .data.datasets import SPLITS, load_source
 from .data.loaders import beton_folder
 from .features import (Encoders, SingleEncoder, encode, encode_device, encoder_for,
                        single_channel)
-from .paths import transfer_file
+from .paths import cell, transfer_file
 from .probes import headline_knn, probe_features
 
 
@@ -45,9 +45,11 @@ def target_batches(target: DataConfig, split: str, transform: EvalTransform, bat
         yield torch.cat(images), torch.tensor(labels)
 
 
-def transfer(params: Params, name: str, out: Path | None = None) -> Path:
-    out = Path(out) if out is not None else transfer_file(name)
-    encoder, stamp = encoder_for(params, name)
+def transfer(params: Params, name: str, out: Path | None = None,
+             seed: int | None = None) -> Path:
+    params = with_seed(params, seed)
+    out = Path(out) if out is not None else transfer_file(cell(name, seed))
+    encoder, stamp = encoder_for(params, name, seed)
     if isinstance(encoder, Encoders):  # a grid run: the frozen student only
         encoder = SingleEncoder(encoder.learner.backbone)
     meta = read_meta(beton_folder(params))
@@ -60,7 +62,7 @@ def transfer(params: Params, name: str, out: Path | None = None) -> Path:
             columns, labels = encode(
                 encoder, target_batches(target, split, transform, params.loader.batch_size,
                                         params.seed),
-                device, f"transfer {name} -> {target.dataset}/{split}")
+                device, f"transfer {cell(name, seed)} -> {target.dataset}/{split}")
             if name == "raw":
                 columns = {"raw": single_channel(columns["raw"])}
             split_features[split] = (columns, labels)
@@ -68,7 +70,7 @@ def transfer(params: Params, name: str, out: Path | None = None) -> Path:
         results[target.dataset] = {"num_train": int(len(train_y)), "num_test": int(len(test_y)),
                                    **probe_features(train, train_y, test, test_y, params.probe,
                                                     params.seed)}
-    metrics = {"name": name, "knn_headline": headline_knn(params.probe),
+    metrics = {"name": name, "seed": seed, "knn_headline": headline_knn(params.probe),
                "params_hash": params_hash({"encoder": stamp, "probe": to_dict(params.probe),
                                            "transfer": to_dict(params.transfer),
                                            "seed": params.seed}),
@@ -78,11 +80,11 @@ def transfer(params: Params, name: str, out: Path | None = None) -> Path:
     return out
 
 
-def transfer_summary(path: Path) -> dict[str, float]:
+def transfer_summary(path: Path, rewrite: str | None = None) -> dict[str, float]:
     """{target: headline kNN top-1 of the first encoder} of a transfer JSON
-    (``results/transfer/<name>.json``)."""
+    (``results/transfer/<name>[/s<seed>].json``); ``rewrite``: the command that rewrites it."""
     path = Path(path)
-    rewrite = f"python -m momentum_ssl transfer --run {path.stem}"
+    rewrite = rewrite or f"python -m momentum_ssl transfer --run {path.stem}"
     metrics = read_json(path, rewrite, ("knn_headline", "targets"))
     key = metrics["knn_headline"]
     out = {}

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError, Params, params_from_dict, params_hash, run_params, to_dict
+from .config import (ConfigError, Params, params_from_dict, params_hash, run_params, to_dict,
+                     with_seed)
 from .data.loaders import beton_folder
-from .paths import BASELINES
+from .paths import BASELINES, SEEDLESS, cell
 
 # the params sections each baseline's extract reads (as in dvc.yaml)
 _BASELINE_PARAMS = {"raw": ("data", "augment.size"),
@@ -43,8 +44,19 @@ class Grid:
         return [run.name for run in self.params.grid]
 
     @property
+    def seeds(self) -> list[int]:
+        return list(self.params.seeds)
+
+    @property
+    def cells(self) -> list[str]:
+        """Every grid run at every seed, as folder names (<run>/s<seed>)."""
+        return [cell(run, seed) for run in self.runs for seed in self.seeds]
+
+    @property
     def baselines(self) -> list[str]:
-        return list(BASELINES)
+        """The baselines' folder names: raw pixels once, the random-init backbone per seed."""
+        return [name if name in SEEDLESS else cell(name, seed)
+                for name in BASELINES for seed in (self.seeds if name not in SEEDLESS else [0])]
 
     @property
     def beton(self) -> str:
@@ -53,8 +65,8 @@ class Grid:
     def _run(self, name: str):
         return next(run for run in self.params.grid if run.name == name)
 
-    def plan_hash(self, name: str) -> str:
-        return params_hash(run_params(self.params, self._run(name)))
+    def plan_hash(self, name: str, seed: int | str) -> str:
+        return params_hash(run_params(with_seed(self.params, int(seed)), self._run(name)))
 
     def gpus(self, name: str) -> int:
         return self._run(name).gpus

@@ -19,12 +19,12 @@ rule plan:
     input:
         "src/momentum_ssl/config.py",
     output:
-        "results/plan/{run}.yaml",
+        "results/plan/{run}/s{seed}.yaml",
     params:
-        plan=lambda wc: GRID.plan_hash(wc.run),  # reruns only when this run's params change
+        plan=lambda wc: GRID.plan_hash(wc.run, wc.seed),  # reruns when this cell's params change
     conda:
         ENV
     log:
-        "logs/plan/{run}.log",
+        "logs/plan/{run}/s{seed}.log",
     shell:
-        "python -m momentum_ssl plan --run {wildcards.run} > {log} 2>&1"
+        "python -m momentum_ssl plan --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"

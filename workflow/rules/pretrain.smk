@@ -1,6 +1,6 @@
 rule pretrain:
     input:
-        "results/plan/{run}.yaml",
+        "results/plan/{run}/s{seed}.yaml",
         BETON,
         "src/momentum_ssl/train.py",
         "src/momentum_ssl/learner.py",
@@ -13,16 +13,16 @@ rule pretrain:
         "src/momentum_ssl/data/loaders.py",
         "src/momentum_ssl/data/augment.py",
     output:
-        "results/runs/{run}/model.pt",
-        "results/runs/{run}/params.yaml",
-        "results/runs/{run}/dvclive/metrics.json",
-        directory("results/runs/{run}/dvclive/plots/metrics"),
+        "results/runs/{run}/s{seed}/model.pt",
+        "results/runs/{run}/s{seed}/params.yaml",
+        "results/runs/{run}/s{seed}/dvclive/metrics.json",
+        directory("results/runs/{run}/s{seed}/dvclive/plots/metrics"),
     resources:
         gpu=lambda wc: GRID.gpus(wc.run),  # a run asking for several trains under torchrun
     threads: 4
     conda:
         ENV
     log:
-        "logs/pretrain/{run}.log",
+        "logs/pretrain/{run}/s{seed}.log",
     shell:
-        "python -m momentum_ssl pretrain --run {wildcards.run} > {log} 2>&1"
+        "python -m momentum_ssl pretrain --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"

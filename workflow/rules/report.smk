@@ -1,16 +1,19 @@
 rule report:
     input:
-        expand("results/probes/{name}.json", name=[*RUNS, *BASELINES]),
-        expand("results/transfer/{name}.json", name=[*RUNS, *BASELINES]),
-        expand("results/runs/{run}/dvclive/metrics.json", run=RUNS),
+        expand("results/probes/{name}.json", name=[*CELLS, *BASELINES]),
+        expand("results/transfer/{name}.json", name=[*CELLS, *BASELINES]),
+        expand("results/runs/{cell}/dvclive/metrics.json", cell=CELLS),
         "src/momentum_ssl/report.py",
+        "src/momentum_ssl/stats.py",
+        "src/momentum_ssl/claims.py",
         "src/momentum_ssl/transfer.py",
         "src/momentum_ssl/telemetry.py",
     output:
         report("results/report.md", category="Report"),
+        "results/summary.json",
         report(directory("results/plots"), patterns=["{name}.png"], category="Plots"),
     params:
-        section=GRID.params_of("grid", "data.dataset", "model", "pretrain.epochs",
+        section=GRID.params_of("grid", "seeds", "claims", "data.dataset", "model", "pretrain.epochs",
                                "loader.batch_size", "probe.knn_k", "probe.temperature"),
     conda:
         ENV
