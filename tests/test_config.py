@@ -281,3 +281,25 @@ def test_params_prints_each_runs_resolved_recipe():
         [sys.executable, "-m", "momentum_ssl", "params"], cwd=REPO, capture_output=True,
         text=True, check=True).stdout)
     assert set(whole["resolved"]) == set(whole["grid"])
+
+
+def test_claims_are_checked_by_key():
+    base = {"name": "x", "source": "y", "kind": "greater", "a": "simclr-full",
+            "b": "simclr-none"}
+    msg = error_for(with_change("claims", [{**base, "metric": "knn_studnet"}]))
+    assert "claims[0].metric: 'knn_studnet' is not a metric the report keeps" in msg
+    msg = error_for(with_change("claims", [{**base, "kind": "equivalent"}]))
+    assert "claims[0].margin: an equivalent claim needs a margin > 0" in msg
+    msg = error_for(with_change("claims", [{**base, "b": None}]))
+    assert "claims[0].b: a greater claim contrasts two runs" in msg
+    msg = error_for(with_change("claims", [{**base, "kind": "rising", "metric": "knn_student"}]))
+    assert "claims[0].metric: a rising claim is judged on cv" in msg
+    msg = error_for(with_change("seeds", [0, 0]))
+    assert "seeds: lists a seed twice" in msg
+
+
+def test_the_embedded_default_writes_out_the_papers_claims():
+    from momentum_ssl.config import CLAIMS
+
+    assert load_params(REPO / "params.yaml").claims == CLAIMS
+    assert load_params(REPO / "params/cifar10.yaml").claims == CLAIMS  # left out: the default

@@ -321,6 +321,10 @@ class RunSpec:
         return f"{self.method}-{scope}" + ("-res" if self.residual else "")
 
 
+CLAIM_METRICS = ("knn_student", "knn_teacher", "knn_gap", "logistic_student", "logistic_teacher",
+                 "gap_backbone", "gap_projector", "step_s", "pretrain_s", "cv")
+
+
 @dataclass(frozen=True)
 class ClaimConfig:
     """One claim of the papers behind the project, judged from paired differences over seeds
@@ -356,6 +360,11 @@ class ClaimConfig:
         _require(self.kind != "rising" or len(self.blocks) >= 3, "blocks",
                  "a rising claim needs at least 3 blocks in order of depth")
         _require("{best}" not in self.a, "a", "{best} may stand in b only")
+        _require(self.metric in CLAIM_METRICS or self.metric.startswith("transfer_"), "metric",
+                 f"{self.metric!r} is not a metric the report keeps; choose one of "
+                 f"{', '.join(CLAIM_METRICS)} or transfer_<dataset>")
+        _require((self.kind == "rising") == (self.metric == "cv"), "metric",
+                 "a rising claim is judged on cv (per block), and cv only by a rising claim")
 
 
 # The claims the report judges unless params.yaml lists its own (``claims``), from the papers
