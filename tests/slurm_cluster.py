@@ -1,0 +1,271 @@
+"""A single-node SLURM cluster on localhost, started by the tests and stopped by its PIDs.
+
+Debian 12's packages (``munge``, ``slurmctld``, ``slurmd``, ``slurm-client``, SLURM 22.05),
+installed with apt-get when missing. ``slurm.conf`` and ``gres.conf`` go where SLURM looks by
+default, ``/etc/slurm``: the executor plugin's job step drops ``SLURM_CONF`` from the
+environment of the ``srun`` it runs inside each job (snakemake-executor-plugin-slurm-jobstep
+0.6.1 keeps only a few ``SLURM_*`` variables), so a configuration elsewhere is not found there.
+A machine with a ``slurm.conf`` of its own is left alone (the tests skip), and a lock file makes
+a second test session wait for the first. Everything else is private to one folder: a munge key
+and socket, state, spool, logs, fake GPU devices, and two free TCP ports, so a munged or SLURM
+already on the machine is not disturbed.
+
+The configuration avoids what a machine without systemd lacks (facts from a trial run, SLURM
+22.05, and its slurm.conf(5) and gres.conf(5) man pages):
+
+- ``ProctrackType=proctrack/linuxproc`` and ``TaskPlugin=task/none``, no cgroup.conf: no
+  cgroups (``CgroupPlugin=disabled`` is rejected by 22.05);
+- ``SlurmdParameters=config_overrides``: the node advertises 64 CPUs, 256 GB and 4 GPUs, more
+  than the machine has, so that two Snakemake runs with the SLURM profile's requests (8 CPUs
+  and 32 GB for pretraining, a GPU for each GPU job) run side by side;
+- GRES GPUs need ``File=`` entries, or the node drains: symlinks to /dev/null stand for
+  /dev/nvidia0 to /dev/nvidia3, and SLURM sets ``CUDA_VISIBLE_DEVICES`` from them;
+- the node is named ``localhost`` (``slurmd -N localhost``);
+- ``MinJobAge=300``: a finished job stays visible to ``squeue`` for 5 minutes, more than three
+  times the executor plugin's first status wait (else the plugin falls back to ``sacct``);
+- no accounting (``AccountingStorageType=accounting_storage/none``): ``sacct`` then fails, as
+  on a cluster without slurmdbd;
+- ``KillWait=2``: a job past its time limit gets SIGTERM, then SIGKILL 2 s later.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
+BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
+PARTITION = "gpu"  # the SLURM profile's default partition
+GPUS = 4
+CONF_DIR = Path("/etc/slurm")
+MARKER = "# written by momentum-ssl's tests/slurm_cluster.py; removed when its tests end\n"
+
+
+class Unavailable(RuntimeError):
+    """The cluster cannot be started here; the message says why (the tests skip with it)."""
+
+
+def _missing_binaries() -> list[str]:
+    return [b for b in BINARIES
+            if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+
+
+def install() -> None:
+    """apt-get install the Debian packages when a binary is missing (root only)."""
+    if not _missing_binaries():
+        return
+    if os.geteuid() != 0:
+        raise Unavailable(f"SLURM is not installed ({', '.join(_missing_binaries())} missing) "
+                          f"and installing {' '.join(PACKAGES)} needs root")
+    if shutil.which("apt-get") is None:
+        raise Unavailable("SLURM is not installed and there is no apt-get to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    get = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "-qq"]
+    cmd = [*get, "install", "-y", "--no-install-recommends", *PACKAGES]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:  # a fresh machine has no package lists yet
+        subprocess.run([*get, "update"], env=env, capture_output=True, text=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode or _missing_binaries():
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise Unavailable(f"apt-get install {' '.join(PACKAGES)} failed: {last}")
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _binary(name: str) -> str:
+    return shutil.which(name) or str(Path("/usr/sbin", name))
+
+
+class Cluster:
+    """munged, slurmctld and slurmd for one folder; :meth:`stop` ends exactly these PIDs."""
+
+    def __init__(self, root: Path, conf_dir: Path = CONF_DIR):
+        self.root = Path(root)
+        self.conf = Path(conf_dir) / "slurm.conf"
+        self.gres = Path(conf_dir) / "gres.conf"
+        self.procs: list[subprocess.Popen] = []
+        self._lock = None
+
+    def env(self, base: dict | None = None) -> dict:
+        """An environment whose SLURM commands talk to this cluster."""
+        return {**(os.environ if base is None else base), "SLURM_CONF": str(self.conf)}
+
+    def run(self, *cmd: str, check: bool = True, timeout: float = 60) -> str:
+        done = subprocess.run(list(cmd), env=self.env(), capture_output=True, text=True,
+                              timeout=timeout)
+        if check and done.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def _write_config(self) -> None:
+        root = self.root
+        # munged wants its socket's folders executable by all, and its key's not writable by
+        # others; pytest's temporary folders are 0700, so callers pass a folder of their own
+        for sub, mode in (("", 0o755), ("munge", 0o755), ("key", 0o700),
+                          ("state", 0o700), ("spool", 0o700), ("log", 0o755), ("dev", 0o755)):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            (root / sub).chmod(mode)
+        for i in range(GPUS):  # fake GPU devices: GRES needs a file per device
+            dev = root / "dev" / f"nvidia{i}"
+            if not dev.exists():
+                dev.symlink_to("/dev/null")
+        ctld_port, slurmd_port = _free_ports(2)
+        self.conf.write_text(MARKER + f"""\
+ClusterName=momentumssl
+SlurmctldHost=localhost
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+AuthType=auth/munge
+AuthInfo=socket={root}/munge/munge.socket
+CredType=cred/munge
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/log/slurmctld.log
+SlurmdLogFile={root}/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SlurmdParameters=config_overrides
+ReturnToService=2
+MinJobAge=300
+KillWait=2
+GresTypes=gpu
+NodeName=localhost CPUs=64 RealMemory=256000 Gres=gpu:{GPUS} State=UNKNOWN
+PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+""")
+        self.gres.write_text(
+            MARKER + f"NodeName=localhost Name=gpu File={root}/dev/nvidia[0-{GPUS - 1}]\n")
+
+    def _spawn(self, *cmd: str) -> None:
+        log = open(self.root / "log" / f"{Path(cmd[0]).name}.out", "ab")
+        # a session of its own: a Ctrl-C meant for pytest or a test's Snakemake never reaches it
+        self.procs.append(subprocess.Popen(list(cmd), env=self.env(), stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True))
+        log.close()
+
+    def _take_config_dir(self, wait_s: float) -> None:
+        """Lock /etc/slurm for this session, or raise Unavailable if it belongs to another
+        SLURM; a marked configuration left by a killed session is simply replaced."""
+        if os.geteuid() != 0:
+            raise Unavailable(f"starting SLURM daemons and writing {self.conf} need root")
+        self.conf.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(self.conf.parent / ".momentum-ssl-tests.lock", "a")
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock = lock
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    lock.close()
+                    raise Unavailable(f"another test session's SLURM cluster held "
+                                      f"{self.conf.parent} for {wait_s:.0f} s") from None
+                time.sleep(1)
+        for path in (self.conf, self.gres):
+            if path.exists() and not path.read_text().startswith(MARKER):
+                self._release()
+                raise Unavailable(f"{path} configures another SLURM on this machine; the "
+                                  "test cluster would replace it")
+
+    def _release(self) -> None:
+        if self._lock is None:  # the configuration is not ours to remove
+            return
+        for path in (self.conf, self.gres):
+            if path.exists() and path.read_text().startswith(MARKER):
+                path.unlink()
+        if self._lock is not None:
+            self._lock.close()  # drops the flock
+            self._lock = None
+
+    def start(self, timeout: float = 60, lock_wait_s: float = 900) -> "Cluster":
+        self._take_config_dir(lock_wait_s)
+        self._write_config()
+        key = self.root / "key" / "munge.key"
+        if not key.exists():
+            subprocess.run([_binary("mungekey"), "--create", f"--keyfile={key}"], check=True,
+                           capture_output=True)
+        munge = self.root / "munge"
+        self._spawn(_binary("munged"), "-F", f"--socket={munge}/munge.socket",
+                    f"--key-file={key}", f"--pid-file={munge}/munged.pid",
+                    f"--log-file={self.root}/log/munged.log",
+                    f"--seed-file={self.root}/key/seed")
+        self._wait(lambda: (munge / "munge.socket").exists(), timeout, "munged's socket")
+        self._spawn(_binary("slurmctld"), "-D", "-i", "-f", str(self.conf))
+        self._spawn(_binary("slurmd"), "-D", "-N", "localhost", "-f", str(self.conf))
+        self._wait(self.idle, timeout, "the node to be idle")
+        return self
+
+    def _check_alive(self) -> None:
+        for p in self.procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{p.args[0]} exited with {p.returncode}; "
+                                   f"logs in {self.root / 'log'}: {self.log_tail()}")
+
+    def idle(self) -> bool:
+        done = subprocess.run(["sinfo", "-h", "-n", "localhost", "-o", "%T"], env=self.env(),
+                              capture_output=True, text=True)
+        return done.returncode == 0 and done.stdout.strip() == "idle"
+
+    def _wait(self, ready, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}; "
+                                   f"{self.log_tail()}")
+            time.sleep(0.2)
+
+    def log_tail(self, lines: int = 5) -> str:
+        out = []
+        for log in sorted((self.root / "log").glob("*")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"{log.name}: " + " | ".join(tail))
+        return "; ".join(out)
+
+    def jobs(self) -> list[tuple[str, str, str]]:
+        """(job id, name, state) of every job slurmctld still knows, finished ones included."""
+        out = self.run("squeue", "-h", "--states=all", "-o", "%i|%j|%T")
+        return [tuple(line.split("|")) for line in out.splitlines() if line]
+
+    def stop(self) -> None:
+        """Cancel what still runs, then end the daemons this object started, last first."""
+        if self.procs and self.procs[0].poll() is None:
+            subprocess.run(["scancel", "--user", str(os.getuid())], env=self.env(),
+                           capture_output=True, timeout=30)
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.procs.clear()
+        self._release()
