@@ -24,7 +24,8 @@ The configuration avoids what a machine without systemd lacks (facts from a tria
 - ``MinJobAge=300``: a finished job stays visible to ``squeue`` for 5 minutes, more than three
   times the executor plugin's first status wait (else the plugin falls back to ``sacct``);
 - no accounting (``AccountingStorageType=accounting_storage/none``): ``sacct`` then fails, as
-  on a cluster without slurmdbd;
+  on a cluster without slurmdbd; :meth:`Cluster.enable_accounting` adds slurmdbd over a MariaDB
+  in the same folder and restarts slurmctld and slurmd with it;
 - ``KillWait=2``: a job past its time limit gets SIGTERM, then SIGKILL 2 s later.
 """
 
@@ -51,30 +52,36 @@ class Unavailable(RuntimeError):
     """The cluster cannot be started here; the message says why (the tests skip with it)."""
 
 
-def _missing_binaries() -> list[str]:
-    return [b for b in BINARIES
+# Accounting: slurmdbd over a MariaDB of its own. The "-core" packages carry mariadbd and the
+# client without an init script, so installing them starts no system database.
+ACCOUNTING_PACKAGES = ("slurmdbd", "mariadb-server-core", "mariadb-client-core")
+ACCOUNTING_BINARIES = ("slurmdbd", "mariadbd", "mariadb-install-db", "mariadb", "sacctmgr")
+
+
+def _missing(binaries) -> list[str]:
+    return [b for b in binaries
             if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
 
 
-def install() -> None:
-    """apt-get install the Debian packages when a binary is missing (root only)."""
-    if not _missing_binaries():
+def install(packages=PACKAGES, binaries=BINARIES) -> None:
+    """apt-get install the Debian packages when one of their binaries is missing (root only)."""
+    if not _missing(binaries):
         return
+    what = f"{' '.join(packages)} ({', '.join(_missing(binaries))} missing)"
     if os.geteuid() != 0:
-        raise Unavailable(f"SLURM is not installed ({', '.join(_missing_binaries())} missing) "
-                          f"and installing {' '.join(PACKAGES)} needs root")
+        raise Unavailable(f"installing {what} needs root")
     if shutil.which("apt-get") is None:
-        raise Unavailable("SLURM is not installed and there is no apt-get to install it")
+        raise Unavailable(f"no apt-get to install {what}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     get = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "-qq"]
-    cmd = [*get, "install", "-y", "--no-install-recommends", *PACKAGES]
+    cmd = [*get, "install", "-y", "--no-install-recommends", *packages]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:  # a fresh machine has no package lists yet
         subprocess.run([*get, "update"], env=env, capture_output=True, text=True)
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode or _missing_binaries():
+    if done.returncode or _missing(binaries):
         last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-        raise Unavailable(f"apt-get install {' '.join(PACKAGES)} failed: {last}")
+        raise Unavailable(f"apt-get install {' '.join(packages)} failed: {last}")
 
 
 def _free_ports(count: int) -> list[int]:
@@ -99,6 +106,9 @@ class Cluster:
         self.root = Path(root)
         self.conf = Path(conf_dir) / "slurm.conf"
         self.gres = Path(conf_dir) / "gres.conf"
+        self.dbd_conf = Path(conf_dir) / "slurmdbd.conf"
+        self.accounting_port: int | None = None  # slurmdbd's, once enable_accounting ran
+        self.ports: list[int] | None = None
         self.procs: list[subprocess.Popen] = []
         self._lock = None
 
@@ -125,8 +135,18 @@ class Cluster:
             dev = root / "dev" / f"nvidia{i}"
             if not dev.exists():
                 dev.symlink_to("/dev/null")
-        ctld_port, slurmd_port = _free_ports(2)
-        self.conf.write_text(MARKER + f"""\
+        if self.ports is None:  # kept when the configuration is rewritten
+            self.ports = _free_ports(2)
+        ctld_port, slurmd_port = self.ports
+        if self.accounting_port is None:  # sacct then fails, as on a cluster without slurmdbd
+            accounting = "AccountingStorageType=accounting_storage/none\n"
+        else:
+            accounting = ("AccountingStorageType=accounting_storage/slurmdbd\n"
+                          f"AccountingStorageHost=localhost\n"
+                          f"AccountingStoragePort={self.accounting_port}\n"
+                          # for slurmdbd connections this names the munge socket (slurm.conf(5))
+                          f"AccountingStoragePass={root}/munge/munge.socket\n")
+        self.conf.write_text(MARKER + accounting + f"""\
 ClusterName=momentumssl
 SlurmctldHost=localhost
 SlurmctldPort={ctld_port}
@@ -145,7 +165,6 @@ SlurmdLogFile={root}/log/slurmd.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none
 SchedulerType=sched/builtin
@@ -188,7 +207,7 @@ PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
                     raise Unavailable(f"another test session's SLURM cluster held "
                                       f"{self.conf.parent} for {wait_s:.0f} s") from None
                 time.sleep(1)
-        for path in (self.conf, self.gres):
+        for path in (self.conf, self.gres, self.dbd_conf):
             if path.exists() and not path.read_text().startswith(MARKER):
                 self._release()
                 raise Unavailable(f"{path} configures another SLURM on this machine; the "
@@ -197,7 +216,7 @@ PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
     def _release(self) -> None:
         if self._lock is None:  # the configuration is not ours to remove
             return
-        for path in (self.conf, self.gres):
+        for path in (self.conf, self.gres, self.dbd_conf):
             if path.exists() and path.read_text().startswith(MARKER):
                 path.unlink()
         if self._lock is not None:
@@ -217,10 +236,68 @@ PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
                     f"--log-file={self.root}/log/munged.log",
                     f"--seed-file={self.root}/key/seed")
         self._wait(lambda: (munge / "munge.socket").exists(), timeout, "munged's socket")
+        self._start_slurm(timeout)
+        return self
+
+    def _start_slurm(self, timeout: float) -> None:
         self._spawn(_binary("slurmctld"), "-D", "-i", "-f", str(self.conf))
         self._spawn(_binary("slurmd"), "-D", "-N", "localhost", "-f", str(self.conf))
         self._wait(self.idle, timeout, "the node to be idle")
-        return self
+
+    def _end(self, proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.remove(proc)
+
+    def enable_accounting(self, timeout: float = 60) -> float:
+        """Start MariaDB and slurmdbd, then restart slurmctld and slurmd with accounting
+        (jobs and their state are kept: slurmctld saves them); returns the seconds it took."""
+        start = time.monotonic()
+        db, sock = self.root / "mysql", self.root / "mysql.sock"
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={db}", "--user=root",
+                        "--auth-root-authentication-method=socket", "--skip-test-db"],
+                       check=True, capture_output=True)
+        db_port, self.accounting_port = _free_ports(2)
+        self._spawn(_binary("mariadbd"), "--no-defaults", f"--datadir={db}", f"--socket={sock}",
+                    f"--port={db_port}", "--bind-address=127.0.0.1", "--user=root",
+                    "--skip-log-bin", f"--log-error={self.root}/log/mariadb.log")
+        self._wait(sock.exists, timeout, "MariaDB's socket")
+        subprocess.run(["mariadb", f"--socket={sock}", "-u", "root", "-e",
+                        "CREATE DATABASE slurm_acct_db; CREATE USER 'slurm'@'127.0.0.1' "
+                        "IDENTIFIED BY 'momentum-ssl'; "
+                        "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"],
+                       check=True, capture_output=True)
+        self.dbd_conf.write_text(MARKER + f"""\
+AuthType=auth/munge
+AuthInfo=socket={self.root}/munge/munge.socket
+DbdHost=localhost
+DbdPort={self.accounting_port}
+SlurmUser=root
+PidFile={self.root}/slurmdbd.pid
+LogFile={self.root}/log/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={db_port}
+StorageUser=slurm
+StoragePass=momentum-ssl
+StorageLoc=slurm_acct_db
+""")
+        self.dbd_conf.chmod(0o600)  # slurmdbd refuses a readable password file
+        self._spawn(_binary("slurmdbd"), "-D")
+        self._write_config()  # sacctmgr reads slurm.conf's accounting lines too
+        self._wait(lambda: subprocess.run(["sacctmgr", "-n", "list", "cluster"], env=self.env(),
+                                          capture_output=True).returncode == 0,
+                   timeout, "slurmdbd to answer")
+        self.run("sacctmgr", "-i", "add", "cluster", "momentumssl")
+        for name in ("slurmd", "slurmctld"):
+            self._end(next(p for p in self.procs if Path(p.args[0]).name == name))
+        self._start_slurm(timeout)
+        return time.monotonic() - start
 
     def _check_alive(self) -> None:
         for p in self.procs:
@@ -259,13 +336,6 @@ PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         if self.procs and self.procs[0].poll() is None:
             subprocess.run(["scancel", "--user", str(os.getuid())], env=self.env(),
                            capture_output=True, timeout=30)
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        self.procs.clear()
+        for p in reversed(list(self.procs)):
+            self._end(p)
         self._release()

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY, repo_params_dict
-from slurm_cluster import Cluster, Unavailable, install
+from slurm_cluster import (ACCOUNTING_BINARIES, ACCOUNTING_PACKAGES, Cluster, Unavailable,
+                           install)
 
 BIN = Path(sys.executable).parent
 FAST_POLL = ["--seconds-between-status-checks", "1",
@@ -155,7 +156,9 @@ def slurm_run(cluster, timeout_run, tmp_path_factory):
 def test_the_cluster_is_one_idle_node_with_more_than_the_machine_has(cluster):
     node = cluster.run("scontrol", "show", "node", "localhost")
     assert "State=IDLE" in node and "Gres=gpu:4" in node and "CPUTot=64" in node
-    assert cluster.run("sacct", check=False) == ""  # no accounting: sacct has nothing to say
+    # no accounting: sacct fails, the reason the profile asks squeue
+    sacct = subprocess.run(["sacct"], env=cluster.env(), capture_output=True, text=True)
+    assert sacct.returncode != 0 and "accounting storage is disabled" in sacct.stderr, sacct
 
 
 def test_the_tiny_profile_runs_as_slurm_jobs_and_leaves_dvc_clean(cluster, slurm_run):
@@ -229,3 +232,26 @@ def test_time_limit_kill_then_a_rerun_resumes_and_sigint_cancels_it(cluster, tim
     dry = subprocess.run([str(BIN / "snakemake"), "-n", "--rerun-incomplete", TARGET],
                          cwd=repo, env=job_env(cluster), capture_output=True, text=True)
     assert "rule pretrain:" in dry.stdout, dry.stdout + dry.stderr
+
+
+def test_with_accounting_the_profile_runs_on_sacct_status(cluster, tmp_path):
+    """The same cluster with slurmdbd (restarted with accounting; last, so the tests above see
+    a cluster without it): `--slurm-status-command sacct` over the profile, on one stage (the
+    whole DAG through SLURM is the squeue test above; only the status query differs)."""
+    started = time.monotonic()
+    try:
+        install(ACCOUNTING_PACKAGES, ACCOUNTING_BINARIES)
+    except Unavailable as e:
+        pytest.skip(str(e))
+    installed = time.monotonic()
+    setup = cluster.enable_accounting()
+    print(f"accounting: install {installed - started:.0f} s, set-up {setup:.0f} s")
+    repo = make_repo(tmp_path / "repo")
+    # --no-hooks: the Snakefile's onsuccess `dvc commit` wants every stage's outputs
+    run = Run(repo, cluster, "--slurm-status-command", "sacct", "--no-hooks",
+              "results/plan/byol-full.yaml")
+    assert run.wait(timeout=300) == 0, run.output
+    assert "'sacct' unavailable" not in run.output and "Falling back" not in run.output
+    assert (repo / "results" / "plan" / "byol-full.yaml").is_file()
+    jobs = cluster.run("sacct", "-X", "-n", "-P", "-o", "JobName,State", "--name", run.uuid())
+    assert jobs.split() == [f"{run.uuid()}|COMPLETED"], jobs
