@@ -21,8 +21,9 @@ The configuration avoids what a machine without systemd lacks (facts from a tria
 - GRES GPUs need ``File=`` entries, or the node drains: symlinks to /dev/null stand for
   /dev/nvidia0 to /dev/nvidia3, and SLURM sets ``CUDA_VISIBLE_DEVICES`` from them;
 - the node is named ``localhost`` (``slurmd -N localhost``);
-- ``MinJobAge=300``: a finished job stays visible to ``squeue`` for 5 minutes, more than three
-  times the executor plugin's first status wait (else the plugin falls back to ``sacct``);
+- ``MinJobAge=1800``: a finished job stays visible to ``squeue`` for 30 minutes. The plugin
+  needs at least three times its first status wait (else it falls back to ``sacct``; SLURM's
+  default, 300 s, is enough), and the tests count a run's jobs after it ends;
 - no accounting (``AccountingStorageType=accounting_storage/none``): ``sacct`` then fails, as
   on a cluster without slurmdbd; :meth:`Cluster.enable_accounting` adds slurmdbd over a MariaDB
   in the same folder and restarts slurmctld and slurmd with it;
@@ -172,7 +173,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SlurmdParameters=config_overrides
 ReturnToService=2
-MinJobAge=300
+MinJobAge=1800
 KillWait=2
 GresTypes=gpu
 NodeName=localhost CPUs=64 RealMemory=256000 Gres=gpu:{GPUS} State=UNKNOWN
