@@ -99,13 +99,13 @@ class Run:
     """`snakemake --profile workflow/profiles/slurm` in the background, its output in a file
     (a pipe would fill up and stall it while a test waits on something else)."""
 
-    def __init__(self, repo: Path, cluster: Cluster, *args: str, env: dict | None = None):
+    def __init__(self, repo: Path, cluster: Cluster, *args: str):
         self.repo = repo
         self.log = repo.parent / f"snakemake-{len(list(repo.parent.glob('snakemake-*')))}.out"
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
                 [str(BIN / "snakemake"), "--profile", "workflow/profiles/slurm", *FAST_POLL,
-                 *args], cwd=repo, env={**job_env(cluster), **(env or {})}, stdout=out,
+                 *args], cwd=repo, env=job_env(cluster), stdout=out,
                 stderr=subprocess.STDOUT, text=True)
         self.start = time.monotonic()
 
