@@ -95,9 +95,16 @@ def _claim_gpus(params, count: int = 1) -> list[str] | None:
     """Claim free GPUs before CUDA starts (gpus.py); None on a machine without one."""
     if params.pretrain.device == "cpu":
         return None
+    import os
+
     from .gpus import claim
 
-    return claim(count)
+    preset = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = claim(count)
+    if gpus is not None:  # which devices, and whether SLURM (or a user) chose them
+        how = "kept CUDA_VISIBLE_DEVICES" if preset is not None else "claimed"
+        print(f"GPUs {','.join(gpus)} ({how})", flush=True)
+    return gpus
 
 
 def _pretrain(args: argparse.Namespace) -> None:
