@@ -73,10 +73,13 @@ def test_the_score_is_the_probe_stages_knn_on_the_extracted_features(tiny):
     state = {k: v.clone() for k, v in learner.state_dict().items()}
     learner.train()
     knn = KnnMonitor.build(tiny, learner, torch.device("cpu"))
+    rng = torch.get_rng_state()
     scores = knn.evaluate()
     assert set(scores) == {"knn_student", "knn_teacher"}
-    # eval mode for the forward passes only, and nothing changed: BatchNorm buffers included
+    # eval mode for the forward passes only, and nothing changed: BatchNorm buffers included,
+    # and no random number drawn, so a run's weights do not depend on the monitor
     assert all(m.training for m in learner.modules())
+    assert torch.equal(torch.get_rng_state(), rng)
     for key, value in learner.state_dict().items():
         assert torch.equal(value, state[key]), key
 
