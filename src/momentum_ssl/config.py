@@ -239,7 +239,7 @@ class PretrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # kNN monitor (monitor.py): images of train and test (class-stratified, seeded) scored at
     # each epoch's end and, if eval_every > 0, every eval_every steps; 0 images: off. The
-    # embedded default uses 1000 / 500 every 100 steps: under 5% of its CPU epoch (README).
+    # embedded default uses 1000 / 500 every 120 steps: under 5% of its CPU epoch (README).
     monitor_train: int = 2000
     monitor_test: int = 1000
     eval_every: int = 0
@@ -424,7 +424,9 @@ CLAIMS: tuple[ClaimConfig, ...] = (
 RECIPE_SECTIONS: tuple[str, ...] = ("pretrain", "momentum", "augment", "model",
                                     "method_settings")
 SHARED_KEYS: dict[str, tuple[str, ...]] = {
-    "pretrain": ("log_every", "device"), "augment": ("size",),
+    "pretrain": ("log_every", "device", "monitor_train", "monitor_test", "eval_every",
+                 "collapse_std"),  # telemetry: every run watched alike, so curves compare
+    "augment": ("size",),
     "model": ("backbone", "width", "cifar_stem")}
 
 
