@@ -31,8 +31,8 @@ import torch
 
 from .config import Params
 from .data.augment import EvalTransform
-from .data.convert import read_meta
-from .data.loaders import EvalLoader, beton_folder, read_labels, read_raw_images
+from .data.loaders import (EvalLoader, beton_folder, beton_records, read_labels,
+                           read_raw_images)
 from .features import Encoders
 from .probes import knn_probe
 
@@ -64,12 +64,13 @@ def load_subset(params: Params, split: str, size: int,
     subset of ``split``: the eval loader's images, decoded once (read straight from the file
     when stored raw, :func:`~momentum_ssl.data.loaders.read_raw_images`)."""
     folder = beton_folder(params)
-    labels = read_labels(folder, split)
+    checked = beton_records(folder, split)  # (path, meta, records): read and checked once
+    labels = read_labels(folder, split, checked)
     seed = np.random.SeedSequence([params.seed, SPLIT_STREAMS[split]])
     indices = stratified_sample(labels, size, seed)
-    raw = read_raw_images(folder, split, indices)
+    raw = read_raw_images(folder, split, indices, checked)
     if raw is not None:
-        meta = read_meta(folder)
+        meta = checked[1]
         transform = EvalTransform(params.augment.size, meta["mean"], meta["std"])
         images = transform(torch.from_numpy(raw).permute(0, 3, 1, 2))
         return images.to(device), labels[indices], indices
