@@ -34,6 +34,9 @@ def test_torchrun_two_processes_train_one_run(tmp_path, run):
     assert metrics["time"]["steps"] == 10
     loss_rows = (out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text()
     assert len(loss_rows.splitlines()) == 1 + 10
+    # the kNN monitor on rank 0 only: step 0 (eval_every 100) and each epoch's last step
+    knn = (out / "dvclive" / "plots" / "metrics" / "monitor" / "knn_student.tsv").read_text()
+    assert [line.split("\t")[0] for line in knn.splitlines()[1:]] == ["0", "4", "9"]
     state = torch.load(out / "model.pt", weights_only=False)["learner"]
     assert any("running_mean" in key for key in state)
     assert not (out / "checkpoint.pt").exists()

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import TINY, make_params
+from momentum_ssl.artifacts import CorruptArtifact
 from momentum_ssl.cli import main
 from momentum_ssl.config import to_dict
 from momentum_ssl.paths import BASELINES, SEEDLESS
@@ -56,9 +57,12 @@ def test_report_table_has_every_run_and_baseline_as_mean_and_interval(pipeline):
     for section in ("## Claims", "## Per-seed values", "Gradient stability per block",
                     "Best run: **"):
         assert section in text
-    for plot in ("curves", "stability", "accuracy", "claims"):
+    for plot in ("curves", "stability", "accuracy", "claims", "knn", "health"):
         png = root / "results" / "plots" / f"{plot}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for plot in ("knn", "health"):
+        assert f"(plots/{plot}.png)" in text
+    assert "## Findings" in text
     assert (root / "results" / "plan" / "byol-full" / "s1.yaml").is_file()
 
 
@@ -88,3 +92,44 @@ def test_summary_json_holds_each_metric_over_seeds_and_every_claim(pipeline):
 def test_report_names_a_missing_params_file(tiny, capsys):
     assert main(["report", "--params", "missing.yaml"]) == 2
     assert "params file missing.yaml not found" in capsys.readouterr().err
+
+
+def write_log(live, metric, rows):
+    path = live / "plots" / "metrics" / f"{metric}.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = metric.rsplit("/", 1)[-1]
+    path.write_text(f"step\t{name}\n" + "".join(f"{s}\t{v}\n" for s, v in rows))
+
+
+def test_collapse_findings_and_monitor_plots_from_constructed_logs(tmp_path):
+    from momentum_ssl.report import collapse_findings, plot_health, plot_knn
+
+    params = make_params(tmp_path, **TINY, seeds=[0, 1])  # 2 epochs; 5 steps each in these logs
+    root = tmp_path / "results"
+    healthy = [(s, 0.2) for s in range(10)]
+    logs = {("byol-full", 0): [(s, 0.2 if s < 5 else 0.001 * s) for s in range(10)],  # epoch 2
+            ("byol-full", 1): healthy,
+            ("simclr-none", 0): healthy[:7] + [(7, 0.0), (8, 0.0), (9, 0.0)],  # epoch 2 partly
+            ("byol-projector", 0): None}  # no health log (a run from before the telemetry)
+    for (name, seed), rows in logs.items():
+        live = root / "runs" / name / f"s{seed}" / "dvclive"
+        live.mkdir(parents=True)
+        summary = {"time": {"steps": 10}}
+        if rows is not None:
+            summary["health"] = {"collapse_threshold": 0.05}
+            write_log(live, "health/z_std", rows)
+            write_log(live, "health/erank_y", [(s, 5.0) for s, _ in rows])
+            write_log(live, "monitor/knn_student", [(4, 0.5), (9, 0.6)])
+            if name == "byol-full":
+                write_log(live, "monitor/knn_teacher", [(4, 0.45), (9, 0.62)])
+        (live / "metrics.json").write_text(json.dumps(summary))
+    assert collapse_findings(params, root) == [
+        "- **byol-full** (seed 0) collapsed: the std of its L2-normalised projector output "
+        "stayed below 0.05 at every logged step of epoch 2 of 2 (last logged value 0.009)."]
+    for plot in (plot_knn, plot_health):
+        path = tmp_path / f"{plot.__name__}.png"
+        plot(params, root, path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (root / "runs" / "byol-full" / "s1" / "dvclive" / "metrics.json").write_text("{trunc")
+    with pytest.raises(CorruptArtifact, match="pretrain --run byol-full --seed 1"):
+        collapse_findings(params, root)

@@ -237,6 +237,16 @@ class PretrainConfig:
     param_groups: tuple[ParamGroupConfig, ...] = ()
     log_every: int = 10  # steps between logged points
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # kNN monitor (monitor.py): images of train and test (class-stratified, seeded) scored at
+    # each epoch's end and, if eval_every > 0, every eval_every steps; 0 images: off. The
+    # embedded default uses 1000 / 500 every 120 steps: under 5% of its CPU epoch (README).
+    monitor_train: int = 2000
+    monitor_test: int = 1000
+    eval_every: int = 0
+    # Collapse finding (health.py): an epoch whose z_std stays below collapse_std / sqrt(d) at
+    # every logged step. Healthy outputs have about 1/sqrt(d), collapsed ones 0 (SimSiam, Chen
+    # & He, 2021, fig. 2); 0.1 is the z_std of outputs spread over only d/100 directions.
+    collapse_std: float = 0.1
 
     def __post_init__(self) -> None:
         _require(self.loss_scale > 0, "loss_scale", f"must be > 0, got {self.loss_scale}")
@@ -250,6 +260,13 @@ class PretrainConfig:
         _require(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
         _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         _require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
+        _require(min(self.monitor_train, self.monitor_test) >= 1
+                 or self.monitor_train == self.monitor_test == 0, "monitor_train",
+                 f"monitor_train and monitor_test must both be >= 1 (kNN monitor on) or both 0 "
+                 f"(off), got {self.monitor_train} and {self.monitor_test}")
+        _require(self.eval_every >= 0, "eval_every", f"must be >= 0, got {self.eval_every}")
+        _require(0 <= self.collapse_std <= 1, "collapse_std",
+                 f"must be in [0, 1] (a fraction of 1/sqrt(d)), got {self.collapse_std}")
 
 
 @dataclass(frozen=True)
@@ -407,7 +424,9 @@ CLAIMS: tuple[ClaimConfig, ...] = (
 RECIPE_SECTIONS: tuple[str, ...] = ("pretrain", "momentum", "augment", "model",
                                     "method_settings")
 SHARED_KEYS: dict[str, tuple[str, ...]] = {
-    "pretrain": ("log_every", "device"), "augment": ("size",),
+    "pretrain": ("log_every", "device", "monitor_train", "monitor_test", "eval_every",
+                 "collapse_std"),  # telemetry: every run watched alike, so curves compare
+    "augment": ("size",),
     "model": ("backbone", "width", "cifar_stem")}
 
 

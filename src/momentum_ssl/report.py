@@ -7,7 +7,9 @@ their 95% interval (kNN of the student and of the teacher, their gap, logistic r
 transfer, pretraining time), the per-seed values behind it, the claims and their verdicts
 (claims.py, stats.py), a table of gradient stability per block, and the plots: loss and
 student-teacher gap curves, each block's gradient norm, kNN by momentum variant with error
-bars, and the claims as a forest plot. results/summary.json holds the same summaries for
+bars, the claims as a forest plot, the kNN monitor's student and teacher scores against steps
+(monitor.py) and the health statistics against steps (health.py), with the Findings: each run
+and seed whose projector output collapsed for a whole epoch. results/summary.json holds the same summaries for
 ``dvc metrics show/diff``. Everything is read from the stages' outputs (probe and transfer
 JSON, each run's DVCLive folder); the statistics are stats.py's.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 from .artifacts import atomic_write_text, commit, corrupt, partial_path, read_json
 from .claims import NOT_TESTED, Verdict, judge
 from .config import Params, RunSpec
+from .health import collapsed_epochs
 from .paths import BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag, \
     transfer_file
 from .stats import Summary, summarize
@@ -235,6 +238,102 @@ def plot_accuracy(collected: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _live_summary(live_dir: Path, name: str, seed: int | None) -> dict:
+    """A run's DVCLive summary, checked as every artifact is; {} when it has none."""
+    path = live_dir / "metrics.json"
+    return (read_json(path, f"python -m momentum_ssl pretrain --run {name}{seed_flag(seed)}")
+            if path.is_file() else {})
+
+
+def collapse_findings(params: Params, root: Path = RESULTS) -> list[str]:
+    """One line per grid run and seed with an epoch whose ``health/z_std`` stayed below the
+    run's ``health/collapse_threshold`` at every logged step (:func:`~momentum_ssl.health.
+    collapsed_epochs`); steps per epoch from ``time/steps`` and ``pretrain.epochs``."""
+    lines = []
+    for run in params.grid:
+        for seed in params.seeds:
+            live = run_dir(cell(run.name, seed), root) / "dvclive"
+            summary = _live_summary(live, run.name, seed)
+            threshold = summary.get("health", {}).get("collapse_threshold")
+            total = summary.get("time", {}).get("steps")
+            steps, values = read_history(live, "health/z_std")
+            if threshold is None or not total or not steps:
+                continue
+            epochs = collapsed_epochs(steps, values, max(1, total // params.pretrain.epochs),
+                                      threshold)
+            if epochs:
+                listed = ", ".join(map(str, epochs))
+                lines.append(f"- **{run.name}** (seed {seed}) collapsed: the std of its "
+                             f"L2-normalised projector output stayed below {threshold:.4g} at "
+                             f"every logged step of epoch{'s' * (len(epochs) > 1)} {listed} of "
+                             f"{params.pretrain.epochs} (last logged value {values[-1]:.3g}).")
+    return lines
+
+
+def plot_knn(params: Params, root: Path, path: Path) -> None:
+    """The kNN monitor's scores against steps, one colour per run and one line per seed:
+    student solid, teacher dashed; and student minus teacher."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(12, 4))
+    for i, run in enumerate(params.grid):
+        colour = f"C{i % 10}"
+        for j, seed in enumerate(params.seeds):
+            live = run_dir(cell(run.name, seed), root) / "dvclive"
+            steps, student = read_history(live, "monitor/knn_student")
+            t_steps, teacher = read_history(live, "monitor/knn_teacher")
+            if steps:
+                ax.plot(steps, [100 * v for v in student], color=colour, marker=".",
+                        linewidth=0.9, label=run.name if j == 0 else None)
+            if t_steps:
+                ax.plot(t_steps, [100 * v for v in teacher], color=colour, linestyle="--",
+                        marker=".", linewidth=0.9,
+                        label=f"{run.name} (teacher)" if j == 0 else None)
+                gap_ax.plot(t_steps, [100 * (s - t) for s, t in zip(student, teacher)],
+                            color=colour, marker=".", linewidth=0.9,
+                            label=run.name if j == 0 else None)
+    ax.set_title("kNN monitor, top-1 (%): student solid, teacher dashed")
+    gap_ax.set_title("kNN monitor, student - teacher (points)")
+    gap_ax.axhline(0, color="grey", linewidth=0.5)
+    for a in (ax, gap_ax):
+        a.set_xlabel("step")
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_health(params: Params, root: Path, path: Path) -> None:
+    """z_std (with each run's collapse threshold, dotted) and the effective ranks, one colour
+    per run and one line per seed."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    titles = {"z_std": "std of the L2-normalised projector output (dotted: collapse)",
+              "erank_y": "effective rank, backbone (y)", "erank_z": "effective rank, projector (z)"}
+    for i, run in enumerate(params.grid):
+        for j, seed in enumerate(params.seeds):
+            live = run_dir(cell(run.name, seed), root) / "dvclive"
+            for ax, name in zip(axes, titles):
+                steps, values = read_history(live, f"health/{name}")
+                if steps:
+                    ax.plot(steps, values, color=f"C{i % 10}", linewidth=0.8,
+                            label=run.name if j == 0 else None)
+            threshold = _live_summary(live, run.name, seed).get("health", {}).get(
+                "collapse_threshold")
+            if threshold is not None and j == 0:
+                axes[0].axhline(threshold, color=f"C{i % 10}", linestyle=":", linewidth=0.8)
+    for ax, title in zip(axes, titles.values()):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
 def _points(v: Verdict) -> bool:
     """Whether a claim's differences are accuracies, shown in points."""
     return v.claim.kind != "rising" and v.claim.metric.startswith(("knn", "logistic", "transfer"))
@@ -292,7 +391,8 @@ def _difference(v: Verdict) -> str:
     return text
 
 
-def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: list[str]) -> str:
+def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: list[str],
+           findings: list[str] | None = None) -> str:
     key = f"k{params.probe.knn_k[0]} weighted (T={params.probe.temperature})"
     stats = {name: summaries(e) for name, e in collected.items()}
     first = next(iter(collected.values()))
@@ -374,10 +474,17 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
             else:
                 cells.append("—")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Findings", "",
+              "Health telemetry: a run is noted when the std of its L2-normalised projector "
+              "output stayed below `pretrain.collapse_std` / sqrt(d) at every logged step of an "
+              "epoch (a collapse; a finding, not a failure).", ""]
+    lines += findings or ["No run's projector output collapsed for a whole epoch."]
     lines += ["", "## Plots", "", "![loss and gap](plots/curves.png)", "",
               "![gradient stability](plots/stability.png)", "",
               "![accuracy by momentum variant](plots/accuracy.png)", "",
-              "![claims](plots/claims.png)", ""]
+              "![claims](plots/claims.png)", "",
+              "![kNN monitor against steps, student and teacher](plots/knn.png)", "",
+              "![health: output std and effective ranks](plots/health.png)", ""]
     return "\n".join(lines)
 
 
@@ -404,9 +511,12 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     plot_stability(params, root, plots / "stability.png", blocks)
     plot_accuracy(collected, plots / "accuracy.png")
     plot_claims(verdicts, plots / "claims.png")
+    plot_knn(params, root, plots / "knn.png")
+    plot_health(params, root, plots / "health.png")
     atomic_write_text(root / "summary.json",
                       json.dumps(_summary_json(collected, verdicts), indent=2,
                                  sort_keys=True) + "\n")
     out = root / "report.md"
-    atomic_write_text(out, render(params, collected, verdicts, blocks))
+    atomic_write_text(out, render(params, collected, verdicts, blocks,
+                                  collapse_findings(params, root)))
     return out

@@ -17,6 +17,10 @@ Under ``torchrun --nproc-per-node=N`` each process trains on its shard of every 
 distributed order) with ``loader.batch_size / N`` images, BatchNorm synchronised across
 processes on GPUs (SyncBatchNorm; on the CPU, gloo, each process keeps its own batch statistics)
 and gradients averaged by DDP; rank 0 logs and writes.
+
+Beside (7), the health of the representations (health.py: output std, effective ranks, the
+collapse finding) at the same steps; after (7), the kNN monitor (monitor.py) every
+``eval_every`` steps and at each epoch's end.
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
 from .config import (ConfigError, Params, RunSpec, params_hash, resolve, run_params,
                      to_dict, with_seed)
 from .data.loaders import train_loader
+from .health import HealthMonitor
 from .learner import build_learner
 from .momentum import cosine_tau
+from .monitor import KnnMonitor
 from .paths import cell, run_dir
 from .telemetry import StabilityMonitor
 
@@ -196,6 +202,8 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
         atomic_write_text(out / "params.yaml", yaml.safe_dump(plan, sort_keys=False))
     learner = build_learner(params, run).to(device)
     monitor = StabilityMonitor.attach(learner)
+    health = HealthMonitor.attach(learner, cfg.collapse_std)
+    knn = KnnMonitor.build(params, learner, device, active=rank == 0)
     if device.type == "cuda":
         learner = learner.to(memory_format=torch.channels_last)
     model = learner
@@ -268,11 +276,16 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
                             live.log_metric(f"train/{name}", value)
                     for name, value in grads.items():
                         live.log_metric(f"grad_norm/{name}", round(value, 6))
+                    for name, value in health.measure().items():
+                        live.log_metric(f"health/{name}", round(value, 6))
                     live.next_step()
+            knn.after_step(step, steps_per_epoch, live)  # (8)
             step += 1
         epoch += 1
         elapsed += time.perf_counter() - started
         if rank == 0:
+            health.end_epoch(run.name, epoch)
+            knn.end_epoch(run.name, epoch, time.perf_counter() - started)
             save_checkpoint({"learner": learner.state_dict(),
                              "optimizer": optimizer.state_dict(),
                              "stability": monitor.state_dict(), "epoch": epoch, "step": step,
@@ -286,6 +299,8 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
                 live.log_metric(f"stability/{block}/{name}", round(value, 6), plot=False)
         live.log_metric("time/pretrain_s", round(elapsed, 1), plot=False)
         live.log_metric("time/steps", step, plot=False)
+        health.summarize(live)
+        knn.summarize(live)
         live.make_summary()
         live.end()
         atomic_torch_save({"learner": learner.state_dict(), "run": to_dict(run),
@@ -295,4 +310,5 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
     if world > 1:
         dist.barrier()
     monitor.remove()
+    health.remove()
     return out

@@ -8,6 +8,7 @@ rule report:
         "src/momentum_ssl/claims.py",
         "src/momentum_ssl/transfer.py",
         "src/momentum_ssl/telemetry.py",
+        "src/momentum_ssl/health.py",
     output:
         report("results/report.md", category="Report"),
         "results/summary.json",

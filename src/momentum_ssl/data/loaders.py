@@ -3,7 +3,10 @@
 - :class:`TwoViewLoader` (FFCV): one ``image`` field read through two ``PipelineSpec``s, each
   decoding the image and ending in its own seeded :class:`ViewAugment`, plus the label; yields
   ``(view1, view2, labels)``. Each epoch's batches depend only on (seed, epoch, rank).
-- :class:`EvalLoader` (FFCV): images in file order, no augmentation; yields ``(images, labels)``.
+- :class:`EvalLoader` (FFCV): images in file order (or a subset of them), no augmentation;
+  yields ``(images, labels)``.
+- :func:`read_labels`: every label of a split, from the ``.beton``'s metadata (no decoding).
+- :func:`read_raw_images`: chosen images stored raw (not JPEG), straight from the file.
 - :func:`torchvision_two_view_loader`: a ``torch.utils.data.DataLoader`` over the same source
   images with the same recipe as per-image torchvision transforms, for comparison.
 """
@@ -18,9 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..artifacts import check_beton
 from ..config import AugmentConfig, LoaderConfig, Params
 from .augment import EvalTransform, ViewAugment, stream_seed, torchvision_view
-from .convert import beton_path, read_meta, stratified_subset
+from .convert import BETON_FIELDS, REWRITE, beton_path, read_meta, stratified_subset
 from .datasets import ImageSource, load_source
 
 
@@ -132,7 +136,7 @@ class EvalLoader:
     """FFCV loader of un-augmented, normalised images in file order, with labels."""
 
     def __init__(self, folder: Path, size: int, loader: LoaderConfig, split: str,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", indices: np.ndarray | None = None):
         from ffcv.loader import Loader, OrderOption
         from ffcv.pipeline import PipelineSpec
 
@@ -142,7 +146,7 @@ class EvalLoader:
         self.loader = Loader(str(beton_path(folder, split, meta)), batch_size=loader.batch_size,
                              num_workers=loader.num_workers, os_cache=loader.os_cache,
                              order=OrderOption.SEQUENTIAL, drop_last=False,
-                             batches_ahead=loader.batches_ahead,
+                             batches_ahead=loader.batches_ahead, indices=indices,
                              pipelines={"image": PipelineSpec(
                                  "image", _decoder(meta, split, size, train=False),
                                  _image_ops(device, transform)),
@@ -153,6 +157,44 @@ class EvalLoader:
 
     def __iter__(self):
         yield from _epoch(self.loader)
+
+
+def beton_records(folder: Path, split: str) -> tuple[Path, dict, dict]:
+    """``split``'s ``.beton``, checked (:func:`~momentum_ssl.data.convert.beton_path`), the
+    dataset's ``meta.json``, and the file's per-sample metadata records by field
+    (``check_beton``): an ``IntField``'s are its values, an ``RGBImageField``'s (mode, width,
+    height, data_ptr)."""
+    meta = read_meta(folder)
+    path = beton_path(folder, split, meta)
+    return path, meta, check_beton(path, REWRITE, BETON_FIELDS)
+
+
+def read_labels(folder: Path, split: str, checked: tuple | None = None) -> np.ndarray:
+    """Every label of ``split`` in file order, int64, from the file's metadata table: no image
+    is read. ``checked``: :func:`beton_records`' answer, if already at hand."""
+    return np.asarray((checked or beton_records(folder, split))[2]["label"],
+                      dtype=np.int64).reshape(-1)
+
+
+def read_raw_images(folder: Path, split: str, indices: np.ndarray,
+                    checked: tuple | None = None) -> np.ndarray | None:
+    """uint8 (n, H, W, 3) of samples ``indices`` read straight from the file, when the split
+    has one image shape and each is stored raw; None when the shapes vary (the eval loader
+    crops them) or any is a JPEG: use :class:`EvalLoader` then. ``EvalTransform`` of these (as
+    NCHW) is what the eval loader yields, bit for bit, without compiling an FFCV pipeline
+    (about 0.7 s a loader): 15 ms instead of 2.4 s for 2,000 Fashion-MNIST images."""
+    from ffcv.fields.rgb_image import IMAGE_MODES
+
+    path, meta, records = checked or beton_records(folder, split)
+    if meta["splits"][split]["image_shape"] is None:
+        return None
+    images = records["image"][np.asarray(indices)]
+    if len(images) == 0 or (images["mode"] != IMAGE_MODES["raw"]).any():
+        return None
+    height, width = int(images["height"][0]), int(images["width"][0])
+    data, size = np.memmap(path, np.uint8, mode="r"), height * width * 3
+    return np.stack([data[ptr:ptr + size] for ptr in images["data_ptr"].astype(np.int64)]
+                    ).reshape(len(images), height, width, 3)
 
 
 def train_loader(params: Params, device: torch.device | str = "cpu", world: int = 1,
