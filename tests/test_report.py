@@ -51,3 +51,23 @@ def test_report_table_has_every_run_and_baseline(pipeline, capsys):
 def test_report_names_a_missing_params_file(tiny, capsys):
     assert main(["report", "--params", "missing.yaml"]) == 2
     assert "params file missing.yaml not found" in capsys.readouterr().err
+
+
+def test_report_marks_a_logistic_score_whose_fit_did_not_converge(tiny):
+    from momentum_ssl.report import render
+
+    def row(name, converged, method="byol"):
+        return {"name": name, "label": name, "method": method, "variant": "full",
+                "knn_student": 0.5, "knn_teacher": None, "gap": None, "logistic": 0.61,
+                "logistic_converged": converged, "transfer": {"digits": 0.7},
+                "pretrain_s": 1.0, "stability": {}}
+
+    rows = [row("byol-full", True), row("simclr-none", False),
+            row("raw", True, None), row("random", True, None)]
+    text = render(tiny, rows, ["layer1"])
+    assert "| simclr-none | 50.00 | — | — | 61.00 † |" in text
+    assert "| byol-full | 50.00 | — | — | 61.00 |" in text
+    footnote = [line for line in text.splitlines() if line.startswith("† ")]
+    assert len(footnote) == 1 and footnote[0].endswith(": simclr-none. Raise probe.max_iter.")
+    rows[1]["logistic_converged"] = True
+    assert "†" not in render(tiny, rows, ["layer1"])

@@ -61,7 +61,9 @@ def collect(params: Params, root: Path = RESULTS) -> list[dict]:
                "method": run.method if run else None, "variant": variant(run) if run else None,
                "knn_student": probes[main]["knn"][key],
                "knn_teacher": probes["teacher"]["knn"][key] if "teacher" in probes else None,
-               "logistic": probes[main]["logistic"]["top1"]}
+               "logistic": probes[main]["logistic"]["top1"],
+               # False only where the probe says its final fit stopped short of its tolerance
+               "logistic_converged": probes[main]["logistic"].get("converged", True) is not False}
         row["gap"] = (row["knn_student"] - row["knn_teacher"]
                       if row["knn_teacher"] is not None else None)
         row["transfer"] = transfer_summary(transfer_file(name, root))
@@ -174,10 +176,17 @@ def render(params: Params, rows: list[dict], blocks: list[str]) -> str:
         "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["label"], _pct(r["knn_student"]), _pct(r["knn_teacher"]),
-                 "—" if r["gap"] is None else f"{100 * r['gap']:+.2f}", _pct(r["logistic"])]
+                 "—" if r["gap"] is None else f"{100 * r['gap']:+.2f}",
+                 _pct(r["logistic"]) + ("" if r["logistic_converged"] else " †")]
         cells += [_pct(r["transfer"].get(t)) for t in targets]
         cells.append("—" if r["pretrain_s"] is None else f"{r['pretrain_s']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
+    unconverged = [r["name"] for r in rows if not r["logistic_converged"]]
+    if unconverged:
+        lines += ["", f"† The logistic fit stopped before converging (max_iter reached with "
+                  f"the gradient above tol; iterations and gradient norm in "
+                  f"results/probes/<run>.json): {', '.join(unconverged)}. Raise "
+                  "probe.max_iter."]
     runs = [r for r in rows if r["method"] is not None]
     best = max(runs, key=lambda r: r["knn_student"])
     base = {r["name"]: r for r in rows}
