@@ -113,9 +113,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, tol: float = 1e-6,
         out[:-1] = inv_t @ v.detach()[:-1]
         return out
 
+    data = {torch.float32: (xs.float(), onehot.float()), torch.float64: (xs, onehot)}
+    dtype = torch.float32
+
     def evaluate() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            loss, grad = loss_and_grad(weights_of(v), xs, onehot, c)
+            loss, grad = loss_and_grad(weights_of(v).to(dtype), *data[dtype], c)
+            loss, grad = loss.double(), grad.double()
             grad_v = grad.clone()
             grad_v[:-1] = inv_t.T @ grad[:-1]  # chain rule through W = L^-T V
         return loss, grad, grad_v
@@ -124,23 +128,30 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, tol: float = 1e-6,
         loss, _, v.grad = evaluate()
         return loss
 
-    loss, grad, _ = evaluate()
     n_iter = 0
-    # L-BFGS also stops when a line search makes no progress (rounding, near the optimum);
-    # a fresh start from there (the steepest descent step) usually gets on, so it restarts
-    # until the tolerance, max_iter, or a start that lowers the objective no further
-    while grad.abs().max().item() > tol and n_iter < max_iter:
-        optimiser = torch.optim.LBFGS([v], lr=1, max_iter=max_iter - n_iter,
-                                      max_eval=4 * max_iter, tolerance_grad=tol_v,
-                                      tolerance_change=0, history_size=10,
-                                      line_search_fn="strong_wolfe")
-        optimiser.step(closure)
-        n_iter += int(optimiser.state[v]["n_iter"])
-        previous = loss
+    # Two phases: the objective in float32 (half the time an evaluation), then in float64,
+    # where the tolerance is checked, to finish (float32 rounding bounds the reachable
+    # gradient near 1e-6). In each, L-BFGS also stops when a line search makes no progress
+    # (rounding, near the optimum); a fresh start from there (the steepest descent step)
+    # usually gets on, so it restarts until the tolerance, max_iter, or a start that lowers
+    # the objective no further.
+    for dtype in (torch.float32, torch.float64):
+        tol_v = tol
         loss, grad, _ = evaluate()
-        if not loss < previous:
-            break
-        tol_v /= 10
+        while grad.abs().max().item() > tol and n_iter < max_iter:
+            optimiser = torch.optim.LBFGS([v], lr=1, max_iter=max_iter - n_iter,
+                                          max_eval=4 * max_iter, tolerance_grad=tol_v,
+                                          tolerance_change=0, history_size=10,
+                                          line_search_fn="strong_wolfe")
+            optimiser.step(closure)
+            n_iter += int(optimiser.state[v]["n_iter"])
+            previous = loss
+            loss, grad, _ = evaluate()
+            if not loss < previous:
+                break
+            # L-BFGS stops on the V-gradient; where the W-gradient is still above tol, it
+            # goes on with a 10x smaller V tolerance
+            tol_v /= 10
     grad_norm = float(grad.abs().max())
     weights = weights_of(v)
     return LogisticModel(mean, scale, weights[:-1].clone(), weights[-1].clone(), n_iter,
