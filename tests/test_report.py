@@ -133,3 +133,24 @@ def test_collapse_findings_and_monitor_plots_from_constructed_logs(tmp_path):
     (root / "runs" / "byol-full" / "s1" / "dvclive" / "metrics.json").write_text("{trunc")
     with pytest.raises(CorruptArtifact, match="pretrain --run byol-full --seed 1"):
         collapse_findings(params, root)
+
+
+def test_report_marks_a_logistic_score_whose_fit_did_not_converge(tiny):
+    from momentum_ssl.report import render
+
+    def cells(converged):
+        return {0: {"knn_student": 0.5, "logistic_student": 0.61, "logistic_converged": c,
+                    "transfer_digits": 0.7, "stability": {}} for c in [converged]}
+
+    collected = {"byol-full": {"run": tiny.grid[0], "label": "byol-full", "seeds": cells(True)},
+                 "simclr-none": {"run": tiny.grid[2], "label": "simclr-none",
+                                 "seeds": cells(False)},
+                 "raw": {"run": None, "label": "raw", "seeds": {None: cells(True)[0]}},
+                 "random": {"run": None, "label": "random", "seeds": cells(True)}}
+    text = render(tiny, collected, [], ["stem"])
+    assert "| simclr-none | 50.00 | — | — | 61.00 † |" in text
+    assert "| byol-full | 50.00 | — | — | 61.00 |" in text
+    footnote = [line for line in text.splitlines() if line.startswith("† ")]
+    assert len(footnote) == 1 and footnote[0].endswith(": simclr-none/s0. Raise probe.max_iter.")
+    collected["simclr-none"]["seeds"][0]["logistic_converged"] = True
+    assert "†" not in render(tiny, collected, [], ["stem"])

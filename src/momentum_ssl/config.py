@@ -277,7 +277,8 @@ class ProbeConfig:
     temperature: float = 0.07  # weighted votes exp(cos / T), as in InstDisc (Wu et al., 2018)
     logistic_c: tuple[float, ...] = (0.01, 0.1, 1.0)  # inverse L2 strengths to choose from
     val_fraction: float = 0.1  # stratified share of train that chooses C
-    max_iter: int = 100  # lbfgs iterations per logistic fit
+    max_iter: int = 1000  # L-BFGS iterations per logistic fit (logistic.py)
+    tol: float = 1e-6  # a fit has converged when max |gradient of its objective| <= tol
     # Choose C on at most this many train images (stratified, seeded; val_fraction of them
     # validate); the chosen C is then fitted on all of train. null: choose on all of train.
     c_search_max_train: Optional[int] = None
@@ -291,6 +292,7 @@ class ProbeConfig:
         _require(0 < self.val_fraction < 1, "val_fraction",
                  f"must be in (0, 1), got {self.val_fraction}")
         _require(self.max_iter >= 1, "max_iter", f"must be >= 1, got {self.max_iter}")
+        _require(self.tol > 0, "tol", f"must be > 0, got {self.tol}")
         _require(self.c_search_max_train is None or self.c_search_max_train >= 10,
                  "c_search_max_train", f"must be null or >= 10, got {self.c_search_max_train}")
 

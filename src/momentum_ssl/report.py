@@ -68,7 +68,10 @@ def cell_metrics(params: Params, name: str, run: RunSpec | None, seed: int | Non
     key = probes["knn_headline"]
     main = "student" if "student" in probes else "raw"
     out: dict = {"knn_student": probes[main]["knn"][key],
-                 "logistic_student": probes[main]["logistic"]["top1"]}
+                 "logistic_student": probes[main]["logistic"]["top1"],
+                 # False only where the probe says its final fit stopped short of its tolerance
+                 "logistic_converged": probes[main]["logistic"].get("converged", True)
+                 is not False}
     if "teacher" in probes:
         out["knn_teacher"] = probes["teacher"]["knn"][key]
         out["logistic_teacher"] = probes["teacher"]["logistic"]["top1"]
@@ -417,11 +420,20 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
         "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, entry in collected.items():
         s = stats[name]
+        converged = all(m["logistic_converged"] for m in entry["seeds"].values())
         cells = [entry["label"], _mean_ci(s.get("knn_student")), _mean_ci(s.get("knn_teacher")),
-                 _mean_ci(s.get("knn_gap")), _mean_ci(s.get("logistic_student"))]
+                 _mean_ci(s.get("knn_gap")),
+                 _mean_ci(s.get("logistic_student")) + ("" if converged else " †")]
         cells += [_mean_ci(s.get(f"transfer_{t}")) for t in targets]
         cells.append(_mean_ci(s.get("pretrain_s"), points=False, digits=0))
         lines.append("| " + " | ".join(cells) + " |")
+    unconverged = [cell(name, seed) for name, entry in collected.items()
+                   for seed, m in entry["seeds"].items() if not m["logistic_converged"]]
+    if unconverged:
+        lines += ["", "† The logistic fit stopped before converging (max_iter reached with the "
+                  "gradient above tol; iterations and gradient norm in "
+                  f"results/probes/<run>/s<seed>.json): {', '.join(unconverged)}. Raise "
+                  "probe.max_iter."]
     runs = [n for n, e in collected.items() if e["run"] is not None]
     best = max(runs, key=lambda n: stats[n]["knn_student"].mean)
     top = stats[best]["knn_student"].mean
