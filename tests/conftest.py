@@ -42,6 +42,7 @@ TINY = {
     "probe": {"knn_k": [5, 20], "logistic_c": [0.1, 1.0], "max_iter": 50},
     "transfer": {"targets": [{"dataset": "digits", "train_per_class": 10,
                               "test_per_class": 5}]},
+    "seeds": [0],  # one training seed: the tests that need more name them
     "grid": {"byol-full": {"method": "byol", "scope": "full"},
              "byol-projector": {"method": "byol", "scope": "projector"},
              "simclr-none": {"method": "simclr", "scope": "none"}},

@@ -34,10 +34,10 @@ def repo(tmp_path_factory):
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
     params = copy.deepcopy(repo_params_dict())
     for name, values in TINY.items():
-        if name == "grid":
-            params[name] = values
-        else:
+        if isinstance(values, dict) and name != "grid":
             params[name].update(values)
+        else:
+            params[name] = values
     params["grid"] = {"byol-full": {"method": "byol", "scope": "full"},
                       "byol-full-res": {"method": "byol", "scope": "full", "residual": True}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

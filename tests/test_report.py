@@ -21,7 +21,7 @@ def pipeline(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)
-        params = make_params(tmp_path, **TINY, seeds=SEEDS)
+        params = make_params(tmp_path, **{**TINY, "seeds": SEEDS})
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(params), sort_keys=False))
         assert main(["convert"]) == 0
         names = [run.name for run in params.grid]
@@ -104,7 +104,7 @@ def write_log(live, metric, rows):
 def test_collapse_findings_and_monitor_plots_from_constructed_logs(tmp_path):
     from momentum_ssl.report import collapse_findings, plot_health, plot_knn
 
-    params = make_params(tmp_path, **TINY, seeds=[0, 1])  # 2 epochs; 5 steps each in these logs
+    params = make_params(tmp_path, **{**TINY, "seeds": [0, 1]})  # 2 epochs; 5 steps each in these logs
     root = tmp_path / "results"
     healthy = [(s, 0.2) for s in range(10)]
     logs = {("byol-full", 0): [(s, 0.2 if s < 5 else 0.001 * s) for s in range(10)],  # epoch 2

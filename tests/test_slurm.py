@@ -70,7 +70,8 @@ def make_repo(path: Path, **changes) -> Path:
         shutil.copy(REPO / name, path / name)
     params = repo_params_dict()
     for name, values in TINY.items():
-        params[name] = values if name == "grid" else {**params[name], **values}
+        params[name] = ({**params[name], **values} if isinstance(values, dict) and name != "grid"
+                        else values)
     params["grid"] = {"byol-full": {"method": "byol", "scope": "full"}}
     params["pretrain"]["device"] = "auto"
     for section, values in changes.items():

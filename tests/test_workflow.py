@@ -129,7 +129,8 @@ def test_a_snakemake_run_leaves_dvc_with_nothing_to_do(tmp_path):
         shutil.copy(REPO / name, tmp_path / name)
     params = repo_params_dict()
     for name, values in TINY.items():
-        params[name] = values if name == "grid" else {**params[name], **values}
+        params[name] = ({**params[name], **values} if isinstance(values, dict) and name != "grid"
+                        else values)
     params["grid"] = {"byol-full": {"method": "byol", "scope": "full"}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc = [str(BIN / "dvc")]
