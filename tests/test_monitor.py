@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, make_params
+from conftest import make_params
 from momentum_ssl.config import ConfigError, RunSpec
 from momentum_ssl.data.loaders import EvalLoader, beton_folder, eval_loader, read_labels
 from momentum_ssl.features import Encoders, encode

@@ -93,7 +93,7 @@ def test_every_resolved_recipe_matches_the_record_and_nothing_is_unsourced(profi
             assert key in resolved, f"{profile} {method}: {key} is not a setting of it"
 
 
-def test_the_check_catches_a_drifted_value(monkeypatch):
+def test_the_check_catches_a_drifted_value():
     """The comparison itself can fail: a changed lr is caught."""
     params = load_params(REPO / "params/cifar10.yaml")
     run = next(r for r in params.grid if r.method == "simclr")

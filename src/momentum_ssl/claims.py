@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import METHODS, ClaimConfig
-from .stats import (INCONCLUSIVE, Effect, equivalence, one_sample, paired, spearman, summarize,
-                    verdict)
+from .stats import Effect, equivalence, one_sample, paired, spearman, summarize, verdict
 
 NOT_TESTED = "not tested"
 
@@ -136,4 +135,4 @@ def judge(claims: tuple[ClaimConfig, ...], values: Values) -> list[Verdict]:
     return [v for claim in claims for v in judge_one(claim, values)]
 
 
-__all__ = ["INCONCLUSIVE", "NOT_TESTED", "Verdict", "expand", "judge", "judge_one"]
+__all__ = ["NOT_TESTED", "Verdict", "expand", "judge", "judge_one"]
