@@ -107,7 +107,10 @@ class Run:
             self.proc = subprocess.Popen(
                 [str(BIN / "snakemake"), "--profile", "workflow/profiles/slurm", *FAST_POLL,
                  *args], cwd=repo, env=job_env(cluster), stdout=out,
-                stderr=subprocess.STDOUT, text=True)
+                stderr=subprocess.STDOUT, text=True,
+                # a SIGINT that the test process ignores (as an earlier test may leave it) is
+                # ignored by its children too, and Python then installs no KeyboardInterrupt
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.start = time.monotonic()
 
     @property
