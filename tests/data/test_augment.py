@@ -164,3 +164,28 @@ def test_torchvision_pipeline_has_the_same_recipe():
                      "RandomGrayscale", "RandomApply", "RandomSolarize", "Normalize"]
     out = A.torchvision_view(cfg, 0, [0.5] * 3, [0.2] * 3)(torch.zeros(3, 20, 20, dtype=torch.uint8))
     assert out.shape == (3, 16, 16) and math.isclose(out.min().item(), -2.5, abs_tol=1e-5)
+
+
+@pytest.mark.parametrize("v", [0, 1])
+def test_gray_batches_take_the_one_channel_path_with_the_same_bits(monkeypatch, v):
+    # every operation on, blur and solarisation on both views: the one-channel path of a gray
+    # batch must give what the three-channel path gives, bit for bit, with the same draws
+    cfg = AugmentConfig(size=16, crop_scale=(0.2, 1.0), jitter_p=1.0, grayscale_p=0.5,
+                        blur_p=(1.0, 0.5), solarize_p=(0.5, 1.0))
+    gray = torch.randint(0, 256, (64, 1, 20, 20), dtype=torch.uint8,
+                         generator=torch.Generator().manual_seed(0)).expand(64, 3, 20, 20)
+    assert A.channels_equal(gray)
+    fast, slow = A.ViewAugment(cfg, v, [0.3] * 3, [0.2] * 3), A.ViewAugment(cfg, v, [0.3] * 3,
+                                                                             [0.2] * 3)
+    fast.reseed(5)
+    slow.reseed(5)
+    out = fast(gray)
+    calls = []
+    monkeypatch.setattr(A, "channels_equal", lambda x: calls.append(1) and False)
+    expected = slow(gray)
+    assert calls and torch.equal(out, expected)
+    assert out.shape == (64, 3, 16, 16) and out.is_contiguous(memory_format=torch.channels_last)
+    # a colour batch is not gray, and one different pixel is enough
+    colour = gray.clone()
+    colour[3, 2, 4, 4] ^= 1
+    assert not A.channels_equal(colour)

@@ -85,9 +85,16 @@ def resized_crop(x: Tensor, boxes: Tensor, flip: Tensor, size: int) -> Tensor:
 
 
 def grayscale(x: Tensor) -> Tensor:
-    """(N, 3, H, W) -> (N, 1, H, W) luma."""
-    r, g, b = x.unbind(1)
+    """(N, 3, H, W) -> (N, 1, H, W) luma. A single-channel (N, 1, H, W) batch stands for gray
+    RGB images (three equal channels): the same sum, term by term, so the same bits."""
+    r, g, b = x.unbind(1) if x.shape[1] == 3 else (x[:, 0],) * 3
     return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b).unsqueeze(1)
+
+
+def channels_equal(x: Tensor) -> bool:
+    """Whether every image of the (N, 3, H, W) batch is gray: its three channels equal."""
+    return x.shape[1] == 3 and bool(torch.equal(x[:, 0], x[:, 1])) and \
+        bool(torch.equal(x[:, 0], x[:, 2]))
 
 
 def _per_image(f: Tensor) -> Tensor:
@@ -172,6 +179,15 @@ class ViewAugment(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         cfg, n = self.cfg, x.shape[0]
+        # A batch of gray images (Fashion-MNIST, MNIST stored as RGB) stays gray through every
+        # operation: crop, brightness, contrast, saturation, grayscale, blur and solarisation
+        # act on each channel alike, and a hue rotation leaves a pixel with no saturation as it
+        # is (s = 0, so v - v * s * ... = v). So it is augmented as one channel, a third of the
+        # work, with the hue step skipped, and widened to three at the end: the same bits as
+        # the three-channel path (tests/data/test_augment.py), the same random draws.
+        gray_input = channels_equal(x)
+        if gray_input:
+            x = x[:, :1]
         if x.dtype == torch.uint8:
             x = x.float().div_(255)
         boxes = sample_crops(n, x.shape[2], x.shape[3], cfg.crop_scale, cfg.crop_ratio,
@@ -188,6 +204,8 @@ class ViewAugment(nn.Module):
         dev = x.device
         for step in range(4):
             for op_index, op in enumerate(ops):
+                if gray_input and op is adjust_hue:
+                    continue
                 chosen = torch.nonzero(jitter & (order[:, step] == op_index))[:, 0]
                 if len(chosen):
                     chosen = chosen.to(dev)
@@ -204,6 +222,8 @@ class ViewAugment(nn.Module):
                                       blur_kernel_size(cfg.size))
 
         x = solarize(x, self._coin(n, cfg.solarize_p[self.view]).to(dev))
+        if gray_input:
+            x = x.expand(n, 3, cfg.size, cfg.size)
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
 
