@@ -193,3 +193,38 @@ def test_readers_name_the_writer_of_a_missing_file(tmp_path):
     (tmp_path / "x.json").write_text("[1, 2]")
     with pytest.raises(CorruptArtifact, match="holds list, not the JSON object"):
         read_json(tmp_path / "x.json", "python -m momentum_ssl probe --run a")
+
+
+def test_the_beton_layout_is_ffcvs():
+    # check_beton reads .beton files without importing FFCV, from its own copy of the layout
+    from ffcv import types
+    from ffcv.fields import FloatField, IntField, RGBImageField
+    from ffcv.fields.rgb_image import IMAGE_MODES
+
+    from momentum_ssl import artifacts as A
+
+    assert A.BETON_VERSION == types.CURRENT_VERSION
+    assert np.dtype(A.BETON_HEADER) == types.HeaderType
+    assert np.dtype(A.BETON_FIELD_DESC) == types.FieldDescType
+    assert np.dtype(A.BETON_ALLOC_TABLE) == types.ALLOC_TABLE_TYPE
+    for type_id, field in ((0, FloatField()), (1, IntField()), (2, RGBImageField())):
+        assert types.TYPE_ID_HANDLER[type_id] is type(field)
+        assert np.dtype(A.BETON_RECORDS[type_id]) == field.metadata_type
+    assert A.BETON_IMAGE_MODES == dict(IMAGE_MODES)
+
+
+def test_reading_raw_pixels_does_not_import_ffcv(work):
+    # extract reads a raw dataset without FFCV (its import compiles numba code for seconds)
+    import subprocess
+    import sys
+
+    code = ("import sys; from momentum_ssl.config import load_params; "
+            "from momentum_ssl.data.loaders import eval_batches; "
+            "n = sum(len(y) for _, y in eval_batches(load_params('params.yaml'), 'test')); "
+            "print(n, 'ffcv' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True,
+                          text=True, check=True)
+    from momentum_ssl.data.loaders import beton_folder, read_labels
+
+    expected = len(read_labels(beton_folder(load_params("params.yaml")), "test"))
+    assert done.stdout.split() == [str(expected), "False"]

@@ -157,6 +157,24 @@ def read_parquet(path: Path, rewrite: str, meta_key: bytes | None = None):
     return table, meta
 
 
+# The .beton layout, ffcv 1.0.2's (ffcv/types.py, ffcv/fields/{basics,rgb_image}.py), written
+# out here so that checking a file, or reading raw pixels from it, does not import FFCV (about
+# 4 s of numba compilation per process). tests/test_artifacts.py holds them equal to FFCV's.
+BETON_VERSION = 2
+BETON_HEADER = dict(names=["version", "num_fields", "page_size", "num_samples",
+                           "alloc_table_ptr"],
+                    formats=["<u2", "<u2", "<u4", "<u8", "<u8"], aligned=True)
+BETON_FIELD_DESC = dict(names=["type_id", "name", "arguments"],
+                        formats=["<u1", ("<u1", 16), ("<u1", (1024,))], aligned=True)
+BETON_ALLOC_TABLE = dict(names=["sample_id", "ptr", "size"], formats=["<u8", "<u8", "<u8"])
+BETON_RECORDS = {  # type id -> one sample's metadata record, for the fields convert writes
+    0: "<f8",  # FloatField
+    1: "<i8",  # IntField
+    2: [("mode", "<u1"), ("width", "<u2"), ("height", "<u2"), ("data_ptr", "<u8")],  # RGB
+}
+BETON_IMAGE_MODES = {"jpg": 0, "raw": 1}  # RGBImageField's record "mode"
+
+
 def check_beton(path: Path, rewrite: str, fields: tuple[str, ...] = (),
                 num_samples: int | None = None) -> dict:
     """Check an FFCV ``.beton`` against its own layout before FFCV reads it (FFCV trusts the
@@ -172,9 +190,10 @@ def check_beton(path: Path, rewrite: str, fields: tuple[str, ...] = (),
     {field name: its per-sample metadata records} (an integer field's records are its
     values)."""
     import numpy as np
-    from ffcv.types import (ALLOC_TABLE_TYPE, CURRENT_VERSION, TYPE_ID_HANDLER, FieldDescType,
-                            HeaderType, get_metadata_type)
 
+    HeaderType, FieldDescType, ALLOC_TABLE_TYPE = (np.dtype(BETON_HEADER),
+                                                   np.dtype(BETON_FIELD_DESC),
+                                                   np.dtype(BETON_ALLOC_TABLE))
     path = require(path, rewrite)
     size = path.stat().st_size
 
@@ -184,8 +203,8 @@ def check_beton(path: Path, rewrite: str, fields: tuple[str, ...] = (),
     if size < HeaderType.itemsize:
         raise bad(f"{size} bytes, shorter than its header ({HeaderType.itemsize})")
     header = np.fromfile(path, dtype=HeaderType, count=1)[0]
-    if header["version"] != CURRENT_VERSION:
-        raise bad(f"format version {header['version']}, not {CURRENT_VERSION}")
+    if header["version"] != BETON_VERSION:
+        raise bad(f"format version {header['version']}, not {BETON_VERSION}")
     count, samples = int(header["num_fields"]), int(header["num_samples"])
     fields_end = HeaderType.itemsize + count * FieldDescType.itemsize
     if fields_end > size:
@@ -196,13 +215,14 @@ def check_beton(path: Path, rewrite: str, fields: tuple[str, ...] = (),
              for d in descriptors]
     if fields and tuple(names) != tuple(fields):
         raise bad(f"fields {names}, expected {list(fields)}")
-    handlers = []
+    types = []
     for name, d in zip(names, descriptors):
-        handler = TYPE_ID_HANDLER.get(int(d["type_id"]))
-        if handler is None:
-            raise bad(f"field {name!r} has unknown type id {int(d['type_id'])}")
-        handlers.append(handler.from_binary(d["arguments"]))
-    record = get_metadata_type(handlers)
+        record_type = BETON_RECORDS.get(int(d["type_id"]))
+        if record_type is None:
+            raise bad(f"field {name!r} has type id {int(d['type_id'])}, not one momentum-ssl "
+                      f"writes ({', '.join(map(str, BETON_RECORDS))})")
+        types.append(("", np.dtype(record_type)))  # unaligned inside, as FFCV's
+    record = np.dtype(types, align=True)
     metadata_end = fields_end + samples * record.itemsize
     table_at = int(header["alloc_table_ptr"])
     if not metadata_end <= table_at <= size:

@@ -26,7 +26,7 @@ from .artifacts import commit, corrupt, load_torch, partial_path, read_parquet
 from .config import ConfigError, Params, params_hash, run_params, to_dict, with_seed
 from .data.convert import beton_path, read_meta
 from .data.datasets import SPLITS
-from .data.loaders import beton_folder, eval_loader
+from .data.loaders import beton_folder, eval_batches
 from .learner import Learner, build_learner
 from .models.backbones import build_backbone
 from .paths import BASELINES, cell, features_dir, run_dir, seed_flag
@@ -221,7 +221,7 @@ def extract(params: Params, name: str, out: Path | None = None,
         beton_path(folder, split, meta)
     device = encode_device(params, name)
     for split in SPLITS:
-        columns, labels = encode(encoder, eval_loader(params, split, device), device,
+        columns, labels = encode(encoder, eval_batches(params, split, device), device,
                                  f"extract {cell(name, seed)}/{split}")
         if name == "raw":
             columns = {"raw": single_channel(columns["raw"])}

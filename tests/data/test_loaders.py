@@ -8,8 +8,8 @@ from conftest import make_params, write_idx
 from momentum_ssl.config import params_from_dict, to_dict
 from momentum_ssl.data.convert import convert, read_meta
 from momentum_ssl.data.datasets import load_source
-from momentum_ssl.data.loaders import (EvalLoader, TwoViewLoader, eval_loader, train_loader,
-                                       torchvision_two_view_loader)
+from momentum_ssl.data.loaders import (EvalLoader, TwoViewLoader, eval_batches, eval_loader,
+                                       train_loader, torchvision_two_view_loader)
 
 N = 100  # images 0..99, image i a constant 2*i: any crop of it still says which image it was
 
@@ -97,6 +97,45 @@ def test_eval_loader_reads_every_image_in_order(numbered):
         labels.extend(y.numpy())
     assert ids == list(range(N))
     assert labels == list((np.arange(N) * 7) % 10)
+
+
+def test_raw_training_batches_are_ffcvs_bit_for_bit(tmp_path, fake_fashion, monkeypatch):
+    # raw images are batched in the training thread, in FFCV's order: the same two views and
+    # labels, epoch after epoch, as FFCV's loader thread gives
+    from momentum_ssl.data import loaders
+
+    params = make_params(tmp_path, data={"root": str(fake_fashion)}, loader={"batch_size": 16},
+                         augment={"size": 20})
+    convert(params)
+    fast = train_loader(params)
+    assert fast.raw is not None and fast.loader is None
+    monkeypatch.setattr(loaders.RawImages, "open", classmethod(lambda cls, *a: None))
+    slow = train_loader(params)
+    assert slow.loader is not None
+    assert len(fast) == len(slow) > 1
+    for epoch in (0, 1, 3):
+        fast.set_epoch(epoch)
+        slow.set_epoch(epoch)
+        pairs = list(zip(fast, slow))
+        assert len(pairs) == len(slow)
+        for ours, theirs in pairs:
+            for a, b in zip(ours, theirs):
+                assert torch.equal(a, b.reshape(a.shape))
+    # without set_epoch the next iteration is the next epoch, in both
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(fast, slow))
+
+
+def test_raw_eval_batches_are_the_eval_loaders_bit_for_bit(tmp_path, fake_fashion):
+    # extract reads raw datasets straight from the file: the same images and labels, in the
+    # same batches, as through FFCV
+    params = make_params(tmp_path, data={"root": str(fake_fashion)}, loader={"batch_size": 16},
+                         augment={"size": 20})
+    convert(params)
+    ours, theirs = list(eval_batches(params, "test")), list(eval_loader(params, "test"))
+    assert len(ours) == len(theirs) > 1
+    for (x, y), (fx, fy) in zip(ours, theirs):
+        assert torch.equal(x, fx) and x.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(y.reshape(-1), fy.reshape(-1))
 
 
 def test_eval_loader_keeps_pixels_at_native_size(tmp_path, fake_fashion):

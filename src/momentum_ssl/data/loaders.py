@@ -1,8 +1,8 @@
 """Loaders over converted datasets.
 
-- :class:`TwoViewLoader` (FFCV): one ``image`` field read through two ``PipelineSpec``s, each
-  decoding the image and ending in its own seeded :class:`ViewAugment`, plus the label; yields
-  ``(view1, view2, labels)``. Each epoch's batches depend only on (seed, epoch, rank).
+- :class:`TwoViewLoader` (FFCV): the ``image`` field decoded once to uint8, then two seeded
+  :class:`ViewAugment` modules applied to the batch in the consumer's thread, plus the label;
+  yields ``(view1, view2, labels)``. Each epoch's batches depend only on (seed, epoch, rank).
 - :class:`EvalLoader` (FFCV): images in file order (or a subset of them), no augmentation;
   yields ``(images, labels)``.
 - :func:`read_labels`: every label of a split, from the ``.beton``'s metadata (no decoding).
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts import check_beton
+from ..artifacts import BETON_IMAGE_MODES, check_beton
 from ..config import AugmentConfig, LoaderConfig, Params
 from .augment import EvalTransform, ViewAugment, stream_seed, torchvision_view
 from .convert import BETON_FIELDS, REWRITE, beton_path, read_meta, stratified_subset
@@ -51,13 +51,16 @@ def _decoder(meta: dict, split: str, size: int, train: bool):
     return CenterCropRGBImageDecoder((side, side), ratio=1.0)
 
 
-def _image_ops(device: torch.device, transform: torch.nn.Module) -> list:
+def _image_ops(device: torch.device, transform: torch.nn.Module | None = None) -> list:
+    """Decoded uint8 pixels as an NCHW tensor on ``device`` (on a GPU: ship uint8, not
+    floats), then ``transform`` in FFCV's loader thread, if given."""
     from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
 
     ops = [ToTensor()]
-    if device.type == "cuda":  # augment on the GPU: ship uint8 pixels, not floats
+    if device.type == "cuda":
         ops.append(ToDevice(device, non_blocking=True))
-    return ops + [ToTorchImage(channels_last=False), transform.to(device)]
+    ops.append(ToTorchImage(channels_last=False))
+    return ops + ([transform.to(device)] if transform is not None else [])
 
 
 def _label_ops(device: torch.device) -> list:
@@ -91,45 +94,136 @@ def _epoch(loader):
 
 
 class TwoViewLoader:
-    """FFCV loader of two independently augmented views of each image, plus its label."""
+    """Two independently augmented views of each image of a ``.beton``, plus its label.
+
+    Each batch of images is read as uint8 pixels, then the two seeded :class:`ViewAugment`
+    modules draw the views from it in the consumer's thread. Where the pixels come from:
+
+    - every image stored raw at one size (Fashion-MNIST, CIFAR, digits): straight from the
+      memory-mapped file (:class:`RawImages`), in the training thread, in FFCV's own order for
+      the epoch (:func:`ffcv_random_order`): the same batches, bit for bit, as through FFCV
+      (tests/data/test_loaders.py), with no loader thread. On a 2-core CPU FFCV's thread (and
+      its numba workers) take cores from torch's thread pool in the middle of a training step,
+      which stalls it: 1.5 to 2.5x the step's time, where decoding raw pixels is a copy
+      (bench/pipeline.py);
+    - JPEGs or images of varying size (ImageNet-style folders): FFCV's loader decodes them in its
+      thread, ``loader.num_workers`` numba workers, ``loader.batches_ahead`` batches ahead.
+
+    On a GPU the uint8 pixels are shipped to the device and augmented there.
+    """
 
     def __init__(self, folder: Path, augment: AugmentConfig, loader: LoaderConfig, seed: int,
                  device: torch.device | str = "cpu", split: str = "train",
                  distributed: bool = False, rank: int = 0):
+        self.device, self.seed, self.rank = torch.device(device), seed, rank
+        self.batch_size, self.distributed = loader.batch_size, distributed
+        checked = beton_records(folder, split)
+        meta = checked[1]
+        self.views = [ViewAugment(augment, v, meta["mean"], meta["std"]).to(self.device)
+                      for v in (0, 1)]
+        self.next_epoch = 0
+        self.raw = RawImages.open(checked, split)
+        if self.raw is not None:
+            self.labels = read_labels(folder, split, checked)
+            self.loader = None
+            return
         from ffcv.loader import Loader, OrderOption
         from ffcv.pipeline import PipelineSpec
 
-        self.device, self.seed, self.rank = torch.device(device), seed, rank
-        meta = read_meta(folder)
-        self.views = [ViewAugment(augment, v, meta["mean"], meta["std"]) for v in (0, 1)]
         pipelines = {
-            name: PipelineSpec("image", _decoder(meta, split, augment.size, train=True),
-                               _image_ops(self.device, view))
-            for name, view in zip(("view1", "view2"), self.views)
+            "image": PipelineSpec("image", _decoder(meta, split, augment.size, train=True),
+                                  _image_ops(self.device)),
+            "label": _label_ops(self.device),
         }
-        pipelines["image"] = None  # read only through the two views
-        pipelines["label"] = _label_ops(self.device)
-        self.loader = Loader(str(beton_path(folder, split, meta)), batch_size=loader.batch_size,
+        self.loader = Loader(str(checked[0]), batch_size=loader.batch_size,
                              num_workers=loader.num_workers, os_cache=loader.os_cache,
                              order=OrderOption.RANDOM, seed=seed, drop_last=True,
                              distributed=distributed, batches_ahead=loader.batches_ahead,
                              pipelines=pipelines)
         self.names = list(self.loader.pipeline_specs)
 
+    def _order(self, epoch: int) -> np.ndarray:
+        order = ffcv_random_order(len(self.labels), self.seed, epoch, self.distributed)
+        return order[:len(order) // self.batch_size * self.batch_size]  # drop_last
+
     def __len__(self) -> int:
-        return len(self.loader)
+        if self.loader is not None:
+            return len(self.loader)
+        return len(self._order(self.next_epoch)) // self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch ``epoch`` (0-based), e.g. after resuming."""
-        self.loader.next_epoch = epoch
+        self.next_epoch = epoch
+        if self.loader is not None:
+            self.loader.next_epoch = epoch
 
     def __iter__(self):
-        epoch = self.loader.next_epoch  # ffcv's order for this epoch is seeded by seed + epoch
+        epoch = self.next_epoch  # the order of an epoch is seeded by seed + epoch, as FFCV's
         for view in self.views:
             view.reseed(self.seed, epoch, self.rank)
-        for batch in _epoch(self.loader):
-            out = dict(zip(self.names, batch))
-            yield out["view1"], out["view2"], out["label"]
+        self.next_epoch += 1
+        if self.loader is not None:
+            for batch in _epoch(self.loader):
+                out = dict(zip(self.names, batch))
+                # FFCV hands its buffers out again a few batches later: both views are new
+                # tensors and the labels a copy, made before the next batch is taken
+                yield (self.views[0](out["image"]), self.views[1](out["image"]),
+                       out["label"].clone())
+            return
+        order = self._order(epoch)
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start:start + self.batch_size]
+            pixels = torch.from_numpy(self.raw[chosen]).to(self.device).permute(0, 3, 1, 2)
+            yield (self.views[0](pixels), self.views[1](pixels),
+                   torch.from_numpy(self.labels[chosen]).to(self.device))
+
+
+def ffcv_random_order(num_samples: int, seed: int, epoch: int,
+                      distributed: bool = False) -> np.ndarray:
+    """The sample order of FFCV's ``OrderOption.RANDOM`` over a whole split at ``epoch``
+    (ffcv 1.0.2, ``ffcv/traversal_order/random.py``): a permutation drawn by
+    ``numpy.random.default_rng(seed + epoch)``; under torchrun, the process's share drawn by
+    torch's ``DistributedSampler`` (shuffled, seeded, not dropping the last samples)."""
+    indices = np.arange(num_samples)
+    if not distributed:
+        return np.random.default_rng(seed + epoch).permutation(indices)
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(indices, shuffle=True, seed=seed, drop_last=False)
+    sampler.set_epoch(epoch)
+    return indices[np.array(list(sampler))]
+
+
+class RawImages:
+    """The uint8 pixels of a split whose images are all stored raw at one size, read by sample
+    index straight from the memory-mapped ``.beton`` (a copy per image, no decoding)."""
+
+    def __init__(self, path: Path, pointers: np.ndarray, shape: tuple[int, int, int]):
+        self.data = np.memmap(path, np.uint8, mode="r")
+        self.pointers, self.shape = pointers, shape
+
+    @classmethod
+    def open(cls, checked: tuple, split: str) -> "RawImages | None":
+        """From :func:`beton_records`' answer; None when the shapes vary or any is a JPEG."""
+        path, meta, records = checked
+        images = records["image"]
+        if meta["splits"][split]["image_shape"] is None or len(images) == 0 or \
+                (images["mode"] != BETON_IMAGE_MODES["raw"]).any():
+            return None
+        shape = (int(images["height"][0]), int(images["width"][0]), 3)
+        return cls(path, images["data_ptr"].astype(np.int64), shape)
+
+    def __len__(self) -> int:
+        return len(self.pointers)
+
+    def __getitem__(self, indices) -> np.ndarray:
+        """(n, H, W, 3) uint8 of samples ``indices``."""
+        size = self.shape[0] * self.shape[1] * 3
+        pointers = self.pointers[np.asarray(indices, dtype=np.int64)]
+        if len(pointers) == 0:
+            return np.empty((0, *self.shape), np.uint8)
+        return np.stack([self.data[ptr:ptr + size] for ptr in pointers]).reshape(
+            len(pointers), *self.shape)
 
 
 class EvalLoader:
@@ -179,22 +273,36 @@ def read_labels(folder: Path, split: str, checked: tuple | None = None) -> np.nd
 def read_raw_images(folder: Path, split: str, indices: np.ndarray,
                     checked: tuple | None = None) -> np.ndarray | None:
     """uint8 (n, H, W, 3) of samples ``indices`` read straight from the file, when the split
-    has one image shape and each is stored raw; None when the shapes vary (the eval loader
-    crops them) or any is a JPEG: use :class:`EvalLoader` then. ``EvalTransform`` of these (as
-    NCHW) is what the eval loader yields, bit for bit, without compiling an FFCV pipeline
-    (about 0.7 s a loader): 15 ms instead of 2.4 s for 2,000 Fashion-MNIST images."""
-    from ffcv.fields.rgb_image import IMAGE_MODES
+    has one image shape and each is stored raw (:class:`RawImages`); None when the shapes vary
+    (the eval loader crops them) or any is a JPEG: use :class:`EvalLoader` then.
+    ``EvalTransform`` of these (as NCHW) is what the eval loader yields, bit for bit, without
+    importing FFCV or compiling its pipeline: 15 ms instead of 2.4 s for 2,000 Fashion-MNIST
+    images."""
+    raw = RawImages.open(checked or beton_records(folder, split), split)
+    return None if raw is None else raw[indices]
 
-    path, meta, records = checked or beton_records(folder, split)
-    if meta["splits"][split]["image_shape"] is None:
-        return None
-    images = records["image"][np.asarray(indices)]
-    if len(images) == 0 or (images["mode"] != IMAGE_MODES["raw"]).any():
-        return None
-    height, width = int(images["height"][0]), int(images["width"][0])
-    data, size = np.memmap(path, np.uint8, mode="r"), height * width * 3
-    return np.stack([data[ptr:ptr + size] for ptr in images["data_ptr"].astype(np.int64)]
-                    ).reshape(len(images), height, width, 3)
+
+def eval_batches(params: Params, split: str, device: torch.device | str = "cpu"):
+    """What :func:`eval_loader` yields for the whole split, ``(images, labels)`` batches of
+    ``loader.batch_size`` in file order, read straight from the file when every image is stored
+    raw at one size (:func:`read_raw_images`, the same bits): no FFCV import or pipeline to
+    compile, about 5 s a process. Otherwise the eval loader itself."""
+    folder = beton_folder(params)
+    checked = beton_records(folder, split)
+    labels = read_labels(folder, split, checked)
+    raw = read_raw_images(folder, split, np.arange(len(labels)), checked)
+    if raw is None:
+        return eval_loader(params, split, device)
+    transform = EvalTransform(params.augment.size, checked[1]["mean"], checked[1]["std"])
+    return _raw_batches(raw, labels, transform, params.loader.batch_size, torch.device(device))
+
+
+def _raw_batches(raw: np.ndarray, labels: np.ndarray, transform: torch.nn.Module,
+                 batch_size: int, device: torch.device):
+    transform = transform.to(device)
+    for start in range(0, len(raw), batch_size):
+        pixels = torch.from_numpy(raw[start:start + batch_size]).to(device).permute(0, 3, 1, 2)
+        yield transform(pixels), torch.from_numpy(labels[start:start + batch_size])
 
 
 def train_loader(params: Params, device: torch.device | str = "cpu", world: int = 1,
