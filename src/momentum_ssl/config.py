@@ -278,7 +278,9 @@ class ProbeConfig:
     logistic_c: tuple[float, ...] = (0.01, 0.1, 1.0)  # inverse L2 strengths to choose from
     val_fraction: float = 0.1  # stratified share of train that chooses C
     max_iter: int = 1000  # L-BFGS iterations per logistic fit (logistic.py)
-    tol: float = 1e-6  # a fit has converged when max |gradient of its objective| <= tol
+    # a fit has converged when max |gradient of its objective| <= tol: scikit-learn's lbfgs
+    # criterion, at its default tolerance
+    tol: float = 1e-4
     # Choose C on at most this many train images (stratified, seeded; val_fraction of them
     # validate); the chosen C is then fitted on all of train. null: choose on all of train.
     c_search_max_train: Optional[int] = None

@@ -7,13 +7,14 @@
 The objective is scikit-learn's ``LogisticRegression`` (lbfgs, multinomial, l2) on
 ``StandardScaler``-standardised features, as scikit-learn 1.9 writes it
 (``sklearn/linear_model/_linear_loss.py``): the mean cross-entropy over the n samples plus
-``||W||^2 / (2 C n)``, the intercept unpenalised. It is minimised with full-batch L-BFGS
-(Nocedal & Wright, "Numerical Optimization", 2006, Alg. 7.5; ``torch.optim.LBFGS`` with a
-strong-Wolfe line search) in float64, preconditioned by a change of variables with the
-Cholesky factor of the regularised feature covariance (Nocedal & Wright, sec. 7.2), and stops when the largest absolute entry of the
-objective's gradient is at most ``tol``: scikit-learn's lbfgs criterion (its ``tol`` is
-scipy's ``gtol``). The loss and gradient are written out by hand (softmax minus one-hot),
-not taken through autograd: half the work per evaluation.
+``||W||^2 / (2 C n)``, the intercept unpenalised. It is minimised with full-batch L-BFGS-B
+in float64 (scipy's ``minimize``, the optimiser scikit-learn's lbfgs solver calls, with its
+settings), preconditioned by a change of variables with the Cholesky factor of the regularised
+feature covariance (Nocedal & Wright, "Numerical Optimization", 2006, sec. 7.2), and stops when
+the largest absolute entry of the objective's gradient is at most ``tol``: scikit-learn's lbfgs
+criterion (its ``tol`` is scipy's ``gtol``). The loss and gradient are computed in torch and
+written out by hand (softmax minus one-hot), not taken through autograd: half the work per
+evaluation.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 
 
 @dataclass
@@ -101,57 +103,35 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, tol: float = 1e-6,
     chol = torch.linalg.cholesky(gram)
     inv_t = torch.linalg.solve_triangular(chol.T, torch.eye(len(chol), dtype=torch.float64),
                                           upper=True)  # L^-T
-    v = params.clone()
-    v[:-1] = chol.T @ params[:-1]
-    v.requires_grad_(True)
-    # L-BFGS stops on the V-gradient; where the W-gradient (the criterion) is still above
-    # tol then, it goes on with a 10x smaller V tolerance
-    tol_v = tol
+    # L-BFGS-B (scipy's, the optimiser scikit-learn's lbfgs solver calls) runs on V; its
+    # gradient test is on the V-gradient, so where the W-gradient (the criterion) is still
+    # above tol it goes on from there with a 10x smaller V tolerance
+    x0 = params.clone()
+    x0[:-1] = chol.T @ params[:-1]
 
-    def weights_of(v: torch.Tensor) -> torch.Tensor:
-        out = v.detach().clone()
-        out[:-1] = inv_t @ v.detach()[:-1]
+    def weights_of(v: np.ndarray) -> torch.Tensor:
+        out = torch.from_numpy(v).view(-1, k).clone()
+        out[:-1] = inv_t @ out[:-1]
         return out
 
-    data = {torch.float32: (xs.float(), onehot.float()), torch.float64: (xs, onehot)}
-    dtype = torch.float32
+    def objective(v: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad = loss_and_grad(weights_of(v), xs, onehot, c)
+        grad[:-1] = inv_t.T @ grad[:-1].clone()  # chain rule through W = L^-T V
+        return float(loss), grad.numpy().ravel()
 
-    def evaluate() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            loss, grad = loss_and_grad(weights_of(v).to(dtype), *data[dtype], c)
-            loss, grad = loss.double(), grad.double()
-            grad_v = grad.clone()
-            grad_v[:-1] = inv_t.T @ grad[:-1]  # chain rule through W = L^-T V
-        return loss, grad, grad_v
-
-    def closure() -> torch.Tensor:
-        loss, _, v.grad = evaluate()
-        return loss
-
-    n_iter = 0
-    # Two phases: the objective in float32 (half the time an evaluation), then in float64,
-    # where the tolerance is checked, to finish (float32 rounding bounds the reachable
-    # gradient near 1e-6). In each, L-BFGS also stops when a line search makes no progress
-    # (rounding, near the optimum); a fresh start from there (the steepest descent step)
-    # usually gets on, so it restarts until the tolerance, max_iter, or a start that lowers
-    # the objective no further.
-    for dtype in (torch.float32, torch.float64):
-        tol_v = tol
-        loss, grad, _ = evaluate()
-        while grad.abs().max().item() > tol and n_iter < max_iter:
-            optimiser = torch.optim.LBFGS([v], lr=1, max_iter=max_iter - n_iter,
-                                          max_eval=4 * max_iter, tolerance_grad=tol_v,
-                                          tolerance_change=0, history_size=10,
-                                          line_search_fn="strong_wolfe")
-            optimiser.step(closure)
-            n_iter += int(optimiser.state[v]["n_iter"])
-            previous = loss
-            loss, grad, _ = evaluate()
-            if not loss < previous:
-                break
-            # L-BFGS stops on the V-gradient; where the W-gradient is still above tol, it
-            # goes on with a 10x smaller V tolerance
-            tol_v /= 10
+    v, n_iter, tol_v = x0.numpy().ravel(), 0, tol
+    while True:
+        done = minimize(objective, v, jac=True, method="L-BFGS-B",
+                        options={"maxiter": max_iter - n_iter, "maxfun": 2 * max_iter,
+                                 "gtol": tol_v, "ftol": 64 * np.finfo(float).eps,
+                                 "maxcor": 10, "maxls": 50})
+        n_iter += int(done.nit)
+        moved = not np.array_equal(done.x, v)
+        v = done.x
+        _, grad = loss_and_grad(weights_of(v), xs, onehot, c)
+        if grad.abs().max().item() <= tol or n_iter >= max_iter or not moved or tol_v < 1e-14:
+            break
+        tol_v /= 10
     grad_norm = float(grad.abs().max())
     weights = weights_of(v)
     return LogisticModel(mean, scale, weights[:-1].clone(), weights[-1].clone(), n_iter,
