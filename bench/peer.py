@@ -1,0 +1,296 @@
+"""Goal 3: momentum-ssl against lightly, the tool a user would pick instead: one epoch of the
+params' SimCLR run, trained both ways, then the same kNN evaluation of each backbone.
+
+    python bench/peer.py [--params params.yaml] [--run simclr-none] [--seed S]
+                         [--per-class K] [--sides momentum-ssl,lightly]
+
+- momentum-ssl: what a user gets, ``momentum_ssl.train.pretrain(params, run, seed=S)`` for one
+  epoch with the in-training kNN monitor off (``pretrain.monitor_train`` and ``monitor_test``
+  0: work lightly's side does not do); the data converted first if needed (not timed). Wall
+  time: from the call to its return; "loop s": ``time/pretrain_s`` of its dvclive summary (the epoch loop alone).
+- lightly 1.6.0 (``make bench-peer`` installs it; README, "Benchmarks"): the same backbone
+  (``build_backbone``, the same ``torch.manual_seed``), lightly's ``SimCLRProjectionHead``
+  with the run's resolved sizes and ``NTXentLoss`` with its temperature, lightly's
+  ``BYOLView1Transform`` / ``BYOLView2Transform`` with the params' ``augment`` recipe and the
+  dataset's mean/std, a ``torch.utils.data.DataLoader`` (same batch, worker count, shuffle,
+  drop_last) over the same training images (``load_source`` + ``stratified_subset``), SGD
+  with the same lr (linear scaling), momentum, weight decay and per-step warm-up + cosine
+  schedule (``train.learning_rate``). Wall time: from building the dataset to the last step;
+  "loop s": the epoch loop alone.
+
+Each side runs in its own process (``import ffcv`` sets torch's threads to 1 and FFCV's loader
+sets them to ``loader.num_workers``: one side's imports must not reach the other), both with
+``loader.num_workers`` torch threads. The evaluation, in a third process and in neither wall
+time, is identical for both: the trained backbone's features of the train and test images
+without augmentation (the eval loader), then the weighted kNN at k = 20 with
+``probe.temperature``. ``--per-class K`` trains on K images per class instead (converted into
+a temporary folder): a quick slice for development. Prints a table, then the ratio of the wall
+times lightly / momentum-ssl and the kNN difference, last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import machine, print_table
+
+SIDES = ("momentum-ssl", "lightly")
+K = 20
+
+
+def load(params_path: str, run_name: str, per_class: int | None, out_dir: str | None):
+    """The params as both sides train with them (one epoch, monitor off) and the run."""
+    from momentum_ssl.config import ConfigError, load_params
+
+    params = load_params(params_path)
+    runs = {run.name: run for run in params.grid}
+    if run_name not in runs:
+        raise ConfigError(f"--run {run_name!r} is not in {params_path}'s grid; choose one of "
+                          + ", ".join(runs))
+    data = params.data
+    if per_class is not None:
+        data = dataclasses.replace(data, train_per_class=per_class, out_dir=out_dir)
+    params = dataclasses.replace(
+        params, data=data,
+        pretrain=dataclasses.replace(params.pretrain, epochs=1, monitor_train=0,
+                                     monitor_test=0))
+    return params, runs[run_name]
+
+
+def train_momentum_ssl(params, run, seed: int, out: Path) -> dict:
+    import torch
+
+    from momentum_ssl.train import pretrain
+
+    start = time.perf_counter()
+    folder = pretrain(params, run, out=out / "momentum-ssl", seed=seed)
+    wall = time.perf_counter() - start
+    summary = json.loads((folder / "dvclive" / "metrics.json").read_text())
+    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
+    backbone = {k.removeprefix("backbone."): v for k, v in state["learner"].items()
+                if k.startswith("backbone.")}
+    torch.save(backbone, out / "momentum-ssl.pt")
+    return {"wall_s": wall, "loop_s": summary["time"]["pretrain_s"],
+            "steps": summary["time"]["steps"], "threads": torch.get_num_threads()}
+
+
+class _Views:
+    """The source images (H, W, 3 uint8) as PIL images through lightly's two-view transform,
+    as a lightly user feeds a dataset."""
+
+    def __init__(self, source, indices, transform):
+        self.source, self.indices, self.transform = source, indices, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        image, label = self.source[self.indices[i]]
+        return self.transform(Image.fromarray(image)), label
+
+
+def lightly_transform(aug, mean: list[float], std: list[float]):
+    """lightly's BYOL views with the params' recipe. lightly fixes the crop's largest scale
+    (1.0) and ratio (3/4, 4/3) and the jitter's strength factor (1.0 here)."""
+    from lightly.transforms import BYOLView1Transform, BYOLView2Transform
+    from lightly.transforms.multi_view_transform import MultiViewTransform
+
+    if aug.crop_scale[1] != 1.0 or abs(aug.crop_ratio[0] - 3 / 4) > 1e-6 or abs(
+            aug.crop_ratio[1] - 4 / 3) > 1e-6:
+        raise SystemExit("error: lightly's BYOL transforms crop with scale (min, 1.0) and "
+                         "ratio (3/4, 4/3); these params ask for another crop")
+    views = []
+    for v, View in enumerate((BYOLView1Transform, BYOLView2Transform)):
+        views.append(View(
+            input_size=aug.size, cj_prob=aug.jitter_p, cj_strength=1.0,
+            cj_bright=aug.brightness, cj_contrast=aug.contrast, cj_sat=aug.saturation,
+            cj_hue=aug.hue, min_scale=aug.crop_scale[0], random_gray_scale=aug.grayscale_p,
+            gaussian_blur=aug.blur_p[v], solarization_prob=aug.solarize_p[v],
+            sigmas=tuple(aug.blur_sigma), hf_prob=aug.flip_p,
+            normalize={"mean": list(mean), "std": list(std)}))
+    return MultiViewTransform(views)
+
+
+def train_lightly(params, run, seed: int, out: Path) -> dict:
+    import torch
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import SimCLRProjectionHead
+    from torch.utils.data import DataLoader
+
+    from momentum_ssl.config import resolve, with_seed
+    from momentum_ssl.data.convert import read_meta, stratified_subset
+    from momentum_ssl.data.datasets import load_source
+    from momentum_ssl.data.loaders import beton_folder
+    from momentum_ssl.models.backbones import build_backbone
+    from momentum_ssl.train import learning_rate
+
+    resolved = resolve(with_seed(params, seed), run)
+    cfg, model, simclr = resolved.pretrain, resolved.model, resolved.methods.simclr
+    if run.method != "simclr" or cfg.optimizer != "sgd" or cfg.param_groups:
+        raise SystemExit(f"error: the lightly side trains SimCLR with plain SGD; {run.name} "
+                         f"is {run.method} with {cfg.optimizer}"
+                         + (" and parameter groups" if cfg.param_groups else ""))
+    torch.set_num_threads(params.loader.num_workers)  # as FFCV's loader sets momentum-ssl's
+    start = time.perf_counter()
+    meta = read_meta(beton_folder(params))
+    source = load_source(params.data, "train")
+    # the data's seed (params.seed), as the .beton's subset; the run's seed draws the rest
+    indices = stratified_subset(source.labels, len(source.classes),
+                                params.data.train_per_class, params.seed)
+    dataset = _Views(source, indices, lightly_transform(params.augment, meta["mean"],
+                                                        meta["std"]))
+    loader = DataLoader(dataset, batch_size=params.loader.batch_size, shuffle=True,
+                        num_workers=params.loader.num_workers, drop_last=True,
+                        generator=torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)
+    backbone = build_backbone(model.backbone, model.width, model.cifar_stem,
+                              model.zero_init_residual)
+    head = SimCLRProjectionHead(input_dim=backbone.dim, hidden_dim=simclr.proj_hidden,
+                                output_dim=simclr.proj_out, num_layers=2,
+                                batch_norm=simclr.proj_hidden_bn)
+    criterion = NTXentLoss(temperature=simclr.temperature)
+    net = torch.nn.Sequential(backbone, head).train()
+    peak = cfg.lr * params.loader.batch_size / 256
+    optimizer = torch.optim.SGD(net.parameters(), lr=peak, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    total = len(loader)
+    warmup = round(cfg.warmup_epochs * total)
+    loop_start = time.perf_counter()
+    step = 0
+    for (x1, x2), _ in loader:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, total, warmup, peak)
+        loss = criterion(net(x1), net(x2))
+        if not torch.isfinite(loss):
+            raise SystemExit(f"error: lightly's loss is {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+    end = time.perf_counter()
+    torch.save(backbone.state_dict(), out / "lightly.pt")
+    return {"wall_s": end - start, "loop_s": end - loop_start, "steps": step,
+            "threads": torch.get_num_threads()}
+
+
+def evaluate(params, out: Path, sides: list[str]) -> dict:
+    """k20 weighted kNN of each side's backbone, on features without augmentation."""
+    import torch
+
+    from momentum_ssl.data.loaders import eval_loader
+    from momentum_ssl.features import SingleEncoder, encode
+    from momentum_ssl.models.backbones import build_backbone
+    from momentum_ssl.probes import knn_probe
+
+    model, device = params.model, torch.device("cpu")
+    scores = {}
+    for side in sides:
+        backbone = build_backbone(model.backbone, model.width, model.cifar_stem,
+                                  model.zero_init_residual)
+        backbone.load_state_dict(torch.load(out / f"{side}.pt", map_location="cpu"))
+        encoder = SingleEncoder(backbone.eval())
+        train, train_y = encode(encoder, eval_loader(params, "train"), device)
+        test, test_y = encode(encoder, eval_loader(params, "test"), device)
+        knn = knn_probe(train["student"], train_y, test["student"], test_y, ks=(K,),
+                        temperature=params.probe.temperature)
+        scores[side] = knn[f"k{K}_weighted"]
+    return scores
+
+
+def child(args, step: str, out: Path) -> dict:
+    """Run one step (a side's training, or the evaluation) in its own process; its answer."""
+    command = [sys.executable, __file__, "--params", args.params, "--run", args.run, "--seed",
+               str(args.seed), "--sides", args.sides, "--only", step, "--out", str(out)]
+    if args.per_class is not None:
+        command += ["--per-class", str(args.per_class)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        sys.exit(f"{step} failed:\n{tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--run", default="simclr-none")
+    parser.add_argument("--seed", type=int, help="default: the first of params.seeds")
+    parser.add_argument("--per-class", type=int,
+                        help="train on this many images per class (a quick slice)")
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help="which sides to train (comma-separated; default both)")
+    parser.add_argument("--only", choices=[*SIDES, "eval"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sides = [s for s in args.sides.split(",") if s]
+    if not sides or any(s not in SIDES for s in sides):
+        sys.exit(f"error: --sides takes {' and/or '.join(SIDES)}, comma-separated")
+
+    from momentum_ssl.config import ConfigError
+
+    try:
+        if args.only:
+            params, run = load(args.params, args.run, args.per_class,
+                               str(args.out / "beton") if args.per_class else None)
+            if args.only == "eval":
+                answer = evaluate(params, args.out, sides)
+            elif args.only == "lightly":
+                answer = train_lightly(params, run, args.seed, args.out)
+            else:
+                answer = train_momentum_ssl(params, run, args.seed, args.out)
+            print(json.dumps(answer))
+            return
+        if "lightly" in sides:
+            try:
+                import lightly  # noqa: F401
+            except ImportError:
+                sys.exit("error: lightly is not installed; run `make bench-peer` (it installs "
+                         "bench/requirements-peer.txt), or pass --sides momentum-ssl")
+        with tempfile.TemporaryDirectory(prefix="momentum-ssl-peer-") as tmp:
+            out = Path(tmp)
+            params, run = load(args.params, args.run, args.per_class,
+                               str(out / "beton") if args.per_class else None)
+            if args.seed is None:
+                args.seed = params.seeds[0]
+            from momentum_ssl.data.convert import convert
+            from momentum_ssl.data.loaders import beton_folder
+
+            if not (beton_folder(params) / "meta.json").is_file():
+                convert(params)
+            results = {side: child(args, side, out) for side in sides}
+            for side, score in child(args, "eval", out).items():
+                results[side]["knn"] = score
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+    batch = params.loader.batch_size
+    print(f"one epoch of {args.run} (seed {args.seed}), {params.data.dataset}: "
+          f"{params.data.train_per_class or 'all'} training images per class, "
+          f"{params.augment.size}px, {params.model.backbone}, batch {batch}, "
+          f"{params.loader.num_workers} workers; {machine()}")
+    print_table(["side", "threads", "steps", "wall s", "loop s", "s/step", "images/s",
+                 f"k{K} weighted"],
+                [[side, r["threads"], r["steps"], r["wall_s"], r["loop_s"],
+                  r["wall_s"] / r["steps"], r["steps"] * batch / r["wall_s"], r["knn"]]
+                 for side, r in results.items()],
+                ["{}", "{}", "{}", "{:.1f}", "{:.1f}", "{:.3f}", "{:.0f}", "{:.4f}"])
+    if len(results) < 2:
+        print(f"ratio lightly / momentum-ssl: not measured (only {sides[0]} ran)")
+        return
+    mine, theirs = results["momentum-ssl"], results["lightly"]
+    print(f"ratio lightly / momentum-ssl wall time: {theirs['wall_s'] / mine['wall_s']:.2f}x; "
+          f"k{K} weighted kNN momentum-ssl - lightly: "
+          f"{100 * (mine['knn'] - theirs['knn']):+.2f} points")
+
+
+if __name__ == "__main__":
+    main()
