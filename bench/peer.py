@@ -24,15 +24,20 @@ sets them to ``loader.num_workers``: one side's imports must not reach the other
 time, is identical for both: the trained backbone's features of the train and test images
 without augmentation (the eval loader), then the weighted kNN at k = 20 with
 ``probe.temperature``. ``--per-class K`` trains on K images per class instead (converted into
-a temporary folder): a quick slice for development. Prints a table, then the ratio of the wall
-times lightly / momentum-ssl and the kNN difference, last.
+a temporary folder): a quick slice for development. Prints a table (with "cpu s", the CPU
+seconds of each side's process and its loader workers, imports included, which other work on a
+shared machine stretches less than the wall time; the header gives the 1-minute load average
+before and after), then the ratio of the wall times lightly / momentum-ssl and the kNN
+difference, last.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -98,16 +103,28 @@ class _Views:
         return self.transform(Image.fromarray(image)), label
 
 
+def lightly_mismatch(params, run) -> str | None:
+    """Why the lightly side cannot train ``run`` as momentum-ssl does, or None."""
+    from momentum_ssl.config import resolve
+
+    resolved = resolve(params, run)
+    cfg, aug = resolved.pretrain, resolved.augment
+    if run.method != "simclr" or cfg.optimizer != "sgd" or cfg.param_groups:
+        return (f"the lightly side trains SimCLR with plain SGD; {run.name} is {run.method} "
+                f"with {cfg.optimizer}" + (" and parameter groups" if cfg.param_groups else ""))
+    if aug.crop_scale[1] != 1.0 or abs(aug.crop_ratio[0] - 3 / 4) > 1e-6 or abs(
+            aug.crop_ratio[1] - 4 / 3) > 1e-6:
+        return ("lightly's BYOL transforms crop with scale (min, 1.0) and ratio (3/4, 4/3); "
+                f"augment asks for scale {list(aug.crop_scale)}, ratio {list(aug.crop_ratio)}")
+    return None
+
+
 def lightly_transform(aug, mean: list[float], std: list[float]):
     """lightly's BYOL views with the params' recipe. lightly fixes the crop's largest scale
     (1.0) and ratio (3/4, 4/3) and the jitter's strength factor (1.0 here)."""
     from lightly.transforms import BYOLView1Transform, BYOLView2Transform
     from lightly.transforms.multi_view_transform import MultiViewTransform
 
-    if aug.crop_scale[1] != 1.0 or abs(aug.crop_ratio[0] - 3 / 4) > 1e-6 or abs(
-            aug.crop_ratio[1] - 4 / 3) > 1e-6:
-        raise SystemExit("error: lightly's BYOL transforms crop with scale (min, 1.0) and "
-                         "ratio (3/4, 4/3); these params ask for another crop")
     views = []
     for v, View in enumerate((BYOLView1Transform, BYOLView2Transform)):
         views.append(View(
@@ -133,19 +150,15 @@ def train_lightly(params, run, seed: int, out: Path) -> dict:
     from momentum_ssl.models.backbones import build_backbone
     from momentum_ssl.train import learning_rate
 
-    resolved = resolve(with_seed(params, seed), run)
-    cfg, model, simclr = resolved.pretrain, resolved.model, resolved.methods.simclr
-    if run.method != "simclr" or cfg.optimizer != "sgd" or cfg.param_groups:
-        raise SystemExit(f"error: the lightly side trains SimCLR with plain SGD; {run.name} "
-                         f"is {run.method} with {cfg.optimizer}"
-                         + (" and parameter groups" if cfg.param_groups else ""))
+    data_seed = params.seed  # the .beton's subset; the run's seed draws the rest
+    params = resolve(with_seed(params, seed), run)  # as pretrain() trains the run
+    cfg, model, simclr = params.pretrain, params.model, params.methods.simclr
     torch.set_num_threads(params.loader.num_workers)  # as FFCV's loader sets momentum-ssl's
     start = time.perf_counter()
     meta = read_meta(beton_folder(params))
     source = load_source(params.data, "train")
-    # the data's seed (params.seed), as the .beton's subset; the run's seed draws the rest
     indices = stratified_subset(source.labels, len(source.classes),
-                                params.data.train_per_class, params.seed)
+                                params.data.train_per_class, data_seed)
     dataset = _Views(source, indices, lightly_transform(params.augment, meta["mean"],
                                                         meta["std"]))
     loader = DataLoader(dataset, batch_size=params.loader.batch_size, shuffle=True,
@@ -182,25 +195,52 @@ def train_lightly(params, run, seed: int, out: Path) -> dict:
             "threads": torch.get_num_threads()}
 
 
+def split_features(params, backbone, split: str) -> tuple:
+    """Pooled features of every image of ``split`` without augmentation, and the labels:
+    ``EvalTransform`` of the raw pixels when the file stores them so (what the eval loader
+    yields, without compiling an FFCV pipeline), else the eval loader."""
+    import numpy as np
+    import torch
+
+    from momentum_ssl.data.augment import EvalTransform
+    from momentum_ssl.data.convert import read_meta
+    from momentum_ssl.data.loaders import (beton_folder, beton_records, eval_loader,
+                                           read_labels, read_raw_images)
+    from momentum_ssl.features import SingleEncoder, encode
+
+    folder = beton_folder(params)
+    checked = beton_records(folder, split)
+    labels = read_labels(folder, split, checked)
+    images = read_raw_images(folder, split, np.arange(len(labels)), checked)
+    if images is None:
+        columns, labels = encode(SingleEncoder(backbone), eval_loader(params, split),
+                                 torch.device("cpu"))
+        return columns["student"], labels
+    meta = read_meta(folder)
+    transform = EvalTransform(params.augment.size, meta["mean"], meta["std"])
+    with torch.no_grad():
+        features = [backbone(transform(torch.from_numpy(images[i:i + 1024]).permute(0, 3, 1, 2)))
+                    for i in range(0, len(images), 1024)]
+    return torch.cat(features).numpy(), labels
+
+
 def evaluate(params, out: Path, sides: list[str]) -> dict:
     """k20 weighted kNN of each side's backbone, on features without augmentation."""
     import torch
 
-    from momentum_ssl.data.loaders import eval_loader
-    from momentum_ssl.features import SingleEncoder, encode
     from momentum_ssl.models.backbones import build_backbone
     from momentum_ssl.probes import knn_probe
 
-    model, device = params.model, torch.device("cpu")
+    model = params.model
     scores = {}
     for side in sides:
         backbone = build_backbone(model.backbone, model.width, model.cifar_stem,
                                   model.zero_init_residual)
         backbone.load_state_dict(torch.load(out / f"{side}.pt", map_location="cpu"))
-        encoder = SingleEncoder(backbone.eval())
-        train, train_y = encode(encoder, eval_loader(params, "train"), device)
-        test, test_y = encode(encoder, eval_loader(params, "test"), device)
-        knn = knn_probe(train["student"], train_y, test["student"], test_y, ks=(K,),
+        backbone.eval()
+        train, train_y = split_features(params, backbone, "train")
+        test, test_y = split_features(params, backbone, "test")
+        knn = knn_probe(train, train_y, test, test_y, ks=(K,),
                         temperature=params.probe.temperature)
         scores[side] = knn[f"k{K}_weighted"]
     return scores
@@ -212,11 +252,16 @@ def child(args, step: str, out: Path) -> dict:
                str(args.seed), "--sides", args.sides, "--only", step, "--out", str(out)]
     if args.per_class is not None:
         command += ["--per-class", str(args.per_class)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         sys.exit(f"{step} failed:\n{tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    # CPU seconds of the process and its loader workers, imports included: on a machine
+    # shared with other work, wall time stretches while this stays about the same
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "cpu_s": cpu}
 
 
 def main() -> None:
@@ -261,28 +306,36 @@ def main() -> None:
                                str(out / "beton") if args.per_class else None)
             if args.seed is None:
                 args.seed = params.seeds[0]
+            if "lightly" in sides and (why := lightly_mismatch(params, run)):
+                sys.exit(f"error: {why}")
             from momentum_ssl.data.convert import convert
             from momentum_ssl.data.loaders import beton_folder
 
             if not (beton_folder(params) / "meta.json").is_file():
                 convert(params)
+            load_before = os.getloadavg()[0]
             results = {side: child(args, side, out) for side in sides}
-            for side, score in child(args, "eval", out).items():
-                results[side]["knn"] = score
+            scores = child(args, "eval", out)
+            for side in sides:
+                results[side]["knn"] = scores[side]
     except ConfigError as err:
         sys.exit(f"error: {err}")
 
+    from momentum_ssl.config import resolve
+
+    params = resolve(params, run)  # the run's recipe, as both sides train it
     batch = params.loader.batch_size
     print(f"one epoch of {args.run} (seed {args.seed}), {params.data.dataset}: "
           f"{params.data.train_per_class or 'all'} training images per class, "
           f"{params.augment.size}px, {params.model.backbone}, batch {batch}, "
-          f"{params.loader.num_workers} workers; {machine()}")
-    print_table(["side", "threads", "steps", "wall s", "loop s", "s/step", "images/s",
+          f"{params.loader.num_workers} workers; {machine()}; 1-min load average "
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print_table(["side", "threads", "steps", "wall s", "loop s", "cpu s", "s/step", "images/s",
                  f"k{K} weighted"],
-                [[side, r["threads"], r["steps"], r["wall_s"], r["loop_s"],
+                [[side, r["threads"], r["steps"], r["wall_s"], r["loop_s"], r["cpu_s"],
                   r["wall_s"] / r["steps"], r["steps"] * batch / r["wall_s"], r["knn"]]
                  for side, r in results.items()],
-                ["{}", "{}", "{}", "{:.1f}", "{:.1f}", "{:.3f}", "{:.0f}", "{:.4f}"])
+                ["{}", "{}", "{}", "{:.1f}", "{:.1f}", "{:.1f}", "{:.3f}", "{:.0f}", "{:.4f}"])
     if len(results) < 2:
         print(f"ratio lightly / momentum-ssl: not measured (only {sides[0]} ran)")
         return
