@@ -7,7 +7,8 @@ params' SimCLR run, trained both ways, then the same kNN evaluation of each back
 - momentum-ssl: what a user gets, ``momentum_ssl.train.pretrain(params, run, seed=S)`` for one
   epoch with the in-training kNN monitor off (``pretrain.monitor_train`` and ``monitor_test``
   0: work lightly's side does not do); the data converted first if needed (not timed). Wall
-  time: from the call to its return; "loop s": ``time/pretrain_s`` of its dvclive summary (the epoch loop alone).
+  time: from the call to its return; "loop s": ``time/pretrain_s`` of its dvclive summary
+  (the epoch loop alone).
 - lightly 1.6.0 (``make bench-peer`` installs it; README, "Benchmarks"): the same backbone
   (``build_backbone``, the same ``torch.manual_seed``), lightly's ``SimCLRProjectionHead``
   with the run's resolved sizes and ``NTXentLoss`` with its temperature, lightly's
@@ -35,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import json
+import os
 import resource
 import subprocess
 import sys
