@@ -9,7 +9,7 @@ DEBS := pkg-config libopencv-dev libturbojpeg0-dev dataset-fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup debs bench bench-quick
+.PHONY: run test setup debs bench bench-quick bench-peer
 
 # The whole DAG on the embedded default through DVC, ending with results/report.md. DVC needs a
 # Git repository with a commit: a copy of the sources without .git gets one first.
@@ -38,6 +38,15 @@ bench-quick: setup
 	$(PY) bench/ema.py
 	$(PY) bench/probes.py
 	$(PY) bench/gpu.py
+	$(MAKE) bench-peer
+
+# Goal 3 against lightly, a bench-only dependency that `make run` and `make test` never install.
+# --no-deps: lightly requires pytorch_lightning, which the parts bench/peer.py imports never load
+# (bench/requirements-peer.txt); nothing installed changes version.
+bench-peer: setup
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt \
+	  -r bench/requirements-peer.txt
+	$(PY) bench/peer.py
 
 setup: debs $(STAMP)
 

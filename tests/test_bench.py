@@ -3,6 +3,7 @@ from their folder). Their figures are never asserted: speed is the benchmarks' b
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,48 @@ def test_gpu_recipe_epoch_runs_the_cifar10_recipes_on_the_cpu():
     assert [r[:3] for r in rows] == [["simsiam-full", "sgd", "0.5"],
                                      ["barlow_twins-full", "lars", "0.3"]]
     assert all(r[4] == "3" for r in rows)  # 96 images / 32 = 3 steps
+
+
+def test_peer_bench_trains_one_epoch_each_way_and_evaluates_both_backbones(tiny, tmp_path):
+    """bench/peer.py (goal 3) on the tiny profile (digits, 160 training images: 5 steps of
+    32): the momentum-ssl side, the lightly side when lightly is installed (bench-only: `make
+    bench-peer`), and the evaluation. Both sides take the same steps with the loader's one
+    torch thread, and the last line's ratio and kNN difference are the table's."""
+    import yaml
+
+    from momentum_ssl.config import to_dict
+
+    try:
+        import lightly  # noqa: F401
+        sides = ["momentum-ssl", "lightly"]
+    except ImportError:
+        sides = ["momentum-ssl"]
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(to_dict(tiny), sort_keys=False))
+    done = subprocess.run([sys.executable, str(BENCH / "peer.py"), "--params", str(path),
+                           "--sides", ",".join(sides)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout.splitlines()
+    assert out[0].startswith("one epoch of simclr-none (seed 0), digits: 16 training images")
+    assert out[1].split() == ["side", "threads", "steps", "wall", "s", "loop", "s", "cpu", "s",
+                              "s/step", "images/s", "k20", "weighted"]
+    rows = {line.split()[0]: line.split() for line in out[2:2 + len(sides)]}
+    assert list(rows) == sides
+    for side, threads, steps, wall, loop, cpu, per_step, rate, knn in rows.values():
+        assert (threads, steps) == ("1", "5")
+        assert 0 < float(loop) <= float(wall) < float(cpu) + 60  # cpu: the whole process's
+        assert float(per_step) == pytest.approx(float(wall) / 5, abs=0.011)
+        assert float(rate) == pytest.approx(5 * 32 / float(wall), rel=0.05)
+        assert 0.1 < float(knn) <= 1  # 10 classes: a ResNet's features beat chance
+    if len(sides) == 1:
+        assert out[-1] == "ratio lightly / momentum-ssl: not measured (only momentum-ssl ran)"
+        pytest.skip("the lightly side did not run: lightly is bench-only, installed by "
+                    "`make bench-peer` (the momentum-ssl side and the evaluation passed)")
+    assert len(out) == 5
+    ratio, points = re.fullmatch(
+        r"ratio lightly / momentum-ssl wall time: ([\d.]+)x; k20 weighted kNN momentum-ssl - "
+        r"lightly: ([+-][\d.]+) points", out[-1]).groups()
+    wall = {side: float(row[3]) for side, row in rows.items()}
+    knn = {side: float(row[-1]) for side, row in rows.items()}
+    assert float(ratio) == pytest.approx(wall["lightly"] / wall["momentum-ssl"], rel=0.05)
+    assert float(points) == pytest.approx(100 * (knn["momentum-ssl"] - knn["lightly"]), abs=0.02)
