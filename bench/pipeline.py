@@ -70,6 +70,8 @@ def measure(kind: str, params_path: str, run_name: str, steps: int) -> dict:
     import torch
 
     params, loader, learner, optimizer = _setup(params_path, run_name)
+    if len(loader) <= WARMUP:
+        raise SystemExit(f"only {len(loader)} batches an epoch: too few to time")
     learner.train()
     times = []
     if kind == "model":
@@ -82,7 +84,7 @@ def measure(kind: str, params_path: str, run_name: str, steps: int) -> dict:
             start = time.perf_counter()
             _step(learner, optimizer, x1, x2)
             times.append(time.perf_counter() - start)
-        seconds = statistics.median(times[WARMUP:])
+        seconds, count = statistics.median(times[WARMUP:]), len(times) - WARMUP
     else:
         start = None
         count = 0
@@ -92,7 +94,7 @@ def measure(kind: str, params_path: str, run_name: str, steps: int) -> dict:
             _step(learner, optimizer, x1, x2)
             count += 1
         seconds = (time.perf_counter() - start) / count
-    return {"kind": kind, "seconds": seconds, "steps": len(times) or count,
+    return {"kind": kind, "seconds": seconds, "steps": count,
             "threads": torch.get_num_threads()}
 
 

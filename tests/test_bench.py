@@ -111,3 +111,31 @@ def test_peer_bench_trains_one_epoch_each_way_and_evaluates_both_backbones(tiny,
     knn = {side: float(row[-1]) for side, row in rows.items()}
     assert float(ratio) == pytest.approx(wall["lightly"] / wall["momentum-ssl"], rel=0.05)
     assert float(points) == pytest.approx(100 * (knn["momentum-ssl"] - knn["lightly"]), abs=0.02)
+
+
+def test_pipeline_bench_times_the_step_three_ways_with_the_same_threads(tiny, tmp_path):
+    """bench/pipeline.py (goal 1) on the tiny profile: the model-only step, the same step fed
+    by the loader, and pretrain(); every row with the same torch threads, and the last line's
+    ratio is the table's."""
+    import yaml
+
+    from momentum_ssl.config import to_dict
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(to_dict(tiny), sort_keys=False))
+    done = subprocess.run([sys.executable, str(BENCH / "pipeline.py"), "--params", str(path),
+                           "--steps", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout.splitlines()
+    assert out[0].startswith("pretraining step of simclr-none: digits at 8px")
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out[2:5]]
+    assert [r[0] for r in rows] == ["model only (batches in memory)", "loader + step",
+                                    "pretrain() (+ logging, telemetry, kNN monitor)"]
+    # 5 batches an epoch: 2 timed after 3 warm-up steps; pretrain() takes the 2 epochs' 10
+    assert [r[1] for r in rows] == ["2", "2", "10"]
+    assert len({r[2] for r in rows}) == 1
+    seconds = [float(r[3]) for r in rows]
+    assert all(s > 0 for s in seconds)
+    ratio = float(re.fullmatch(r"ratio loader \+ step / model only: ([\d.]+)x \(goal <= 1.15x\)",
+                               out[-1]).group(1))
+    assert ratio == pytest.approx(seconds[1] / seconds[0], abs=0.01 + 0.05 * ratio)

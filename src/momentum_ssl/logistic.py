@@ -62,9 +62,10 @@ def standardise(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     return (x - mean) / scale, mean, scale
 
 
-def loss_and_grad(params: torch.Tensor, x: torch.Tensor, onehot: torch.Tensor, c: float
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Objective and gradient at ``params`` = [W; b] of shape (d + 1, K)."""
+def loss_and_grad(params: torch.Tensor, x: torch.Tensor, onehot: torch.Tensor, c: float,
+                  x_t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Objective and gradient at ``params`` = [W; b] of shape (d + 1, K). ``x_t``: ``x.T``
+    made contiguous once by the caller (the gradient's product then takes half the time)."""
     n = len(x)
     w, b = params[:-1], params[-1]
     z = torch.addmm(b, x, w)
@@ -72,7 +73,7 @@ def loss_and_grad(params: torch.Tensor, x: torch.Tensor, onehot: torch.Tensor, c
     loss = (lse.sum() - (z * onehot).sum()) / n + (w * w).sum() / (2 * c * n)
     residual = torch.exp(z - lse[:, None]) - onehot  # softmax - one-hot, (n, K)
     grad = torch.empty_like(params)
-    torch.mm(x.T, residual, out=grad[:-1])
+    torch.mm(x.T if x_t is None else x_t, residual, out=grad[:-1])
     grad[:-1] += w / c
     grad[-1] = residual.sum(0)
     return loss, grad / n
@@ -107,6 +108,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, tol: float = 1e-6,
     # gradient test is on the V-gradient, so where the W-gradient (the criterion) is still
     # above tol it goes on from there with a 10x smaller V tolerance
     x0 = params.clone()
+    xs_t = xs.T.contiguous()
     x0[:-1] = chol.T @ params[:-1]
 
     def weights_of(v: np.ndarray) -> torch.Tensor:
@@ -115,7 +117,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, tol: float = 1e-6,
         return out
 
     def objective(v: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, grad = loss_and_grad(weights_of(v), xs, onehot, c)
+        loss, grad = loss_and_grad(weights_of(v), xs, onehot, c, xs_t)
         grad[:-1] = inv_t.T @ grad[:-1].clone()  # chain rule through W = L^-T V
         return float(loss), grad.numpy().ravel()
 
@@ -128,7 +130,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, tol: float = 1e-6,
         n_iter += int(done.nit)
         moved = not np.array_equal(done.x, v)
         v = done.x
-        _, grad = loss_and_grad(weights_of(v), xs, onehot, c)
+        _, grad = loss_and_grad(weights_of(v), xs, onehot, c, xs_t)
         if grad.abs().max().item() <= tol or n_iter >= max_iter or not moved or tol_v < 1e-14:
             break
         tol_v /= 10
