@@ -33,6 +33,7 @@ bench: bench-quick
 
 bench-quick: setup
 	$(PY) bench/loader.py
+	$(PY) bench/pipeline.py
 	$(PY) bench/writer.py
 	$(PY) bench/step.py
 	$(PY) bench/ema.py

@@ -55,6 +55,16 @@ def kind(stage: str) -> str:
     return base
 
 
+EVALUATION = ("extract", "probe", "transfer")  # of the runs and of the baselines
+
+
+def evaluation_ratio(by_kind: dict[str, list[float]]) -> float:
+    """All evaluation (extract, probe and transfer of the runs and the baselines) over all
+    pretraining, in seconds: issue 15's goal 2 (at most 0.5x)."""
+    evaluation = sum(sum(t) for kind, t in by_kind.items() if kind.split()[0] in EVALUATION)
+    return evaluation / sum(by_kind["pretrain"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dir", type=Path,
@@ -86,6 +96,8 @@ def main() -> None:
     print(f"report: {dest / 'results' / 'report.md'}; {best[0] if best else 'no best run'}")
     print(f"peak memory: {done.peak_tree_bytes / 1e9:.2f} GB (process tree), largest process "
           f"{done.peak_process_bytes / 1e9:.2f} GB; goal <= 20 min and <= 4 GB")
+    print(f"evaluation (extract, probe, transfer of the runs and baselines) / pretraining: "
+          f"{evaluation_ratio(by_kind):.2f}x (goal <= 0.5x)")
     print(f"ratio to the goal: time {done.seconds / GOAL_S:.2f}x, memory "
           f"{done.peak_tree_bytes / GOAL_BYTES:.2f}x")
 

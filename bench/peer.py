@@ -21,7 +21,8 @@ params' SimCLR run, trained both ways, then the same kNN evaluation of each back
 
 Each side runs in its own process (``import ffcv`` sets torch's threads to 1 and FFCV's loader
 sets them to ``loader.num_workers``: one side's imports must not reach the other), both with
-``loader.num_workers`` torch threads. The evaluation, in a third process and in neither wall
+torch's default thread count (one per core; momentum-ssl's loader keeps it on raw datasets,
+which it reads without FFCV), printed per side. The evaluation, in a third process and in neither wall
 time, is identical for both: the trained backbone's features of the train and test images
 without augmentation (the eval loader), then the weighted kNN at k = 20 with
 ``probe.temperature``. ``--per-class K`` trains on K images per class instead (converted into
@@ -154,7 +155,7 @@ def train_lightly(params, run, seed: int, out: Path) -> dict:
     data_seed = params.seed  # the .beton's subset; the run's seed draws the rest
     params = resolve(with_seed(params, seed), run)  # as pretrain() trains the run
     cfg, model, simclr = params.pretrain, params.model, params.methods.simclr
-    torch.set_num_threads(params.loader.num_workers)  # as FFCV's loader sets momentum-ssl's
+    # torch's default threads, as momentum-ssl's side keeps them on a raw dataset (printed)
     start = time.perf_counter()
     meta = read_meta(beton_folder(params))
     source = load_source(params.data, "train")

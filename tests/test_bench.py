@@ -28,6 +28,14 @@ def test_stage_seconds_run_from_one_running_stage_line_to_the_next():
         "pretrain", "probe (baselines)"]
 
 
+def test_evaluation_ratio_counts_every_evaluation_stage_against_pretraining():
+    by_kind = {"convert": [5.0], "plan": [1.0, 1.0], "pretrain": [10.0, 10.0],
+               "extract": [2.0, 2.0], "probe": [4.0, 4.0], "transfer": [1.0, 1.0],
+               "extract (baselines)": [1.0], "probe (baselines)": [2.0],
+               "transfer (baselines)": [1.0], "report": [3.0]}
+    assert e2e.evaluation_ratio(by_kind) == pytest.approx(18.0 / 20.0)
+
+
 def test_measured_sees_the_memory_of_a_child_process_and_its_lines():
     # the parent sleeps while a grandchild holds 300 MB: the tree's peak counts both
     code = ("import subprocess, sys; print('start', flush=True); subprocess.run([sys.executable,"
@@ -71,8 +79,8 @@ def test_gpu_recipe_epoch_runs_the_cifar10_recipes_on_the_cpu():
 def test_peer_bench_trains_one_epoch_each_way_and_evaluates_both_backbones(tiny, tmp_path):
     """bench/peer.py (goal 3) on the tiny profile (digits, 160 training images: 5 steps of
     32): the momentum-ssl side, the lightly side when lightly is installed (bench-only: `make
-    bench-peer`), and the evaluation. Both sides take the same steps with the loader's one
-    torch thread, and the last line's ratio and kNN difference are the table's."""
+    bench-peer`), and the evaluation. Both sides take the same steps with the same torch
+    threads, and the last line's ratio and kNN difference are the table's."""
     import yaml
 
     from momentum_ssl.config import to_dict
@@ -93,8 +101,9 @@ def test_peer_bench_trains_one_epoch_each_way_and_evaluates_both_backbones(tiny,
                               "s/step", "images/s", "k20", "weighted"]
     rows = {line.split()[0]: line.split() for line in out[2:2 + len(sides)]}
     assert list(rows) == sides
+    assert len({row[1] for row in rows.values()}) == 1  # the same torch threads
     for side, threads, steps, wall, loop, cpu, per_step, rate, knn in rows.values():
-        assert (threads, steps) == ("1", "5")
+        assert steps == "5"
         assert 0 < float(loop) <= float(wall) < float(cpu) + 60  # cpu: the whole process's
         assert float(per_step) == pytest.approx(float(wall) / 5, abs=0.011)
         assert float(rate) == pytest.approx(5 * 32 / float(wall), rel=0.05)
