@@ -60,8 +60,11 @@ def test_mlp_layouts():
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet_tiny"])
 def test_zero_init_residual_starts_every_block_as_the_identity(name):
-    from torchvision.models.resnet import BasicBlock
+    from torchvision.models import resnet
 
+    from momentum_ssl.models import backbones
+
+    BasicBlock = resnet.BasicBlock if name == "resnet18" else backbones.BasicBlock
     backbone = build_backbone(name, width=8, zero_init_residual=True)
     blocks = [m for m in backbone.modules() if isinstance(m, BasicBlock)]
     assert len(blocks) == 8 and all((b.bn2.weight == 0).all() for b in blocks)
@@ -70,3 +73,43 @@ def test_zero_init_residual_starts_every_block_as_the_identity(name):
     torch.testing.assert_close(block(x), x)
     plain = build_backbone(name, width=8)
     assert all((m.bn2.weight == 1).all() for m in plain.modules() if isinstance(m, BasicBlock))
+
+
+@pytest.mark.parametrize("cifar_stem", [True, False])
+def test_resnet_tiny_blocks_are_torchvisions_bit_for_bit(monkeypatch, cifar_stem):
+    # resnet_tiny's own BasicBlock (no torchvision import) against torchvision's: the same seed
+    # gives the same weights, and a forward and backward the same bits
+    from torchvision.models.resnet import BasicBlock as Theirs
+
+    from momentum_ssl.models import backbones
+
+    def build_and_step():
+        torch.manual_seed(3)
+        net = build_backbone("resnet_tiny", width=8, cifar_stem=cifar_stem)
+        x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+        y = net(x)
+        y.square().sum().backward()
+        return net, y
+
+    ours, y_ours = build_and_step()
+    monkeypatch.setattr(backbones, "BasicBlock", Theirs)
+    theirs, y_theirs = build_and_step()
+    assert any(isinstance(m, Theirs) for m in theirs.modules())
+    assert not any(isinstance(m, Theirs) for m in ours.modules())
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(),
+                                                 theirs.state_dict().values()))
+    assert torch.equal(y_ours, y_theirs)
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours.parameters(),
+                                                           theirs.parameters()))
+
+
+def test_building_resnet_tiny_does_not_import_torchvision():
+    import subprocess
+    import sys
+
+    code = ("import sys; from momentum_ssl.models.backbones import build_backbone; "
+            "build_backbone('resnet_tiny', width=8); print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False"]
