@@ -104,7 +104,7 @@ class TwoViewLoader:
       the epoch (:func:`ffcv_random_order`): the same batches, bit for bit, as through FFCV
       (tests/data/test_loaders.py), with no loader thread. On a 2-core CPU FFCV's thread (and
       its numba workers) take cores from torch's thread pool in the middle of a training step,
-      which stalls it: 1.5 to 2.5x the step's time, where decoding raw pixels is a copy
+      which stalls it: 2.3 to 2.8x the step's time, where decoding raw pixels is a copy
       (bench/pipeline.py);
     - JPEGs or images of varying size (ImageNet-style folders): FFCV's loader decodes them in its
       thread, ``loader.num_workers`` numba workers, ``loader.batches_ahead`` batches ahead.
