@@ -127,6 +127,9 @@ class LoaderConfig:
 
     backend: Literal["ffcv", "torchvision"] = "ffcv"
     batch_size: int = 256
+    # num_workers, os_cache, batches_ahead: FFCV's loader thread, which decodes JPEG or
+    # varying-size images; raw images of one size are read in the training thread
+    # (data/loaders.py), and torchvision's DataLoader takes num_workers and batches_ahead
     num_workers: int = 2
     # FFCV: let the OS page cache hold the .beton (shared between processes) rather than
     # each process reading it into its own memory.
