@@ -71,3 +71,28 @@ def test_a_constant_column_gets_no_weight_and_no_error(data):
     plain = fit_logistic(train_x, train_y, 1.0, tol=1e-7)
     test = np.concatenate([test_x, np.zeros((len(test_x), 1), np.float32)], 1)
     assert np.array_equal(model.predict(test), plain.predict(test_x))
+
+
+def test_the_fit_runs_numpy_and_scipys_blas_on_one_thread(data, monkeypatch):
+    """L-BFGS-B's vector work on OpenBLAS's second thread spins against torch's pool (5x
+    slower on 2 cores): the fit limits every BLAS pool threadpoolctl sees to one thread, and
+    gives the pools back their threads afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import momentum_ssl.logistic as logistic
+
+    seen = []
+    real = logistic.minimize
+
+    def spy(*args, **kwargs):
+        seen.append([pool["num_threads"] for pool in threadpool_info()
+                     if pool["user_api"] == "blas"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(logistic, "minimize", spy)
+    train_x, train_y, _, _ = data
+    with threadpool_limits(limits=2, user_api="blas"):
+        fit_logistic(train_x, train_y, 1.0, tol=1e-4)
+        after = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert seen and all(counts and set(counts) == {1} for counts in seen)
+    assert set(after) == {2}

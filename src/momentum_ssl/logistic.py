@@ -16,6 +16,12 @@ the objective's gradient is at most ``tol``: scikit-learn's lbfgs criterion (its
 scipy's ``gtol``), tested at every iteration, and in float64 before the fit is called
 converged. The loss and gradient are computed in torch and written out by hand (softmax minus
 one-hot), not taken through autograd: half the work per evaluation.
+
+The fit runs with numpy's and scipy's OpenBLAS on one thread (``threadpoolctl``): L-BFGS-B's
+own vector work calls it on vectors of a few thousand entries between torch's parallel
+products, and its second thread then spins against torch's OpenMP pool for the same two
+cores. One thread gives the same iterations and the same bits, 5x faster (a 20,000 x 128
+probe: 2.5 s -> 0.5 s on 2 cores). Torch's own MKL and OpenMP pools keep their threads.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 
 
 @dataclass
@@ -85,6 +92,12 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, tol: float = 1e-6,
                  init: LogisticModel | None = None) -> LogisticModel:
     """Fit on ``x`` (standardised here), labels ``y`` in [0, num_classes); ``init`` warm-starts
     from another fit's weights (mapped to this fit's standardisation)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(x, y, c, tol, max_iter, num_classes, init)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, c: float, tol: float, max_iter: int,
+         num_classes: int | None, init: LogisticModel | None) -> LogisticModel:
     xs, mean, scale = standardise(x)
     k = num_classes or int(np.max(y)) + 1
     onehot = torch.nn.functional.one_hot(torch.from_numpy(np.array(y, dtype=np.int64)),
