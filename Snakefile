@@ -24,7 +24,6 @@ ENV = "../envs/momentum-ssl.yaml"  # relative to workflow/rules/; used with --sd
 wildcard_constraints:
     run="|".join(RUNS) or "(?!)",
     seed=r"\d+",
-    name="|".join([*RUNS, "random"]),
 
 
 include: "workflow/rules/data.smk"

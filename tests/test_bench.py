@@ -20,18 +20,22 @@ import e2e  # noqa: E402
 def test_stage_seconds_run_from_one_running_stage_line_to_the_next():
     lines = [(0.5, "Running stage 'convert':"), (0.6, "> python -m momentum_ssl convert"),
              (10.0, "Running stage 'plan@byol-full':"), (12.5, "Updating lock file"),
-             (13.0, "Running stage 'extract-raw':"), (20.0, "Use `dvc push` to send")]
+             (13.0, "Running stage 'evaluate-raw':"), (20.0, "Use `dvc push` to send")]
     seconds = e2e.stage_seconds(lines, total=21.0)
-    assert seconds == pytest.approx({"convert": 9.5, "plan@byol-full": 3.0, "extract-raw": 8.0})
-    assert [e2e.kind(s) for s in seconds] == ["convert", "plan", "extract (baselines)"]
-    assert [e2e.kind(s) for s in ("pretrain@byol-full-res-2", "probe-random@1")] == [
-        "pretrain", "probe (baselines)"]
+    assert seconds == pytest.approx({"convert": 9.5, "plan@byol-full": 3.0, "evaluate-raw": 8.0})
+    assert [e2e.kind(s) for s in seconds] == ["convert", "plan", "evaluate (baselines)"]
+    assert [e2e.kind(s) for s in ("pretrain@byol-full-res-2", "evaluate-random@1",
+                                  "evaluate@byol-full-1")] == [
+        "pretrain", "evaluate (baselines)", "evaluate"]
 
 
 def test_evaluation_ratio_counts_every_evaluation_stage_against_pretraining():
     by_kind = {"convert": [5.0], "plan": [1.0, 1.0], "pretrain": [10.0, 10.0],
-               "extract": [2.0, 2.0], "probe": [4.0, 4.0], "transfer": [1.0, 1.0],
-               "extract (baselines)": [1.0], "probe (baselines)": [2.0],
+               "evaluate": [6.0, 5.0], "evaluate (baselines)": [4.0], "report": [3.0]}
+    assert e2e.evaluation_ratio(by_kind) == pytest.approx(15.0 / 20.0)
+    # an older commit's three stages a run count alike
+    by_kind = {"pretrain": [10.0, 10.0], "extract": [2.0, 2.0], "probe": [4.0, 4.0],
+               "transfer": [1.0, 1.0], "extract (baselines)": [1.0], "probe (baselines)": [2.0],
                "transfer (baselines)": [1.0], "report": [3.0]}
     assert e2e.evaluation_ratio(by_kind) == pytest.approx(18.0 / 20.0)
 

@@ -52,10 +52,8 @@ def test_repro_runs_every_stage_and_ends_with_the_report(repo):
     root, output = repo
     assert ran(output) == {
         "convert", "plan@byol-full-0", "plan@byol-full-res-0", "pretrain@byol-full-0",
-        "pretrain@byol-full-res-0", "extract@byol-full-0", "extract@byol-full-res-0",
-        "probe@byol-full-0", "probe@byol-full-res-0", "transfer@byol-full-0",
-        "transfer@byol-full-res-0", "extract-raw", "extract-random@0", "probe-raw",
-        "probe-random@0", "transfer-raw", "transfer-random@0", "report"}
+        "pretrain@byol-full-res-0", "evaluate@byol-full-0", "evaluate@byol-full-res-0",
+        "evaluate-raw", "evaluate-random@0", "report"}
     assert (root / "results" / "report.md").is_file()
     assert "up to date" in dvc(root, "status").stdout
     metrics = json.loads(dvc(root, "metrics", "show", "--json").stdout)
@@ -74,8 +72,8 @@ def test_a_residual_weight_change_reruns_only_the_residual_run(repo):
     assert done.returncode == 0, done.stdout + done.stderr
     # both plans read params.yaml, but only the residual run's plan changes
     assert ran(done.stdout) == {"plan@byol-full-0", "plan@byol-full-res-0",
-                                "pretrain@byol-full-res-0", "extract@byol-full-res-0",
-                                "probe@byol-full-res-0", "transfer@byol-full-res-0", "report"}
+                                "pretrain@byol-full-res-0", "evaluate@byol-full-res-0",
+                                "report"}
     assert "up to date" in dvc(root, "status").stdout
 
 
@@ -86,9 +84,9 @@ def test_adding_a_seed_runs_only_that_seeds_stages(repo):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     done = dvc(root, "repro")
     assert done.returncode == 0, done.stdout + done.stderr
-    new = {f"{stage}@{run}-1" for stage in ("plan", "pretrain", "extract", "probe", "transfer")
+    new = {f"{stage}@{run}-1" for stage in ("plan", "pretrain", "evaluate")
            for run in ("byol-full", "byol-full-res")}
-    new |= {f"{stage}-random@1" for stage in ("extract", "probe", "transfer")}
+    new |= {"evaluate-random@1"}
     assert ran(done.stdout) == new | {"report"}
     summary = json.loads((root / "results" / "summary.json").read_text())
     assert summary["runs"]["byol-full"]["knn_student"]["n"] == 2

@@ -38,6 +38,27 @@ def pipeline(tmp_path_factory):
     return tmp_path, params
 
 
+@pytest.mark.parametrize("name, seed", [("byol-full", 1), ("raw", None), ("random", 0)])
+def test_evaluate_writes_the_bytes_extract_probe_and_transfer_write(pipeline, name, seed):
+    """The DAG's evaluate stage is the three stages in one process: the same files, bit for
+    bit (the fixture ran the three; evaluate rewrites them here)."""
+    root, _ = pipeline
+    label = name if seed is None else f"{name}/s{seed}"
+    files = [root / "results" / "features" / label / "train.parquet",
+             root / "results" / "features" / label / "test.parquet",
+             root / "results" / "probes" / f"{label}.json",
+             root / "results" / "predictions" / f"{label}.parquet",
+             root / "results" / "transfer" / f"{label}.json"]
+    before = {path: path.read_bytes() for path in files}
+    mtimes = {path: path.stat().st_mtime_ns for path in files}
+    flag = [] if seed is None else ["--seed", str(seed)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        assert main(["evaluate", "--run", name, *flag]) == 0
+    assert all(path.stat().st_mtime_ns != mtimes[path] for path in files)  # rewritten
+    assert {path: path.read_bytes() for path in files} == before
+
+
 def test_report_table_has_every_run_and_baseline_as_mean_and_interval(pipeline):
     root, params = pipeline
     text = (root / "results" / "report.md").read_text()

@@ -200,18 +200,17 @@ def test_the_tiny_profile_runs_as_slurm_jobs_and_leaves_dvc_clean(cluster, slurm
     repo, output = slurm_run.repo, slurm_run.output
     print(f"tiny profile through SLURM: {slurm_run.seconds:.0f} s")
     states = [state for _, name, state in cluster.jobs() if name == slurm_run.uuid()]
-    # one SLURM job per Snakemake job: convert, plan, pretrain, 3 x (extract, probe, transfer),
-    # report; none of them was run locally
-    assert len(states) == 13 and set(states) == {"COMPLETED"}, states
+    # one SLURM job per Snakemake job: convert, plan, pretrain, 3 x evaluate (the run, raw
+    # pixels, the random-init backbone), report; none of them was run locally
+    assert len(states) == 7 and set(states) == {"COMPLETED"}, states
     assert "Falling back to 'sacct'" not in output
     assert (repo / "results" / "report.md").is_file()
     assert "up to date" in dvc(repo, "status").stdout
     # the GPU jobs got a GRES GPU from SLURM and kept it; raw pixels asked for none
-    for log in ("pretrain/byol-full/s0", "extract/byol-full/s0", "extract/random/s0",
-                "transfer/byol-full/s0", "transfer/random/s0"):
+    for log in ("pretrain/byol-full/s0", "evaluate/byol-full/s0", "evaluate/random/s0"):
         text = (repo / "logs" / f"{log}.log").read_text()
         assert re.search(r"^GPUs [0-3] \(kept CUDA_VISIBLE_DEVICES\)$", text, re.M), (log, text)
-    assert "GPUs" not in (repo / "logs" / "extract" / "raw.log").read_text()
+    assert "GPUs" not in (repo / "logs" / "evaluate" / "raw.log").read_text()
 
 
 def test_a_dvc_remote_round_trip_needs_no_rerun(slurm_run, tmp_path):

@@ -64,8 +64,7 @@ def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files():
             assert all(any(p.startswith(f + "/") for p in job["inputs"]) for f in folders)
         else:
             assert job["inputs"] == stage["inputs"], command
-    assert {"convert", "plan", "pretrain", "extract", "extract_raw", "extract_random", "probe",
-            "probe_raw", "transfer", "transfer_raw", "transfer_random",
+    assert {"convert", "plan", "pretrain", "evaluate", "evaluate_raw", "evaluate_random",
             "report"} == {job["rule"] for job in jobs.values()}
 
 

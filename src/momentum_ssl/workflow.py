@@ -13,7 +13,7 @@ from .config import (ConfigError, Params, params_from_dict, params_hash, run_par
 from .data.loaders import beton_folder
 from .paths import BASELINES, SEEDLESS, cell
 
-# the params sections each baseline's extract reads (as in dvc.yaml)
+# the params sections each baseline's evaluate reads besides probe and transfer (as in dvc.yaml)
 _BASELINE_PARAMS = {"raw": ("data", "augment.size"),
                     "random": ("seed", "data", "augment.size", "model")}
 
