@@ -1,7 +1,7 @@
 """Goal 3: momentum-ssl against lightly, the tool a user would pick instead: one epoch of the
 params' SimCLR run, trained both ways, then the same kNN evaluation of each backbone.
 
-    python bench/peer.py [--params params.yaml] [--run simclr-none] [--seed S]
+    python bench/peer.py [--params params.yaml] [--run simclr-none] [--seeds 0,1,2]
                          [--per-class K] [--sides momentum-ssl,lightly]
 
 - momentum-ssl: what a user gets, ``momentum_ssl.train.pretrain(params, run, seed=S)`` for one
@@ -22,8 +22,8 @@ params' SimCLR run, trained both ways, then the same kNN evaluation of each back
 Each side runs in its own process (``import ffcv`` sets torch's threads to 1 and FFCV's loader
 sets them to ``loader.num_workers``: one side's imports must not reach the other), both with
 torch's default thread count (one per core; momentum-ssl's loader keeps it on raw datasets,
-which it reads without FFCV), printed per side. The evaluation, in a third process and in neither wall
-time, is identical for both: the trained backbone's features of the train and test images
+which it reads without FFCV), printed per side. The evaluation, in a third process and in
+neither wall time, is identical for both: the trained backbone's features of the train and test images
 without augmentation (the eval loader), then the weighted kNN at k = 20 with
 ``probe.temperature``. ``--per-class K`` trains on K images per class instead (converted into
 a temporary folder): a quick slice for development. Prints a table (with "cpu s", the CPU
@@ -31,6 +31,13 @@ seconds of each side's process and its loader workers, imports included, which o
 shared machine stretches less than the wall time; the header gives the 1-minute load average
 before and after), then the ratio of the wall times lightly / momentum-ssl and the kNN
 difference, last.
+
+Both sides train once per seed of ``--seeds`` (default: the params' ``seeds``; ``--seed S``
+for one), each seed drawing the same things on both sides (``torch.manual_seed``, the data
+order's generator). The wall-time ratio is over the summed wall times of all seeds; the kNN
+difference is paired by seed, its mean with a 95% Student-t interval (``stats.paired``), and
+judged as the report judges a claim: momentum-ssl's kNN is **better** (the interval lies above
+0), **worse** (below 0), or **inconclusive** (it holds 0, or there is one seed).
 """
 
 from __future__ import annotations
@@ -77,13 +84,13 @@ def train_momentum_ssl(params, run, seed: int, out: Path) -> dict:
     from momentum_ssl.train import pretrain
 
     start = time.perf_counter()
-    folder = pretrain(params, run, out=out / "momentum-ssl", seed=seed)
+    folder = pretrain(params, run, out=out / f"momentum-ssl-s{seed}", seed=seed)
     wall = time.perf_counter() - start
     summary = json.loads((folder / "dvclive" / "metrics.json").read_text())
     state = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
     backbone = {k.removeprefix("backbone."): v for k, v in state["learner"].items()
                 if k.startswith("backbone.")}
-    torch.save(backbone, out / "momentum-ssl.pt")
+    torch.save(backbone, out / f"momentum-ssl-s{seed}.pt")
     return {"wall_s": wall, "loop_s": summary["time"]["pretrain_s"],
             "steps": summary["time"]["steps"], "threads": torch.get_num_threads()}
 
@@ -192,7 +199,7 @@ def train_lightly(params, run, seed: int, out: Path) -> dict:
         optimizer.step()
         step += 1
     end = time.perf_counter()
-    torch.save(backbone.state_dict(), out / "lightly.pt")
+    torch.save(backbone.state_dict(), out / f"lightly-s{seed}.pt")
     return {"wall_s": end - start, "loop_s": end - loop_start, "steps": step,
             "threads": torch.get_num_threads()}
 
@@ -226,8 +233,9 @@ def split_features(params, backbone, split: str) -> tuple:
     return torch.cat(features).numpy(), labels
 
 
-def evaluate(params, out: Path, sides: list[str]) -> dict:
-    """k20 weighted kNN of each side's backbone, on features without augmentation."""
+def evaluate(params, out: Path, sides: list[str], seed: int) -> dict:
+    """k20 weighted kNN of each side's backbone trained with ``seed``, on features without
+    augmentation."""
     import torch
 
     from momentum_ssl.models.backbones import build_backbone
@@ -238,7 +246,7 @@ def evaluate(params, out: Path, sides: list[str]) -> dict:
     for side in sides:
         backbone = build_backbone(model.backbone, model.width, model.cifar_stem,
                                   model.zero_init_residual)
-        backbone.load_state_dict(torch.load(out / f"{side}.pt", map_location="cpu"))
+        backbone.load_state_dict(torch.load(out / f"{side}-s{seed}.pt", map_location="cpu"))
         backbone.eval()
         train, train_y = split_features(params, backbone, "train")
         test, test_y = split_features(params, backbone, "test")
@@ -248,10 +256,10 @@ def evaluate(params, out: Path, sides: list[str]) -> dict:
     return scores
 
 
-def child(args, step: str, out: Path) -> dict:
+def child(args, step: str, out: Path, seed: int) -> dict:
     """Run one step (a side's training, or the evaluation) in its own process; its answer."""
     command = [sys.executable, __file__, "--params", args.params, "--run", args.run, "--seed",
-               str(args.seed), "--sides", args.sides, "--only", step, "--out", str(out)]
+               str(seed), "--sides", args.sides, "--only", step, "--out", str(out)]
     if args.per_class is not None:
         command += ["--per-class", str(args.per_class)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -270,7 +278,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--run", default="simclr-none")
-    parser.add_argument("--seed", type=int, help="default: the first of params.seeds")
+    parser.add_argument("--seed", type=int, help="one seed (the same as --seeds S)")
+    parser.add_argument("--seeds", help="comma-separated seeds; default: params.seeds")
     parser.add_argument("--per-class", type=int,
                         help="train on this many images per class (a quick slice)")
     parser.add_argument("--sides", default=",".join(SIDES),
@@ -289,7 +298,7 @@ def main() -> None:
             params, run = load(args.params, args.run, args.per_class,
                                str(args.out / "beton") if args.per_class else None)
             if args.only == "eval":
-                answer = evaluate(params, args.out, sides)
+                answer = evaluate(params, args.out, sides, args.seed)
             elif args.only == "lightly":
                 answer = train_lightly(params, run, args.seed, args.out)
             else:
@@ -306,8 +315,7 @@ def main() -> None:
             out = Path(tmp)
             params, run = load(args.params, args.run, args.per_class,
                                str(out / "beton") if args.per_class else None)
-            if args.seed is None:
-                args.seed = params.seeds[0]
+            seeds = seeds_of(args, params)
             if "lightly" in sides and (why := lightly_mismatch(params, run)):
                 sys.exit(f"error: {why}")
             from momentum_ssl.data.convert import convert
@@ -316,10 +324,13 @@ def main() -> None:
             if not (beton_folder(params) / "meta.json").is_file():
                 convert(params)
             load_before = os.getloadavg()[0]
-            results = {side: child(args, side, out) for side in sides}
-            scores = child(args, "eval", out)
-            for side in sides:
-                results[side]["knn"] = scores[side]
+            results = {}  # (side, seed) -> answer
+            for seed in seeds:
+                for side in sides:
+                    results[side, seed] = child(args, side, out, seed)
+                scores = child(args, "eval", out, seed)
+                for side in sides:
+                    results[side, seed]["knn"] = scores[side]
     except ConfigError as err:
         sys.exit(f"error: {err}")
 
@@ -327,24 +338,59 @@ def main() -> None:
 
     params = resolve(params, run)  # the run's recipe, as both sides train it
     batch = params.loader.batch_size
-    print(f"one epoch of {args.run} (seed {args.seed}), {params.data.dataset}: "
+    seed_text = (f"seed {seeds[0]}" if len(seeds) == 1
+                 else f"seeds {', '.join(map(str, seeds))}")
+    print(f"one epoch of {args.run} ({seed_text}), {params.data.dataset}: "
           f"{params.data.train_per_class or 'all'} training images per class, "
           f"{params.augment.size}px, {params.model.backbone}, batch {batch}, "
           f"{params.loader.num_workers} workers; {machine()}; 1-min load average "
           f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
-    print_table(["side", "threads", "steps", "wall s", "loop s", "cpu s", "s/step", "images/s",
-                 f"k{K} weighted"],
-                [[side, r["threads"], r["steps"], r["wall_s"], r["loop_s"], r["cpu_s"],
+    print_table(["side", "seed", "threads", "steps", "wall s", "loop s", "cpu s", "s/step",
+                 "images/s", f"k{K} weighted"],
+                [[side, seed, r["threads"], r["steps"], r["wall_s"], r["loop_s"], r["cpu_s"],
                   r["wall_s"] / r["steps"], r["steps"] * batch / r["wall_s"], r["knn"]]
-                 for side, r in results.items()],
-                ["{}", "{}", "{}", "{:.1f}", "{:.1f}", "{:.1f}", "{:.3f}", "{:.0f}", "{:.4f}"])
-    if len(results) < 2:
+                 for (side, seed), r in results.items()],
+                ["{}", "{}", "{}", "{}", "{:.1f}", "{:.1f}", "{:.1f}", "{:.3f}", "{:.0f}",
+                 "{:.4f}"])
+    if len(sides) < 2:
         print(f"ratio lightly / momentum-ssl: not measured (only {sides[0]} ran)")
         return
-    mine, theirs = results["momentum-ssl"], results["lightly"]
-    print(f"ratio lightly / momentum-ssl wall time: {theirs['wall_s'] / mine['wall_s']:.2f}x; "
-          f"k{K} weighted kNN momentum-ssl - lightly: "
-          f"{100 * (mine['knn'] - theirs['knn']):+.2f} points")
+    print(comparison(results, seeds))
+
+
+def seeds_of(args, params) -> list[int]:
+    """--seed S, else --seeds, else the params' seeds."""
+    from momentum_ssl.config import ConfigError
+
+    if args.seed is not None:
+        return [args.seed]
+    if args.seeds is None:
+        return list(params.seeds)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds needs distinct seeds, got {args.seeds!r}")
+    return seeds
+
+
+def comparison(results: dict, seeds: list[int]) -> str:
+    """The last line: the summed wall times' ratio, and the kNN difference paired by seed."""
+    from momentum_ssl.stats import CONTRADICTED, SUPPORTED, paired, verdict
+
+    wall = {side: sum(results[side, seed]["wall_s"] for seed in seeds)
+            for side in ("momentum-ssl", "lightly")}
+    effect = paired({seed: 100 * results["momentum-ssl", seed]["knn"] for seed in seeds},
+                    {seed: 100 * results["lightly", seed]["knn"] for seed in seeds})
+    s = effect.summary
+    judged = {SUPPORTED: "better", CONTRADICTED: "worse"}.get(verdict(effect, "greater"),
+                                                              "inconclusive")
+    interval = ("one seed: no interval" if s.low is None
+                else f"mean of {s.n} seeds, 95% CI [{s.low:+.2f}, {s.high:+.2f}]")
+    ratio = wall["lightly"] / wall["momentum-ssl"]
+    return (f"ratio lightly / momentum-ssl wall time: {ratio:.2f}x; k{K} weighted kNN "
+            f"momentum-ssl - lightly: {s.mean:+.2f} points ({interval}): {judged}")
 
 
 if __name__ == "__main__":

@@ -82,12 +82,14 @@ def test_gpu_recipe_epoch_runs_the_cifar10_recipes_on_the_cpu():
 
 def test_peer_bench_trains_one_epoch_each_way_and_evaluates_both_backbones(tiny, tmp_path):
     """bench/peer.py (goal 3) on the tiny profile (digits, 160 training images: 5 steps of
-    32): the momentum-ssl side, the lightly side when lightly is installed (bench-only: `make
-    bench-peer`), and the evaluation. Both sides take the same steps with the same torch
-    threads, and the last line's ratio and kNN difference are the table's."""
+    32), at two seeds: the momentum-ssl side, the lightly side when lightly is installed
+    (bench-only: `make bench-peer`), and the evaluation. Both sides take the same steps with
+    the same torch threads; the last line's ratio is the summed wall times', and its kNN
+    difference the mean of the per-seed differences, with their interval and verdict."""
     import yaml
 
     from momentum_ssl.config import to_dict
+    from momentum_ssl.stats import summarize
 
     try:
         import lightly  # noqa: F401
@@ -97,16 +99,18 @@ def test_peer_bench_trains_one_epoch_each_way_and_evaluates_both_backbones(tiny,
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(to_dict(tiny), sort_keys=False))
     done = subprocess.run([sys.executable, str(BENCH / "peer.py"), "--params", str(path),
-                           "--sides", ",".join(sides)], capture_output=True, text=True)
+                           "--sides", ",".join(sides), "--seeds", "0,1"],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout.splitlines()
-    assert out[0].startswith("one epoch of simclr-none (seed 0), digits: 16 training images")
-    assert out[1].split() == ["side", "threads", "steps", "wall", "s", "loop", "s", "cpu", "s",
-                              "s/step", "images/s", "k20", "weighted"]
-    rows = {line.split()[0]: line.split() for line in out[2:2 + len(sides)]}
-    assert list(rows) == sides
-    assert len({row[1] for row in rows.values()}) == 1  # the same torch threads
-    for side, threads, steps, wall, loop, cpu, per_step, rate, knn in rows.values():
+    assert out[0].startswith("one epoch of simclr-none (seeds 0, 1), digits: 16 training images")
+    assert out[1].split() == ["side", "seed", "threads", "steps", "wall", "s", "loop", "s", "cpu",
+                              "s", "s/step", "images/s", "k20", "weighted"]
+    rows = {(line.split()[0], int(line.split()[1])): line.split()
+            for line in out[2:2 + 2 * len(sides)]}
+    assert sorted(rows) == sorted((side, seed) for side in sides for seed in (0, 1))
+    assert len({row[2] for row in rows.values()}) == 1  # the same torch threads
+    for side, seed, threads, steps, wall, loop, cpu, per_step, rate, knn in rows.values():
         assert steps == "5"
         assert 0 < float(loop) <= float(wall) < float(cpu) + 60  # cpu: the whole process's
         assert float(per_step) == pytest.approx(float(wall) / 5, abs=0.011)
@@ -116,14 +120,20 @@ def test_peer_bench_trains_one_epoch_each_way_and_evaluates_both_backbones(tiny,
         assert out[-1] == "ratio lightly / momentum-ssl: not measured (only momentum-ssl ran)"
         pytest.skip("the lightly side did not run: lightly is bench-only, installed by "
                     "`make bench-peer` (the momentum-ssl side and the evaluation passed)")
-    assert len(out) == 5
-    ratio, points = re.fullmatch(
+    assert len(out) == 7
+    ratio, points, low, high, judged = re.fullmatch(
         r"ratio lightly / momentum-ssl wall time: ([\d.]+)x; k20 weighted kNN momentum-ssl - "
-        r"lightly: ([+-][\d.]+) points", out[-1]).groups()
-    wall = {side: float(row[3]) for side, row in rows.items()}
-    knn = {side: float(row[-1]) for side, row in rows.items()}
+        r"lightly: ([+-][\d.]+) points \(mean of 2 seeds, 95% CI \[([+-][\d.]+), "
+        r"([+-][\d.]+)\]\): (better|worse|inconclusive)", out[-1]).groups()
+    wall = {side: sum(float(rows[side, seed][4]) for seed in (0, 1)) for side in sides}
+    differences = [100 * (float(rows["momentum-ssl", seed][-1]) - float(rows["lightly", seed][-1]))
+                   for seed in (0, 1)]
+    summary = summarize(differences)
     assert float(ratio) == pytest.approx(wall["lightly"] / wall["momentum-ssl"], rel=0.05)
-    assert float(points) == pytest.approx(100 * (knn["momentum-ssl"] - knn["lightly"]), abs=0.02)
+    assert float(points) == pytest.approx(summary.mean, abs=0.02)
+    assert (float(low), float(high)) == pytest.approx((summary.low, summary.high), abs=0.02)
+    assert judged == ("better" if summary.low > 0 else "worse" if summary.high < 0
+                      else "inconclusive")
 
 
 def test_pipeline_bench_times_the_step_three_ways_with_the_same_threads(tiny, tmp_path):
@@ -152,3 +162,24 @@ def test_pipeline_bench_times_the_step_three_ways_with_the_same_threads(tiny, tm
     ratio = float(re.fullmatch(r"ratio loader \+ step / model only: ([\d.]+)x \(goal <= 1.15x\)",
                                out[-1]).group(1))
     assert ratio == pytest.approx(seconds[1] / seconds[0], abs=0.01 + 0.05 * ratio)
+
+
+def test_peer_comparison_pairs_knn_by_seed_and_sums_the_wall_times():
+    import peer
+
+    def results(knn_mine, knn_theirs, wall_mine=2.0, wall_theirs=5.0):
+        out = {}
+        for seed, (mine, theirs) in enumerate(zip(knn_mine, knn_theirs)):
+            out["momentum-ssl", seed] = {"wall_s": wall_mine, "knn": mine}
+            out["lightly", seed] = {"wall_s": wall_theirs, "knn": theirs}
+        return out
+
+    one = peer.comparison(results([0.70], [0.72]), [0])
+    assert one == ("ratio lightly / momentum-ssl wall time: 2.50x; k20 weighted kNN "
+                   "momentum-ssl - lightly: -2.00 points (one seed: no interval): inconclusive")
+    # the same 2-point deficit at every seed is worse, with an interval of zero width
+    worse = peer.comparison(results([0.70, 0.71, 0.72], [0.72, 0.73, 0.74]), [0, 1, 2])
+    assert worse.endswith("-2.00 points (mean of 3 seeds, 95% CI [-2.00, -2.00]): worse")
+    # differences of +1, -1, +3: the interval holds 0
+    mixed = peer.comparison(results([0.71, 0.70, 0.73], [0.70, 0.71, 0.70]), [0, 1, 2])
+    assert mixed.endswith("): inconclusive") and "+1.00 points (mean of 3 seeds" in mixed
