@@ -58,6 +58,34 @@ def test_mlp_layouts():
         mlp([8])
 
 
+def test_simclr_projector_is_simclrs_code_unless_switched_off():
+    """SimCLR's ProjectionHead (google-research/simclr tf2/model.py): hidden BatchNorm, then an
+    output BatchNorm that scales but never shifts, after a Linear without bias; both switches
+    off give solo-learn's Linear-ReLU-Linear."""
+    import torch
+
+    from momentum_ssl.methods.simclr import SimCLR, SimCLRConfig
+
+    head = SimCLR(SimCLRConfig(proj_hidden=32, proj_out=4)).projector(8)
+    assert [type(m).__name__ for m in head] == ["Linear", "BatchNorm1d", "ReLU", "Linear",
+                                                "BatchNorm1d"]
+    out_linear, out_bn = head[3], head[4]
+    assert out_linear.bias is None and out_bn.affine
+    assert not out_bn.bias.requires_grad and out_bn.weight.requires_grad
+    optimizer = torch.optim.SGD([p for p in head.parameters() if p.requires_grad], lr=1.0,
+                                weight_decay=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        (head(torch.randn(16, 8)) * torch.randn(16, 4)).sum().backward()
+        optimizer.step()
+    assert torch.equal(out_bn.bias, torch.zeros(4))  # no shift, after training too
+    assert not torch.equal(out_bn.weight, torch.ones(4))  # the scale learns
+    solo = SimCLR(SimCLRConfig(proj_hidden=32, proj_out=4, proj_hidden_bn=False,
+                               proj_out_bn=False)).projector(8)
+    assert [type(m).__name__ for m in solo] == ["Linear", "ReLU", "Linear"]
+    assert solo[-1].bias is not None
+
+
 @pytest.mark.parametrize("name", ["resnet18", "resnet_tiny"])
 def test_zero_init_residual_starts_every_block_as_the_identity(name):
     from torchvision.models import resnet

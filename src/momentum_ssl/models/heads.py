@@ -8,11 +8,12 @@ from torch import nn
 
 
 def mlp(dims: Sequence[int], *, hidden_bn: bool = True, hidden_bias: bool = True,
-        last_bn: bool = False, last_bn_affine: bool = True, last_bias: bool = True
-        ) -> nn.Sequential:
+        last_bn: bool = False, last_bn_affine: bool = True, last_bias: bool = True,
+        last_bn_center: bool = True) -> nn.Sequential:
     """Linear layers through ``dims`` (input, hidden..., output). Hidden layers: Linear,
     optional BatchNorm, ReLU. The last: Linear, optional BatchNorm (e.g. MoCo v3's
-    affine-free one). ``mlp([512, 4096, 256])`` is BYOL's projector on a ResNet-18."""
+    affine-free one; ``last_bn_center=False``: a scale but no shift, SimCLR's). ``mlp([512,
+    4096, 256])`` is BYOL's projector on a ResNet-18."""
     if len(dims) < 2:
         raise ValueError(f"an MLP needs at least input and output sizes, got {list(dims)}")
     layers: list[nn.Module] = []
@@ -21,7 +22,10 @@ def mlp(dims: Sequence[int], *, hidden_bn: bool = True, hidden_bias: bool = True
         layers.append(nn.Linear(d_in, d_out, bias=last_bias if last else hidden_bias))
         if last:
             if last_bn:
-                layers.append(nn.BatchNorm1d(d_out, affine=last_bn_affine))
+                norm = nn.BatchNorm1d(d_out, affine=last_bn_affine)
+                if last_bn_affine and not last_bn_center:
+                    norm.bias.requires_grad_(False)  # stays 0: no shift to learn
+                layers.append(norm)
         else:
             if hidden_bn:
                 layers.append(nn.BatchNorm1d(d_out))
