@@ -120,6 +120,10 @@ def test_pretrain_logs_knn_at_eval_every_and_epoch_ends_and_health_every_log(tin
     assert ("byol-full epoch 2: kNN monitor (k5_weighted, 100 train / 30 test images) "
             "student ") in printed and "% of the epoch" not in printed
     assert "s of the epoch's" in printed
+    # the set-up (subsets, scikit-learn's import) is printed once, on the first epoch's line
+    lines = [line for line in printed.splitlines() if ": kNN monitor (" in line]
+    assert len(lines) == 2 and "after a set-up of " in lines[0]
+    assert "set-up" not in lines[1]
 
 
 def test_sizes_of_zero_turn_the_monitor_off(tiny, tmp_path, capsys):
