@@ -183,7 +183,7 @@ def _print_transfer(out) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     """extract, probe and transfer of one grid run or baseline in one process: the DAG's
-    stage (each is also a stage of its own). One process pays the imports (torch,
+    stage (each is also a command of its own). One process pays the imports (torch,
     scikit-learn, pyarrow: about 2 s) and DVC's bookkeeping (about 1.3 s a stage) once,
     not three times."""
     from .features import extract, needs_accelerator

@@ -109,8 +109,8 @@ class KnnMonitor:
         if not active or cfg.monitor_train == 0 or cfg.monitor_test == 0:
             return _Inactive()
         started = time.perf_counter()
-        # knn_probe's scikit-learn, imported here (0.9 s on 2 cores, once a process) so that
-        # the set-up, not the first evaluation, pays for it: each epoch's line then shows what
+        # knn_probe's scikit-learn, imported here (about 0.7 s on 2 cores, once a process) so
+        # that the set-up, not the first evaluation, pays for it: each epoch's line shows what
         # the evaluations cost, and the set-up is printed once beside it
         import sklearn.neighbors  # noqa: F401
         train = load_subset(params, "train", cfg.monitor_train, device)
