@@ -62,8 +62,7 @@ EVALUATION = ("evaluate", "extract", "probe", "transfer")
 
 def evaluation_ratio(by_kind: dict[str, list[float]]) -> float:
     """All evaluation (the evaluate stages: extract, probe and transfer of the runs and the
-    baselines) over all
-    pretraining, in seconds: issue 15's goal 2 (at most 0.5x)."""
+    baselines) over all pretraining, in seconds: issue 15's goal 2 (at most 0.5x)."""
     evaluation = sum(sum(t) for kind, t in by_kind.items() if kind.split()[0] in EVALUATION)
     return evaluation / sum(by_kind["pretrain"])
 
@@ -100,8 +99,7 @@ def main() -> None:
     print(f"peak memory: {done.peak_tree_bytes / 1e9:.2f} GB (process tree), largest process "
           f"{done.peak_process_bytes / 1e9:.2f} GB; goal <= 20 min and <= 4 GB")
     print(f"evaluation (evaluate: extract, probe, transfer of the runs and baselines) / "
-          f"pretraining: "
-          f"{evaluation_ratio(by_kind):.2f}x (goal <= 0.5x)")
+          f"pretraining: {evaluation_ratio(by_kind):.2f}x (goal <= 0.5x)")
     print(f"ratio to the goal: time {done.seconds / GOAL_S:.2f}x, memory "
           f"{done.peak_tree_bytes / GOAL_BYTES:.2f}x")
 

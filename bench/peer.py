@@ -205,32 +205,17 @@ def train_lightly(params, run, seed: int, out: Path) -> dict:
 
 
 def split_features(params, backbone, split: str) -> tuple:
-    """Pooled features of every image of ``split`` without augmentation, and the labels:
-    ``EvalTransform`` of the raw pixels when the file stores them so (what the eval loader
-    yields, without compiling an FFCV pipeline), else the eval loader."""
-    import numpy as np
+    """Pooled features of every image of ``split`` without augmentation, and the labels, as
+    the extract stage reads them (``eval_batches``: raw pixels straight from the file when
+    stored so, else the eval loader)."""
     import torch
 
-    from momentum_ssl.data.augment import EvalTransform
-    from momentum_ssl.data.convert import read_meta
-    from momentum_ssl.data.loaders import (beton_folder, beton_records, eval_loader,
-                                           read_labels, read_raw_images)
+    from momentum_ssl.data.loaders import eval_batches
     from momentum_ssl.features import SingleEncoder, encode
 
-    folder = beton_folder(params)
-    checked = beton_records(folder, split)
-    labels = read_labels(folder, split, checked)
-    images = read_raw_images(folder, split, np.arange(len(labels)), checked)
-    if images is None:
-        columns, labels = encode(SingleEncoder(backbone), eval_loader(params, split),
-                                 torch.device("cpu"))
-        return columns["student"], labels
-    meta = read_meta(folder)
-    transform = EvalTransform(params.augment.size, meta["mean"], meta["std"])
-    with torch.no_grad():
-        features = [backbone(transform(torch.from_numpy(images[i:i + 1024]).permute(0, 3, 1, 2)))
-                    for i in range(0, len(images), 1024)]
-    return torch.cat(features).numpy(), labels
+    columns, labels = encode(SingleEncoder(backbone), eval_batches(params, split),
+                             torch.device("cpu"))
+    return columns["student"], labels
 
 
 def evaluate(params, out: Path, sides: list[str], seed: int) -> dict:

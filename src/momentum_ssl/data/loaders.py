@@ -213,9 +213,6 @@ class RawImages:
         shape = (int(images["height"][0]), int(images["width"][0]), 3)
         return cls(path, images["data_ptr"].astype(np.int64), shape)
 
-    def __len__(self) -> int:
-        return len(self.pointers)
-
     def __getitem__(self, indices) -> np.ndarray:
         """(n, H, W, 3) uint8 of samples ``indices``."""
         size = self.shape[0] * self.shape[1] * 3
