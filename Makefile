@@ -26,7 +26,7 @@ test: setup
 
 # One script per speed claim (README, "Benchmarks"); each prints a table with its ratio last.
 # bench-quick leaves out the end-to-end run (a clean `dvc repro` of the embedded default, about
-# 16 minutes here) and the no-op reruns that reuse its temporary clone.
+# 5 minutes here) and the no-op reruns that reuse its temporary clone.
 bench: bench-quick
 	@dir=$$(mktemp -d -t momentum-ssl-bench.XXXXXX) && trap 'rm -rf "$$dir"' EXIT && \
 	  set -x && $(PY) bench/e2e.py --dir "$$dir/repo" && $(PY) bench/noop.py --dir "$$dir/repo"
@@ -38,6 +38,7 @@ bench-quick: setup
 	$(PY) bench/step.py
 	$(PY) bench/ema.py
 	$(PY) bench/probes.py
+	$(PY) bench/flops.py
 	$(PY) bench/gpu.py
 	$(MAKE) bench-peer
 

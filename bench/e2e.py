@@ -9,7 +9,9 @@ must not exist), so no earlier result, DVC cache or run-cache entry is reused, a
 set-up is done. The clone's own sources are imported (PYTHONPATH), not this checkout's. Each
 stage's seconds run from its "Running stage" line to the next one; peak memory is the RSS of
 the whole process tree (DVC and the stage it runs), sampled every 0.2 s. Goal: at most 20
-minutes and 4 GB on 2 cores. ``DIR`` is kept, up to date, for bench/noop.py.
+minutes and 4 GB on 2 cores. After the run, the floating-point work of the DAG's pretraining and
+evaluation (bench/flops.py) and the rates this machine runs it at: how many of the stages'
+seconds are arithmetic. ``DIR`` is kept, up to date, for bench/noop.py.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+import flops
 from common import ROOT, machine, measured, print_table
 
 GOAL_S, GOAL_BYTES = 20 * 60, 4e9
@@ -60,11 +63,15 @@ def kind(stage: str) -> str:
 EVALUATION = ("evaluate", "extract", "probe", "transfer")
 
 
+def evaluation_seconds(by_kind: dict[str, list[float]]) -> float:
+    """All evaluation: the evaluate stages (extract, probe and transfer) of the runs and the
+    baselines."""
+    return sum(sum(t) for kind, t in by_kind.items() if kind.split()[0] in EVALUATION)
+
+
 def evaluation_ratio(by_kind: dict[str, list[float]]) -> float:
-    """All evaluation (the evaluate stages: extract, probe and transfer of the runs and the
-    baselines) over all pretraining, in seconds: issue 15's goal 2 (at most 0.5x)."""
-    evaluation = sum(sum(t) for kind, t in by_kind.items() if kind.split()[0] in EVALUATION)
-    return evaluation / sum(by_kind["pretrain"])
+    """All evaluation over all pretraining, in seconds: issue 15's goal 2 (at most 0.5x)."""
+    return evaluation_seconds(by_kind) / sum(by_kind["pretrain"])
 
 
 def main() -> None:
@@ -98,6 +105,13 @@ def main() -> None:
     print(f"report: {dest / 'results' / 'report.md'}; {best[0] if best else 'no best run'}")
     print(f"peak memory: {done.peak_tree_bytes / 1e9:.2f} GB (process tree), largest process "
           f"{done.peak_process_bytes / 1e9:.2f} GB; goal <= 20 min and <= 4 GB")
+    # after the timed run: the floating-point work of its stages, and this machine's rates
+    from momentum_ssl.config import load_params
+
+    os.chdir(dest)
+    params = load_params("params.yaml")
+    print(flops.arithmetic_line(flops.work(params), flops.rates(params),
+                                evaluation_seconds(by_kind), sum(by_kind["pretrain"])))
     print(f"evaluation (evaluate: extract, probe, transfer of the runs and baselines) / "
           f"pretraining: {evaluation_ratio(by_kind):.2f}x (goal <= 0.5x)")
     print(f"ratio to the goal: time {done.seconds / GOAL_S:.2f}x, memory "

@@ -40,16 +40,23 @@ THREADS = os.cpu_count() or 1  # torch's own default; importing FFCV lowers it t
 
 
 def _setup(params_path: str, run_name: str):
+    from momentum_ssl.config import load_params
+
+    params = load_params(params_path)
+    run = {r.name: r for r in params.grid}[run_name]
+    return setup(params, run, params.seeds[0])
+
+
+def setup(params, run, seed: int):
+    """(resolved params, loader, learner, optimizer) of ``run`` trained with ``seed``."""
     import torch
 
-    from momentum_ssl.config import load_params, resolve, with_seed
+    from momentum_ssl.config import resolve, with_seed
     from momentum_ssl.data.loaders import train_loader
     from momentum_ssl.learner import build_learner
     from momentum_ssl.train import build_optimizer
 
-    params = load_params(params_path)
-    run = {r.name: r for r in params.grid}[run_name]
-    params = resolve(with_seed(params, params.seeds[0]), run)
+    params = resolve(with_seed(params, seed), run)
     torch.manual_seed(params.seed)
     loader = train_loader(params)  # imports FFCV, which sets torch's threads: set them after
     torch.set_num_threads(THREADS)
@@ -66,6 +73,23 @@ def _step(learner, optimizer, x1, x2) -> None:
     learner.update_teacher(0.99)
 
 
+def model_step(loader, learner, optimizer, steps: int) -> tuple[float, int]:
+    """(median seconds, number) of ``steps`` training steps on batches the loader made
+    beforehand and that are held in memory, after 3 warm-up steps."""
+    batches = []
+    for x1, x2, _ in loader:
+        batches.append((x1, x2))
+        if len(batches) == steps + WARMUP:
+            break
+    learner.train()
+    times = []
+    for x1, x2 in batches:
+        start = time.perf_counter()
+        _step(learner, optimizer, x1, x2)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[WARMUP:]), len(times) - WARMUP
+
+
 def measure(kind: str, params_path: str, run_name: str, steps: int) -> dict:
     import torch
 
@@ -73,18 +97,8 @@ def measure(kind: str, params_path: str, run_name: str, steps: int) -> dict:
     if len(loader) <= WARMUP:
         raise SystemExit(f"only {len(loader)} batches an epoch: too few to time")
     learner.train()
-    times = []
     if kind == "model":
-        batches = []
-        for x1, x2, _ in loader:
-            batches.append((x1, x2))
-            if len(batches) == steps + WARMUP:
-                break
-        for x1, x2 in batches:
-            start = time.perf_counter()
-            _step(learner, optimizer, x1, x2)
-            times.append(time.perf_counter() - start)
-        seconds, count = statistics.median(times[WARMUP:]), len(times) - WARMUP
+        seconds, count = model_step(loader, learner, optimizer, steps)
     else:
         start = None
         count = 0

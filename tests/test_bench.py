@@ -15,6 +15,7 @@ sys.path.insert(0, str(BENCH))
 
 import common  # noqa: E402
 import e2e  # noqa: E402
+import flops  # noqa: E402
 
 
 def test_stage_seconds_run_from_one_running_stage_line_to_the_next():
@@ -120,7 +121,16 @@ def test_peer_bench_trains_one_epoch_each_way_and_evaluates_both_backbones(tiny,
         assert out[-1] == "ratio lightly / momentum-ssl: not measured (only momentum-ssl ran)"
         pytest.skip("the lightly side did not run: lightly is bench-only, installed by "
                     "`make bench-peer` (the momentum-ssl side and the evaluation passed)")
-    assert len(out) == 7
+    assert len(out) == 8
+    # the ceiling: lightly's wall time over momentum-ssl's model step alone, its epochs
+    model_s, floor, ceiling = re.fullmatch(
+        r"momentum-ssl's model step alone \(batches in memory\): ([\d., ]+) s, ([\d.]+) s for "
+        r"the epochs; lightly's wall time over that: ([\d.]+)x, the most this ratio can reach "
+        r"with no set-up and no loader", out[-2]).groups()
+    steps = [float(v) for v in model_s.split(", ")]
+    assert len(steps) == 2 and float(floor) == pytest.approx(5 * sum(steps), abs=0.06)
+    lightly_wall = sum(float(rows["lightly", seed][4]) for seed in (0, 1))
+    assert float(ceiling) == pytest.approx(lightly_wall / (5 * sum(steps)), rel=0.1)
     ratio, points, low, high, judged = re.fullmatch(
         r"ratio lightly / momentum-ssl wall time: ([\d.]+)x; k20 weighted kNN momentum-ssl - "
         r"lightly: ([+-][\d.]+) points \(mean of 2 seeds, 95% CI \[([+-][\d.]+), "
@@ -183,3 +193,91 @@ def test_peer_comparison_pairs_knn_by_seed_and_sums_the_wall_times():
     # differences of +1, -1, +3: the interval holds 0
     mixed = peer.comparison(results([0.71, 0.70, 0.73], [0.70, 0.71, 0.70]), [0, 1, 2])
     assert mixed.endswith("): inconclusive") and "+1.00 points (mean of 3 seeds" in mixed
+
+
+def test_flops_counts_steps_times_a_step_and_the_encoders_over_both_splits(tiny):
+    """bench/flops.py on the tiny profile (digits, 160 train / 40 test images at 8 px, 5
+    steps of 32 an epoch, 2 epochs): every cell, and each count against torch's counter run
+    here on the same shapes."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from momentum_ssl.config import resolve, with_seed
+    from momentum_ssl.learner import build_learner
+
+    cells = {c.name: c for c in flops.work(tiny)}
+    assert list(cells) == ["byol-full/s0", "byol-projector/s0", "simclr-none/s0", "raw",
+                           "random/s0"]
+    # a teacher that owns backbone blocks is a second encoder; a projector-only one is not
+    assert [c.encoders for c in cells.values()] == [2, 1, 1, 1, 1]
+    # raw pixels: nothing to train, the kNN's products over 8 x 8 gray pixels (one channel)
+    assert cells["raw"].pretrain == 0 and cells["raw"].evaluate == 2 * 160 * 40 * 64
+    run = {r.name: r for r in tiny.grid}["simclr-none"]
+    torch.manual_seed(0)
+    learner = build_learner(resolve(with_seed(tiny, 0), run), run).train()
+    x = torch.randn(32, 3, 8, 8)
+    with FlopCounterMode(display=False) as step:
+        loss, _ = learner(x, x)
+        loss.backward()
+    assert cells["simclr-none/s0"].pretrain == 10 * step.get_total_flops()
+    learner.eval()
+    with FlopCounterMode(display=False) as forward, torch.no_grad():
+        features = learner.backbone(x)
+    knn = 2 * 160 * 40 * features.shape[1]
+    assert cells["simclr-none/s0"].evaluate == pytest.approx(
+        forward.get_total_flops() / 32 * 200 + knn)
+    # the random-init backbone is the same network; byol-full encodes with two of it (and
+    # the teacher's forward runs its projector too) and searches twice
+    assert cells["random/s0"].evaluate == pytest.approx(cells["simclr-none/s0"].evaluate)
+    assert 2 * cells["simclr-none/s0"].evaluate < cells["byol-full/s0"].evaluate < (
+        2.01 * cells["simclr-none/s0"].evaluate)
+    assert flops.ratio(list(cells.values())) == pytest.approx(
+        sum(c.evaluate for c in cells.values()) / sum(c.pretrain for c in cells.values()))
+
+
+def test_flops_arithmetic_line_converts_counts_to_seconds_at_the_measured_rates():
+    cells = [flops.Work("a/s0", 1, 300e9, 100e9), flops.Work("raw", 1, 0.0, 20e9)]
+    line = flops.arithmetic_line(cells, {"encode": 40e9, "train": 100e9}, 9.0, 7.5)
+    assert line == ("arithmetic (bench/flops.py): evaluation 120 GFLOP at least, pretraining "
+                    "300 GFLOP: 0.40x; at the rates measured here (encoding 40, training step "
+                    "100 GFLOP/s) 3 s of the evaluate stages' 9 s and 3 s of the pretrain "
+                    "stages' 8 s")
+
+
+def test_flops_bench_prints_every_cell_and_the_ratio_of_its_totals(tiny, tmp_path):
+    import yaml
+
+    from momentum_ssl.config import to_dict
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(to_dict(tiny), sort_keys=False))
+    done = subprocess.run([sys.executable, str(BENCH / "flops.py"), "--params", str(path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout.splitlines()
+    assert out[0].startswith(f"floating-point work of {path}: 3 runs x 1 seeds")
+    rows = {line.split()[0]: line.split() for line in out[2:8]}
+    assert list(rows) == ["byol-full/s0", "byol-projector/s0", "simclr-none/s0", "raw",
+                          "random/s0", "total"]
+    pretrain, evaluate = float(rows["total"][1]), float(rows["total"][2])
+    assert pretrain == pytest.approx(sum(float(r[2]) for n, r in rows.items() if n != "total"),
+                                     abs=0.3)
+    assert re.fullmatch(r"rates, \d+ threads: training step \d+ GFLOP/s \(.*\), encoding \d+ "
+                        r"GFLOP/s; at these rates .*", out[-2])
+    ratio = float(re.fullmatch(r"ratio evaluation / pretraining FLOPs: ([\d.]+)x \(claim 5b's "
+                               r"goal: <= 0.5x of the time\)", out[-1]).group(1))
+    assert ratio == pytest.approx(evaluate / pretrain, abs=0.01)
+
+
+def test_peer_ceiling_is_lightlys_wall_time_over_the_model_steps_alone():
+    import peer
+
+    results = {("momentum-ssl", 0): {"steps": 100, "model_step_s": 0.02, "wall_s": 3.0},
+               ("momentum-ssl", 1): {"steps": 100, "model_step_s": 0.03, "wall_s": 3.5},
+               ("lightly", 0): {"wall_s": 10.0}, ("lightly", 1): {"wall_s": 12.5}}
+    assert peer.ceiling(results, [0, 1]) == (
+        "momentum-ssl's model step alone (batches in memory): 0.0200, 0.0300 s, 5.0 s for the "
+        "epochs; lightly's wall time over that: 4.50x, the most this ratio can reach with no "
+        "set-up and no loader")
+    results["momentum-ssl", 1]["model_step_s"] = None  # too few batches to time it
+    assert peer.ceiling(results, [0, 1]) is None
