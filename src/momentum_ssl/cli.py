@@ -240,7 +240,8 @@ def _params(args: argparse.Namespace) -> None:
 
 STAGES = {
     "convert": (_convert, "convert params.data.dataset to data/beton/<dataset>/*.beton"),
-    "plan": (_plan, "write the params one grid run depends on to results/plan/<run>.yaml"),
+    "plan": (_plan, "write the params one grid run reads at one seed to "
+                    "results/plan/<run>/s<seed>.yaml"),
     "pretrain": (_pretrain, "pretrain one grid run (--run NAME), resuming if it was stopped"),
     "extract": (_extract, "features of a grid run or baseline (raw, random) to Parquet"),
     "probe": (_probe, "kNN and logistic probes of a grid run's or baseline's features"),
