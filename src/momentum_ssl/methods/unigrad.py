@@ -55,7 +55,10 @@ class UniGrad(Method):
         """F <- rho F + (1 - rho) (u1_t^T u1_t + u2_t^T u2_t) / 2N, averaged over ranks; the
         first batch sets F, as the reference code does."""
         u1_t, u2_t = u1_t.float(), u2_t.float()
-        batch = all_reduce_mean((u1_t.T @ u1_t + u2_t.T @ u2_t) / (2 * len(u1_t)))
+        # in fp32 under bf16 autocast too: autocast would run these products in bf16 whatever
+        # their inputs' dtype (the CPU path has no autocast: the same bits there)
+        with torch.autocast(u1_t.device.type, enabled=False):
+            batch = all_reduce_mean((u1_t.T @ u1_t + u2_t.T @ u2_t) / (2 * len(u1_t)))
         if bool(self.F_ready):
             self.F.mul_(self.cfg.rho).add_(batch, alpha=1 - self.cfg.rho)
         else:
