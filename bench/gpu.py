@@ -77,9 +77,12 @@ def main() -> None:
             else f"CPU, {torch.get_num_threads()} threads")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    rows = [[method, images_per_second(method, args.batch, args.steps, args.warmup, device,
-                                       args.compile)]
-            for method in args.methods.split(",")]
+    rows = []
+    for method in args.methods.split(","):
+        rows.append([method, images_per_second(method, args.batch, args.steps, args.warmup,
+                                               device, args.compile)])
+        # at once: a run stopped by a time limit keeps the methods already measured
+        print(f"{method}: {rows[-1][1]:.0f} images/s on {name}", flush=True)
     print(f"pretraining throughput on {name}: ResNet-18 (CIFAR stem) at 32x32, full-scope EMA, "
           f"batch {args.batch} x 2 views, bf16 autocast, channels_last"
           f"{', torch.compile' if args.compile else ''}, {args.steps} steps after "

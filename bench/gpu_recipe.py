@@ -115,10 +115,15 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.images, 32, 32, 3), dtype=torch.uint8, generator=gen)
-    rows = [one_epoch(params, m, images, device, args.warmup, args.backbone, args.batch)
-            for m in args.methods.split(",")]
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"CPU, {torch.get_num_threads()} threads")
+    rows = []
+    for method in args.methods.split(","):
+        rows.append(one_epoch(params, method, images, device, args.warmup, args.backbone,
+                              args.batch))
+        # at once: a run stopped by a time limit keeps the methods already measured
+        print(f"{rows[-1]['run']}: {rows[-1]['images_s']:.0f} images/s, "
+              f"{rows[-1]['memory_gib']:.2f} GiB peak on {name}", flush=True)
     print(f"one epoch of {args.params}'s recipes on {name}: {args.images} synthetic CIFAR-format "
           f"images, bf16 autocast and channels_last on CUDA; {machine()}")
     print_table(["run", "optimizer", "lr", "batch", "steps", "images/s", "peak GiB",

@@ -61,8 +61,11 @@ def test_gpu_bench_runs_its_training_steps_on_the_cpu():
     out = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--device", "cpu", "--batch",
                           "4", "--steps", "1", "--warmup", "1", "--methods", "byol,mocov3"],
                          capture_output=True, text=True, check=True).stdout.splitlines()
-    assert out[1].split() == ["method", "images/s"]
-    assert [line.split()[0] for line in out[2:4]] == ["byol", "mocov3"]
+    # each method's figure as soon as it is measured, then the table
+    assert [re.fullmatch(r"(\w+): \d+ images/s on CPU, \d+ threads", line).group(1)
+            for line in out[:2]] == ["byol", "mocov3"]
+    assert out[3].split() == ["method", "images/s"]
+    assert [line.split()[0] for line in out[4:6]] == ["byol", "mocov3"]
     assert out[-1].startswith("ratio to the goal")
 
 
@@ -74,8 +77,11 @@ def test_gpu_recipe_epoch_runs_the_cifar10_recipes_on_the_cpu():
                           "--methods", "simsiam,barlow_twins", "--images", "96", "--batch",
                           "32", "--warmup", "1", "--backbone", "resnet_tiny"],
                          capture_output=True, text=True, check=True).stdout.splitlines()
-    assert out[1].split()[:3] == ["run", "optimizer", "lr"]
-    rows = [line.split() for line in out[2:4]]
+    assert [re.fullmatch(r"([\w-]+): \d+ images/s, [\d.]+ GiB peak on CPU, \d+ threads",
+                         line).group(1) for line in out[:2]] == ["simsiam-full",
+                                                                 "barlow_twins-full"]
+    assert out[3].split()[:3] == ["run", "optimizer", "lr"]
+    rows = [line.split() for line in out[4:6]]
     assert [r[:3] for r in rows] == [["simsiam-full", "sgd", "0.5"],
                                      ["barlow_twins-full", "lars", "0.3"]]
     assert all(r[4] == "3" for r in rows)  # 96 images / 32 = 3 steps

@@ -1,6 +1,7 @@
-"""The CUDA path: bf16 autocast, channels_last, the recipe's optimizers and the FFCV loader on
-the device. Skipped without a CUDA device (CI has none); bench/gpu_check.sh runs them on a GPU
-machine."""
+"""The CUDA path: bf16 autocast, channels_last, the recipe's optimizers, the seeded
+augmentations, the training loop's telemetry and (where ffcv and dvclive are installed) the
+whole loop on the device. Skipped without a CUDA device (CI has none); bench/gpu_check.sh runs
+them on a GPU machine."""
 
 import dataclasses
 import importlib.util
@@ -59,3 +60,48 @@ def test_pretrain_runs_on_cuda_through_the_ffcv_loader(tiny, tmp_path):
     state = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
     assert all(torch.isfinite(v).all() for v in state["learner"].values()
                if v.is_floating_point())
+
+
+def test_the_seeded_views_on_cuda_are_the_cpus():
+    """The loader's augmentations draw on the CPU and apply on the batch's device."""
+    from momentum_ssl.config import AugmentConfig
+    from momentum_ssl.data.augment import ViewAugment
+
+    x = torch.randint(0, 256, (64, 3, 20, 20), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0))
+    cfg = AugmentConfig(size=16, blur_p=(1.0, 0.1))
+    for v in (0, 1):
+        views = {}
+        for device in ("cpu", "cuda"):
+            view = ViewAugment(cfg, v, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]).to(device)
+            view.reseed(3, epoch=1)
+            views[device] = view(x.to(device))
+        assert views["cuda"].is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(views["cuda"].cpu(), views["cpu"], atol=1e-4, rtol=1e-4)
+
+
+def test_the_training_loops_telemetry_runs_on_cuda_under_bf16():
+    """Gradient stability and the health statistics (svdvals) of a bf16 step on the device."""
+    import math
+
+    from momentum_ssl.health import HealthMonitor
+    from momentum_ssl.telemetry import StabilityMonitor
+
+    params = small(load_params(REPO / "params/cifar10.yaml"))
+    learner = build_learner(params, RunSpec("byol", "full")).to(
+        "cuda", memory_format=torch.channels_last)
+    monitor = StabilityMonitor.attach(learner)
+    health = HealthMonitor.attach(learner, 0.1)
+    x = torch.rand(64, 3, 32, 32, device="cuda")
+    for _ in range(2):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss, logs = learner(x, x.flip(3))
+        loss.backward()
+        monitor.step()
+    norms = monitor.latest()
+    assert set(norms) == set(monitor.names) and all(math.isfinite(v) and v > 0
+                                                    for v in norms.values())
+    stats = health.measure()
+    assert 0 < stats["z_std"] <= 1 / math.sqrt(health.dim) + 1e-6
+    assert 1 <= stats["erank_y"] <= 64 and 1 <= stats["erank_z"] <= 64
+    assert all(math.isfinite(float(v)) for v in logs.values())
