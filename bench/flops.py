@@ -62,13 +62,19 @@ def splits(params):
     return meta["splits"]["train"]["num_samples"], meta["splits"]["test"]["num_samples"], x
 
 
-def raw_size(params) -> int:
-    """The raw baseline's feature size: the pixels extract keeps (one channel of gray ones)."""
-    from momentum_ssl.data.loaders import eval_batches
+def raw_size(batch) -> int:
+    """The raw baseline's feature size for a ``batch`` of evaluation images: the pixels extract
+    keeps (one channel of gray ones)."""
     from momentum_ssl.features import single_channel
 
-    x, _ = next(iter(eval_batches(params, "test")))
-    return single_channel(x.flatten(1).numpy()).shape[1]
+    return single_channel(batch.flatten(1).numpy()).shape[1]
+
+
+def forward_backward(learner, x1, x2) -> None:
+    """What a training step computes besides the optimiser: the loss of both views and its
+    backward."""
+    loss, _ = learner(x1, x2)
+    loss.backward()
 
 
 def evaluation_flops(encoder, like, n_train: int, n_test: int) -> tuple[float, int]:
@@ -101,18 +107,13 @@ def work(params) -> list[Work]:
             torch.manual_seed(seed)
             learner = build_learner(resolved, run).train()
             x1, x2 = torch.randn_like(like), torch.randn_like(like)
-
-            def step():
-                loss, _ = learner(x1, x2)
-                loss.backward()
-
-            train = count(step) * steps
+            train = count(lambda: forward_backward(learner, x1, x2)) * steps
             learner.eval()
             with torch.no_grad():
                 evaluate, encoders = evaluation_flops(Encoders(learner), like, n_train,
                                                       n_test)
             cells.append(Work(f"{run.name}/s{seed}", encoders, train, evaluate))
-    knn_raw = 2.0 * n_train * n_test * raw_size(params)
+    knn_raw = 2.0 * n_train * n_test * raw_size(like)
     cells.append(Work("raw", len(PixelEncoder.names), 0.0, knn_raw))
     for seed in params.seeds:
         with torch.no_grad():
@@ -150,6 +151,7 @@ def rates(params, repeats: int = 10, warmup: int = 3) -> dict[str, float]:
     from momentum_ssl.features import SingleEncoder
     from momentum_ssl.learner import build_learner
     from momentum_ssl.train import build_optimizer
+    from pipeline import train_step
 
     _, _, like = splits(params)
     run = params.grid[0]
@@ -157,13 +159,6 @@ def rates(params, repeats: int = 10, warmup: int = 3) -> dict[str, float]:
     learner = build_learner(resolved, run).train()
     optimizer = build_optimizer(learner, resolved.pretrain, 0.01)
     x1, x2 = torch.randn_like(like), torch.randn_like(like)
-
-    def step():
-        loss, _ = learner(x1, x2)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        learner.update_teacher(0.99)
 
     def timed(fn) -> float:
         times = []
@@ -173,12 +168,8 @@ def rates(params, repeats: int = 10, warmup: int = 3) -> dict[str, float]:
             times.append(time.perf_counter() - start)
         return statistics.median(times[warmup:])
 
-    def backward_of_step():
-        loss, _ = learner(x1, x2)
-        loss.backward()
-
-    step_flops = count(backward_of_step)
-    step_s = timed(step)
+    step_flops = count(lambda: forward_backward(learner, x1, x2))
+    step_s = timed(lambda: train_step(learner, optimizer, x1, x2))
     encoder = SingleEncoder(learner.backbone).eval()
     encode_flops = count(lambda: encoder(x1))
     encode_s = timed(lambda: encoder(x1))

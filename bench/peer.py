@@ -23,8 +23,8 @@ Each side runs in its own process (``import ffcv`` sets torch's threads to 1 and
 sets them to ``loader.num_workers``: one side's imports must not reach the other), both with
 torch's default thread count (one per core; momentum-ssl's loader keeps it on raw datasets,
 which it reads without FFCV), printed per side. The evaluation, in a third process and in
-neither wall time, is identical for both: the trained backbone's features of the train and test images
-without augmentation (the eval loader), then the weighted kNN at k = 20 with
+neither wall time, is identical for both: the trained backbone's features of the train and
+test images without augmentation (the eval loader), then the weighted kNN at k = 20 with
 ``probe.temperature``. ``--per-class K`` trains on K images per class instead (converted into
 a temporary folder): a quick slice for development. Prints a table (with "cpu s", the CPU
 seconds of each side's process and its loader workers, imports included, which other work on a

@@ -65,7 +65,9 @@ def setup(params, run, seed: int):
     return params, loader, learner, optimizer
 
 
-def _step(learner, optimizer, x1, x2) -> None:
+def train_step(learner, optimizer, x1, x2) -> None:
+    """One training step as the loop takes it: forward of both views, backward, optimiser
+    step, EMA update."""
     loss, _ = learner(x1, x2)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -85,7 +87,7 @@ def model_step(loader, learner, optimizer, steps: int) -> tuple[float, int]:
     times = []
     for x1, x2 in batches:
         start = time.perf_counter()
-        _step(learner, optimizer, x1, x2)
+        train_step(learner, optimizer, x1, x2)
         times.append(time.perf_counter() - start)
     return statistics.median(times[WARMUP:]), len(times) - WARMUP
 
@@ -105,7 +107,7 @@ def measure(kind: str, params_path: str, run_name: str, steps: int) -> dict:
         for i, (x1, x2, _) in enumerate(loader):
             if i == WARMUP:
                 start, count = time.perf_counter(), 0
-            _step(learner, optimizer, x1, x2)
+            train_step(learner, optimizer, x1, x2)
             count += 1
         seconds = (time.perf_counter() - start) / count
     return {"kind": kind, "seconds": seconds, "steps": count,
