@@ -31,7 +31,9 @@ def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__",
                                                                              "*.egg-info"))
-    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copytree(REPO / "workflow", repo / "workflow")
+    for name in ("dvc.yaml", "Snakefile"):
+        shutil.copy(REPO / name, repo / name)
     params = copy.deepcopy(repo_params_dict())
     for name, values in TINY.items():
         if isinstance(values, dict) and name != "grid":
@@ -75,6 +77,18 @@ def test_a_residual_weight_change_reruns_only_the_residual_run(repo):
                                 "pretrain@byol-full-res-0", "evaluate@byol-full-res-0",
                                 "report"}
     assert "up to date" in dvc(root, "status").stdout
+
+
+def test_snakemake_reuses_what_dvc_ran(repo):
+    """After `dvc repro` and a params change that DVC reran (the plan stages of every run ran,
+    only one plan's bytes changed), Snakemake finds nothing to do: the plans whose content did
+    not change kept their mtime (written only when their bytes change, persist in dvc.yaml)."""
+    root, _ = repo
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "--cores", "2"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Nothing to be done" in done.stdout + done.stderr, done.stdout
 
 
 def test_adding_a_seed_runs_only_that_seeds_stages(repo):

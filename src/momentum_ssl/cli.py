@@ -55,6 +55,16 @@ def _seed(params, args: argparse.Namespace) -> int | None:
     return args.seed
 
 
+def _load_for_torch(args: argparse.Namespace):
+    """The params of a stage that runs torch, with the ``compute`` section's thread count and
+    CUDA determinism applied (its CPU pins were set before torch loaded, in ``__main__``)."""
+    from .compute import configure
+
+    params = load_params(args.params)
+    configure(params.compute, params.pretrain.device)
+    return params
+
+
 def _plan(args: argparse.Namespace) -> None:
     import yaml
 
@@ -66,8 +76,13 @@ def _plan(args: argparse.Namespace) -> None:
     run, seed = _grid_run(params, args), _seed(params, args)
     path = plan_file(cell(run.name, seed))
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump(run_params(with_seed(params, seed), run),
-                                           sort_keys=False))
+    text = yaml.safe_dump(run_params(with_seed(params, seed), run), sort_keys=False)
+    # the same bytes are not written again: the file's mtime, which Snakemake reruns on, moves
+    # only with its content (dvc.yaml keeps it in place while the stage runs: persist)
+    if path.is_file() and path.read_text() == text:
+        print(f"{path} is up to date")
+        return
+    atomic_write_text(path, text)
     print(f"wrote {path}")
 
 
@@ -113,7 +128,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
     from .train import pretrain
 
-    params = load_params(args.params)
+    params = _load_for_torch(args)
     run, seed = _grid_run(params, args), _seed(params, args)
     _check_plan(params, run, seed, args.params)
     gpus = _claim_gpus(params, run.gpus if "WORLD_SIZE" not in os.environ else 1)
@@ -137,7 +152,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 def _extract(args: argparse.Namespace) -> None:
     from .features import extract, needs_accelerator
 
-    params = load_params(args.params)
+    params = _load_for_torch(args)
     _grid_run(params, args, baselines=True)
     seed = _seed(params, args)
     if needs_accelerator(args.run):
@@ -148,7 +163,7 @@ def _extract(args: argparse.Namespace) -> None:
 def _probe(args: argparse.Namespace) -> None:
     from .probes import probe
 
-    params = load_params(args.params)
+    params = _load_for_torch(args)
     _grid_run(params, args, baselines=True)
     _print_probe(probe(params, args.run, seed=_seed(params, args)))
 
@@ -166,7 +181,7 @@ def _transfer(args: argparse.Namespace) -> None:
     from .features import needs_accelerator
     from .transfer import transfer
 
-    params = load_params(args.params)
+    params = _load_for_torch(args)
     _grid_run(params, args, baselines=True)
     seed = _seed(params, args)
     if needs_accelerator(args.run):
@@ -190,7 +205,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .probes import probe
     from .transfer import transfer
 
-    params = load_params(args.params)
+    params = _load_for_torch(args)
     _grid_run(params, args, baselines=True)
     seed = _seed(params, args)
     if needs_accelerator(args.run):
@@ -203,7 +218,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from .export import export
 
-    params = load_params(args.params)
+    params = _load_for_torch(args)
     run = _grid_run(params, args)
     path = export(params, run.name, args.teacher, args.out, _seed(params, args))
     meta = json.loads(path.read_text())

@@ -317,6 +317,28 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """Section ``compute``: how the kernels run (compute.py, docs/REPRODUCIBILITY.md). Every
+    value changes a run's bits, so each run's plan holds the section."""
+
+    # CPU kernels pinned to AVX2 in every library (ATen, oneDNN, MKL's CNR branch, OpenBLAS,
+    # numpy, numba): the same bits on any x86-64 CPU since 2013. false: each library takes the
+    # machine's widest kernels (faster on AVX-512; bench/portable.py measures it).
+    portable: bool = True
+    # intra-op threads of torch and OpenMP; a reduction split over more threads sums in another
+    # order. null: torch's default (one per core), so results then depend on the core count.
+    threads: Optional[int] = None
+    # CUDA only: deterministic algorithms, cuDNN without benchmark, cuBLAS' fixed workspace. Two
+    # runs of one seed on the same GPU type then give the same weights, at a cost the GPU check
+    # measures (bench/gpu_check.sh).
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.threads is None or self.threads >= 1, "threads",
+                 f"must be null or >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One cell of the experiment grid: a method trained with one momentum variant."""
 
@@ -489,6 +511,7 @@ class Params:
     transfer: TransferConfig
     grid: tuple[RunSpec, ...]
     recipes: RecipesConfig = RecipesConfig()
+    compute: ComputeConfig = ComputeConfig()
     # Training seeds, a grid dimension: every grid run (and the random-init baseline) trains
     # once per seed, each in its own folder (<run>/s<seed>); ``seed`` above stays the seed of
     # the data (subsets, conversion). Paired differences over these seeds judge the claims.
@@ -684,7 +707,8 @@ def run_params(params: Params, run: RunSpec) -> dict:
     params.yaml, so a change reruns exactly the runs it touches."""
     resolved = resolve(params, run)
     out = {name: to_dict(getattr(resolved, name))
-           for name in ("seed", "data", "augment", "loader", "model", "pretrain", "momentum")}
+           for name in ("seed", "data", "augment", "loader", "model", "pretrain", "momentum",
+                        "compute")}
     if run.residual:
         out["residual"] = to_dict(params.residual)
     out["method"] = to_dict(getattr(resolved.methods, run.method))

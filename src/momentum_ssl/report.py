@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .artifacts import atomic_write_text, commit, corrupt, partial_path, read_json
 from .claims import NOT_TESTED, Verdict, judge
+from .compute import collect_provenance, render_provenance
 from .config import Params, RunSpec
 from .health import collapsed_epochs
 from .paths import BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag, \
@@ -525,10 +526,13 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     plot_claims(verdicts, plots / "claims.png")
     plot_knn(params, root, plots / "knn.png")
     plot_health(params, root, plots / "health.png")
-    atomic_write_text(root / "summary.json",
-                      json.dumps(_summary_json(collected, verdicts), indent=2,
-                                 sort_keys=True) + "\n")
+    machines = collect_provenance([(cell(run.name, seed), run_dir(cell(run.name, seed), root))
+                                   for run in params.grid for seed in params.seeds])
+    summary = _summary_json(collected, verdicts)
+    summary["provenance"] = machines
+    atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     out = root / "report.md"
-    atomic_write_text(out, render(params, collected, verdicts, blocks,
-                                  collapse_findings(params, root)))
+    text = render(params, collected, verdicts, blocks, collapse_findings(params, root))
+    atomic_write_text(out, text.rstrip("\n") + "\n\n" + "\n".join(render_provenance(machines))
+                      + "\n")
     return out

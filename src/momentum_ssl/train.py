@@ -25,6 +25,7 @@ collapse finding) at the same steps; after (7), the kNN monitor (monitor.py) eve
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -38,6 +39,7 @@ from tqdm import tqdm
 
 from .artifacts import atomic_torch_save, atomic_write_text
 from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
+from .compute import provenance
 from .config import (ConfigError, Params, RunSpec, params_hash, resolve, run_params,
                      to_dict, with_seed)
 from .data.loaders import train_loader
@@ -305,6 +307,9 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
         live.end()
         atomic_torch_save({"learner": learner.state_dict(), "run": to_dict(run),
                            "epochs": cfg.epochs, "params_hash": stamp}, out / "model.pt")
+        # where it ran: a difference between two machines' results explains itself
+        atomic_write_text(out / "provenance.json",
+                          json.dumps(provenance(params.compute, device), indent=2) + "\n")
         # done: a later rerun of this stage (say, after a code change) must not resume
         remove_checkpoints(checkpoint)
     if world > 1:

@@ -14,8 +14,8 @@ from .data.loaders import beton_folder
 from .paths import BASELINES, SEEDLESS, cell
 
 # the params sections each baseline's evaluate reads besides probe and transfer (as in dvc.yaml)
-_BASELINE_PARAMS = {"raw": ("data", "augment.size"),
-                    "random": ("seed", "data", "augment.size", "model")}
+_BASELINE_PARAMS = {"raw": ("data", "augment.size", "compute"),
+                    "random": ("seed", "data", "augment.size", "model", "compute")}
 
 
 @dataclass(frozen=True)

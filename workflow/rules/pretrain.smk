@@ -19,6 +19,7 @@ rule pretrain:
     output:
         "results/runs/{run}/s{seed}/model.pt",
         "results/runs/{run}/s{seed}/params.yaml",
+        "results/runs/{run}/s{seed}/provenance.json",
         "results/runs/{run}/s{seed}/dvclive/metrics.json",
         directory("results/runs/{run}/s{seed}/dvclive/plots/metrics"),
     resources:
