@@ -90,14 +90,27 @@ def configure(compute: Any, device: str = "cpu") -> None:
     itself)."""
     import torch
 
-    if compute.threads:
-        torch.set_num_threads(compute.threads)
+    global _THREADS
+    _THREADS = compute.threads
+    restore_threads()
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if cuda and compute.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+
+
+_THREADS: int | None = None  # the pinned thread count of this process (configure)
+
+
+def restore_threads() -> None:
+    """Put back the pinned thread count: importing FFCV sets torch's threads to 1 and each FFCV
+    ``Loader`` to its ``num_workers``, so the loaders call this after making one."""
+    if _THREADS:
+        import torch
+
+        torch.set_num_threads(_THREADS)
 
 
 def cpu_model() -> str:

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..artifacts import BETON_IMAGE_MODES, check_beton
+from ..compute import restore_threads
 from ..config import AugmentConfig, LoaderConfig, Params
 from .augment import EvalTransform, ViewAugment, stream_seed, torchvision_view
 from .convert import BETON_FIELDS, REWRITE, beton_path, read_meta, stratified_subset
@@ -140,6 +141,7 @@ class TwoViewLoader:
                              order=OrderOption.RANDOM, seed=seed, drop_last=True,
                              distributed=distributed, batches_ahead=loader.batches_ahead,
                              pipelines=pipelines)
+        restore_threads()  # FFCV set torch's threads to num_workers
         self.names = list(self.loader.pipeline_specs)
 
     def _order(self, epoch: int) -> np.ndarray:
@@ -242,6 +244,7 @@ class EvalLoader:
                                  "image", _decoder(meta, split, size, train=False),
                                  _image_ops(device, transform)),
                                         "label": _label_ops(device)})
+        restore_threads()  # FFCV set torch's threads to num_workers
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -307,8 +310,10 @@ def train_loader(params: Params, device: torch.device | str = "cpu", world: int 
     """The pretraining loader; under DDP (``world`` processes) each process reads its shard
     with ``loader.batch_size / world`` images per batch."""
     cfg = dataclasses.replace(params.loader, batch_size=params.loader.batch_size // world)
-    return TwoViewLoader(beton_folder(params), params.augment, cfg, params.seed, device,
-                         distributed=world > 1, rank=rank)
+    loader = TwoViewLoader(beton_folder(params), params.augment, cfg, params.seed, device,
+                           distributed=world > 1, rank=rank)
+    restore_threads()  # importing FFCV (numba's generators) set torch's threads to 1
+    return loader
 
 
 def eval_loader(params: Params, split: str, device: torch.device | str = "cpu") -> EvalLoader:
