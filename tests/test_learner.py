@@ -143,8 +143,8 @@ def test_bad_arguments_raise_value_error_naming_the_problem():
     with pytest.raises(ValueError, match="temperature: must be > 0"):
         tiny_method("simclr", temperature=0.0)
     learner = tiny_learner("mocov2", "full", queue_size=60)
-    with pytest.raises(ValueError, match=r"queue \(60 keys\) must be a multiple of the keys "
-                                         r"enqueued per step \(16 = 2 views x batch 8"):
+    with pytest.raises(ValueError, match=r"queue \(60 keys per view\) must be a multiple of "
+                                         r"the keys each view enqueues per step \(8 = batch 8"):
         learner(*views())
 
 
