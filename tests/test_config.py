@@ -197,6 +197,24 @@ def test_model_momentum_residual_sections():
     assert "residual.level: 'z' is not allowed" in error_for(with_change("residual.level", "z"))
 
 
+def test_residual_at_the_backbone_needs_a_teacher_with_a_backbone():
+    data = with_change("residual.level", "backbone")
+    data["grid"]["byol-projector-res"] = {"method": "byol", "scope": "projector", "residual": True}
+    msg = error_for(data)
+    assert msg == ("residual.level: 'backbone' with scope projector (grid.byol-projector-res) is "
+                   "always 0: that teacher has no backbone of its own; set residual.level: "
+                   "projector, or give the run scope full or last_k")
+    # the same run at the projector level, and the backbone level with scopes that have one
+    data["residual"]["level"] = "projector"
+    assert params_from_dict(data).residual.level == "projector"
+    data = with_change("residual.level", "backbone")
+    data["grid"].update({"byol-full-res": {"method": "byol", "scope": "full", "residual": True},
+                         "byol-last2-res": {"method": "byol", "scope": "last_k", "k": 2,
+                                            "residual": True},
+                         "byol-projector": {"method": "byol", "scope": "projector"}})
+    assert params_from_dict(data).residual.level == "backbone"
+
+
 def with_recipes(recipes: dict, **grid_overrides) -> dict:
     data = copy.deepcopy(repo_params_dict())
     data["recipes"] = recipes

@@ -134,6 +134,10 @@ def test_bad_arguments_raise_value_error_naming_the_problem():
         tiny_learner("byol", "none", residual_weight=1.0)
     with pytest.raises(ValueError, match="last_k needs 1 <= k <= 3"):
         tiny_learner("byol", "last_k", k=4)
+    with pytest.raises(ValueError, match="at the backbone level is always 0 with scope "
+                                         "'projector'"):
+        Learner(resnet_tiny(8), tiny_method("byol"), "projector", residual_weight=1.0,
+                residual_level="backbone")
     with pytest.raises(ValueError, match="residual level must be one of"):
         Learner(resnet_tiny(8), tiny_method("byol"), "full", residual_level="z")
     with pytest.raises(ValueError, match="unknown method 'dino'"):
@@ -143,8 +147,8 @@ def test_bad_arguments_raise_value_error_naming_the_problem():
     with pytest.raises(ValueError, match="temperature: must be > 0"):
         tiny_method("simclr", temperature=0.0)
     learner = tiny_learner("mocov2", "full", queue_size=60)
-    with pytest.raises(ValueError, match=r"queue \(60 keys\) must be a multiple of the keys "
-                                         r"enqueued per step \(16 = 2 views x batch 8"):
+    with pytest.raises(ValueError, match=r"queue \(60 keys per view\) must be a multiple of "
+                                         r"the keys each view enqueues per step \(8 = batch 8"):
         learner(*views())
 
 

@@ -529,6 +529,13 @@ class Params:
         names = [run.name for run in self.grid]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         _require(not duplicates, "grid", f"lists the same run twice: {', '.join(duplicates)}")
+        # a projector-scope teacher owns no backbone: its backbone output is the student's, so
+        # the residual loss at that level would be 0 all run long
+        flat = [run.name for run in self.grid if run.residual and run.scope == "projector"]
+        _require(self.residual.level != "backbone" or not flat, "residual.level",
+                 f"'backbone' with scope projector (grid.{flat[0] if flat else ''}) is always "
+                 "0: that teacher has no backbone of its own; set residual.level: projector, "
+                 "or give the run scope full or last_k")
 
 
 # --- loading ------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ class Learner(nn.Module):
             raise ValueError("the residual-momentum loss needs a teacher, and momentum scope "
                              "'none' has none: choose scope full, last_k or projector, or set "
                              "the residual weight to 0")
+        if residual_weight > 0 and residual_level == "backbone" and scope == "projector":
+            raise ValueError("the residual-momentum loss at the backbone level is always 0 with "
+                             "scope 'projector', whose teacher has no backbone: choose level "
+                             "projector, or scope full or last_k")
         self.scope, self.k, self.loss_scale = scope, k, loss_scale
         self.residual_weight, self.residual_level = residual_weight, residual_level
         self.backbone, self.method = backbone, method

@@ -31,9 +31,18 @@ def stream_seed(*keys: int) -> int:
                >> np.uint64(1))
 
 
-def blur_kernel_size(size: int) -> int:
-    """Odd kernel side of about 10% of the image, as SimCLR/BYOL (23 px at 224)."""
-    return max(3, int(0.1 * size) // 2 * 2 + 1)
+def blur_kernel_size(size: int, max_sigma: float = 2.0) -> int:
+    """Odd kernel side for a ``size`` px view blurred with sigma up to ``max_sigma``
+    (``AugmentConfig.blur_sigma``'s upper end, 2.0 in every recipe): about 10% of the image, as
+    SimCLR/BYOL (23 px at 224, solo-learn's DALI window), and at least +-3 sigma,
+    2 * ceil(3 * max_sigma) + 1, so that small images are not left with a 3 px kernel, which
+    caps the blur's spread near 0.8 px whatever sigma is drawn; solo-learn's CIFAR pipeline
+    blurs with PIL's ``GaussianBlur(radius=sigma)``, whose spread is sigma (13 px at 32 px:
+    tests/data/test_augment.py holds the spread to PIL's). At most 2 * size - 1: reflect
+    padding needs a radius below the image side."""
+    tenth = int(0.1 * size) // 2 * 2 + 1
+    three_sigma = 2 * math.ceil(3 * max_sigma) + 1
+    return min(max(3, tenth, three_sigma), 2 * size - 1)
 
 
 def sample_crops(n: int, height: int, width: int, scale: tuple[float, float],
@@ -219,7 +228,7 @@ class ViewAugment(nn.Module):
         if blur.any():
             chosen = torch.nonzero(blur)[:, 0].to(dev)
             x[chosen] = gaussian_blur(x[chosen], sigma.to(dev)[chosen],
-                                      blur_kernel_size(cfg.size))
+                                      blur_kernel_size(cfg.size, cfg.blur_sigma[1]))
 
         x = solarize(x, self._coin(n, cfg.solarize_p[self.view]).to(dev))
         if gray_input:
@@ -259,8 +268,8 @@ def torchvision_view(cfg: AugmentConfig, view: int, mean: list[float], std: list
         v2.RandomGrayscale(cfg.grayscale_p),
     ]
     if cfg.blur_p[view] > 0:
-        ops.append(v2.RandomApply([v2.GaussianBlur(blur_kernel_size(cfg.size), cfg.blur_sigma)],
-                                  p=cfg.blur_p[view]))
+        kernel = blur_kernel_size(cfg.size, cfg.blur_sigma[1])
+        ops.append(v2.RandomApply([v2.GaussianBlur(kernel, cfg.blur_sigma)], p=cfg.blur_p[view]))
     if cfg.solarize_p[view] > 0:
         ops.append(v2.RandomSolarize(0.5, p=cfg.solarize_p[view]))
     ops.append(v2.Normalize(mean, std))

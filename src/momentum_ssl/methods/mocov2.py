@@ -1,5 +1,11 @@
 """MoCo v2(+) (Chen et al., 2020, arXiv 2003.04297; He et al., 2020): InfoNCE against the other
-view's key and a queue of past keys, symmetrised over the views (v2+)."""
+view's key and a queue of past keys, symmetrised over the views (v2+).
+
+One queue per view, as solo-learn's mocov2plus (``solo/methods/mocov2plus.py``): view 1's
+queries meet view 2's key and view 2's past keys, and the reverse, so each direction is MoCo's
+own loss (facebookresearch/moco ``moco/builder.py``: one K-key queue of the key view's keys, N
+a step). One shared queue taking both views' keys would span half as many steps and mix the
+views."""
 
 from __future__ import annotations
 
@@ -18,9 +24,9 @@ from .base import Method, check_pair, normalized, target
 @dataclass(frozen=True)
 class MoCoV2Config:
     """Defaults: solo-learn's mocov2plus CIFAR config (projector 2048 -> 256 without BN, as
-    MoCo v2's MLP head; queue 32768 keys; temperature 0.2). ``view_reduction``: how the two
-    directions of the symmetrised loss combine; solo-learn's mocov2plus halves their sum
-    (``mean``); ``sum`` doubles the loss's weight against weight decay under SGD."""
+    MoCo v2's MLP head; a queue of 32768 keys per view; temperature 0.2). ``view_reduction``:
+    how the two directions of the symmetrised loss combine; solo-learn's mocov2plus halves
+    their sum (``mean``); ``sum`` doubles the loss's weight against weight decay under SGD."""
 
     proj_hidden: int = 2048
     proj_out: int = 256
@@ -55,8 +61,10 @@ class MoCoV2(Method):
         super().__init__(cfg)
         if cfg.queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {cfg.queue_size}")
-        self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, cfg.proj_out),
-                                                  dim=1))
+        # (2, K, D): queue[v] holds view v's past keys, the negatives of the other view's
+        # queries; one pointer, as both views enqueue N keys a step
+        self.register_buffer("queue", F.normalize(
+            torch.randn(2, cfg.queue_size, cfg.proj_out), dim=2))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     def projector(self, dim: int):
@@ -68,9 +76,9 @@ class MoCoV2(Method):
     def loss(self, s1, s2, t1, t2):
         k1, k2 = self.keys(s1, s2, t1, t2)
         queue = self.queue.clone()  # this step's negatives, before the keys below go in
-        loss = self.combine(info_nce(s1.z, k2, queue, self.cfg.temperature),
-                            info_nce(s2.z, k1, queue, self.cfg.temperature))
-        self.enqueue(torch.cat([k1, k2]))
+        loss = self.combine(info_nce(s1.z, k2, queue[1], self.cfg.temperature),
+                            info_nce(s2.z, k1, queue[0], self.cfg.temperature))
+        self.enqueue(k1, k2)
         return loss, {}
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
@@ -78,15 +86,16 @@ class MoCoV2(Method):
         return (a + b) / 2 if self.cfg.view_reduction == "mean" else a + b
 
     @torch.no_grad()
-    def enqueue(self, keys: Tensor) -> None:
-        """Replace the oldest keys with this step's (from every rank)."""
-        keys = gather_local_first(keys)
-        n, size = len(keys), len(self.queue)
+    def enqueue(self, k1: Tensor, k2: Tensor) -> None:
+        """Replace each view's oldest keys with this step's keys of that view, k1 and k2 (N, D),
+        from every rank (one all-gather for both)."""
+        keys = gather_local_first(torch.stack([k1, k2], dim=1))  # (world * N, 2, D)
+        n, size = len(keys), self.queue.shape[1]
         if size % n:
             raise ValueError(
-                f"the MoCo queue ({size} keys) must be a multiple of the keys enqueued per step "
-                f"({n} = 2 views x batch {n // 2 // world_size()} x {world_size()} ranks); "
-                "change queue_size or the batch size")
+                f"the MoCo queue ({size} keys per view) must be a multiple of the keys each "
+                f"view enqueues per step ({n} = batch {n // world_size()} x {world_size()} "
+                "ranks); change queue_size or the batch size")
         ptr = int(self.queue_ptr)
-        self.queue[ptr:ptr + n] = keys.to(self.queue.dtype)
+        self.queue[:, ptr:ptr + n] = keys.transpose(0, 1).to(self.queue.dtype)
         self.queue_ptr.fill_((ptr + n) % size)

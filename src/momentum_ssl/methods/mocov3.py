@@ -17,7 +17,8 @@ from .base import Method, target
 
 @dataclass(frozen=True)
 class MoCoV3Config:
-    """Defaults: solo-learn's mocov3 CIFAR config (hidden 4096, out 256, t = 0.2); heads as
+    """Defaults: solo-learn's mocov3 CIFAR config (hidden 4096, out 256, t = 0.2; moco-v3's
+    ResNet recipe uses t = 1.0, 0.2 being its ViT setting: docs/RECIPES.md); heads as
     moco-v3's ``MoCo_ResNet`` (moco/builder.py): a 2-layer projector
     Linear-BN-ReLU-Linear-BN(affine=False) and a 2-layer predictor, bias-free. ``proj_layers:
     3`` is its ViT variant (``MoCo_ViT``), whose extra 4096x4096 layer outweighs a ResNet-18."""

@@ -69,16 +69,18 @@ class XMoCo(MoCoV2):
         c = self.cfg
         k1, k2 = self.keys(s1, s2, t1, t2)
         queue = self.queue.clone()
-        contrast = self.combine(info_nce(s1.z, k2, queue, c.temperature),
-                                info_nce(s2.z, k1, queue, c.temperature))
+        # view 1's queries meet view 2's keys and queue, as in MoCo v2+ (mocov2.py)
+        contrast = self.combine(info_nce(s1.z, k2, queue[1], c.temperature),
+                                info_nce(s2.z, k1, queue[0], c.temperature))
         cross = xmoco_cross_consistency(s1.z, k1, s2.z, k2, c.cc_temperature)
 
-        def negatives(q: Tensor, k: Tensor) -> Tensor:  # queue and the other in-batch keys
+        def negatives(q: Tensor, k: Tensor, past: Tensor) -> Tensor:
+            # the key view's queue and its other in-batch keys: (N, K + N - 1)
             q = F.normalize(q, dim=1)
-            return torch.cat([q @ queue.T, _off_diagonal(q @ k.T)], dim=1) / c.temperature
+            return torch.cat([q @ past.T, _off_diagonal(q @ k.T)], dim=1) / c.temperature
 
-        uniform = self.combine(xmoco_negative_uniformity(negatives(s1.z, k2)),
-                               xmoco_negative_uniformity(negatives(s2.z, k1)))
-        self.enqueue(torch.cat([k1, k2]))
+        uniform = self.combine(xmoco_negative_uniformity(negatives(s1.z, k2, queue[1])),
+                               xmoco_negative_uniformity(negatives(s2.z, k1, queue[0])))
+        self.enqueue(k1, k2)
         loss = contrast + c.cc_weight * cross + c.uniform_weight * uniform
         return loss, {"cross_consistency": cross.detach(), "negative_uniformity": uniform.detach()}
