@@ -40,6 +40,7 @@ bench-quick: setup
 	$(PY) bench/probes.py
 	$(PY) bench/flops.py
 	$(PY) bench/gpu.py
+	$(PY) bench/portable.py
 	$(MAKE) bench-peer
 
 # Goal 3 against lightly, a bench-only dependency that `make run` and `make test` never install.

@@ -2,14 +2,16 @@
 at 32x32, bf16 autocast and channels_last, one GPU.
 
     python bench/gpu.py [--methods byol,mocov3] [--batch 512] [--steps 50] [--device cuda]
-                        [--compile]
+                        [--compile] [--deterministic]
 
 Each step is the training loop's (train.py): forward of both views under bf16 autocast, the
 NaN guard, backward, SGD, the EMA update. The views are random tensors already on the device,
 so the figure is the model's side of pretraining (the loader is bench/loader.py); an image is
 one pair of views. ``--warmup`` steps are not timed. Without a CUDA device it says so and exits
 (``--device cpu`` runs the same code on the CPU, to check it). Goal: >= 10,000 images/s on an
-H100, with the device's name printed beside the figure.
+H100, with the device's name printed beside the figure. ``--deterministic`` measures the
+same steps under ``compute.deterministic`` (docs/REPRODUCIBILITY.md): its cost is the ratio of
+the two runs' figures.
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the learner's forward (compile time not counted: "
                              "it happens in the warm-up steps)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="compute.deterministic: deterministic algorithms, cuDNN without "
+                             "benchmark, cuBLAS' fixed workspace (its cost against a run "
+                             "without)")
     args = parser.parse_args()
     import torch
 
@@ -75,7 +81,12 @@ def main() -> None:
         return
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"CPU, {torch.get_num_threads()} threads")
-    if device.type == "cuda":
+    if args.deterministic:
+        from momentum_ssl.compute import configure
+        from momentum_ssl.config import ComputeConfig
+
+        configure(ComputeConfig(deterministic=True), device.type)
+    elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []
     for method in args.methods.split(","):
@@ -85,7 +96,8 @@ def main() -> None:
         print(f"{method}: {rows[-1][1]:.0f} images/s on {name}", flush=True)
     print(f"pretraining throughput on {name}: ResNet-18 (CIFAR stem) at 32x32, full-scope EMA, "
           f"batch {args.batch} x 2 views, bf16 autocast, channels_last"
-          f"{', torch.compile' if args.compile else ''}, {args.steps} steps after "
+          f"{', torch.compile' if args.compile else ''}"
+          f"{', deterministic' if args.deterministic else ''}, {args.steps} steps after "
           f"{args.warmup}; {machine()}")
     print_table(["method", "images/s"], rows, ["{}", "{:.0f}"])
     print("ratio to the goal (10,000 images/s on an H100): " +

@@ -287,3 +287,28 @@ def test_peer_ceiling_is_lightlys_wall_time_over_the_model_steps_alone():
         "set-up and no loader")
     results["momentum-ssl", 1]["model_step_s"] = None  # too few batches to time it
     assert peer.ceiling(results, [0, 1]) is None
+
+
+def test_portable_bench_times_native_and_pinned_kernels_at_the_profiles_threads(tiny, tmp_path):
+    """bench/portable.py on the tiny profile: one child with the machine's kernels, one with
+    the AVX2 pins, both at compute.threads; the last line is the table's ratio."""
+    import yaml
+
+    from momentum_ssl.compute import is_x86_64
+    from momentum_ssl.config import to_dict
+
+    data = to_dict(tiny)
+    data["compute"]["threads"] = 1
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = subprocess.run([sys.executable, str(BENCH / "portable.py"), "--params", str(path),
+                           "--steps", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout.splitlines()
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out[2:4]]
+    assert [r[0] for r in rows] == ["native", "portable (AVX2)"]
+    if is_x86_64():
+        assert rows[1][1] == "AVX2"
+    assert [r[2] for r in rows] == ["1", "1"] and [r[3] for r in rows] == ["2", "2"]
+    ratio = float(re.fullmatch(r"ratio portable / native: ([\d.]+)x", out[-1]).group(1))
+    assert ratio == pytest.approx(float(rows[1][4]) / float(rows[0][4]), abs=0.01 + 0.05 * ratio)

@@ -187,3 +187,30 @@ def test_provenance_is_collected_and_rendered(tmp_path):
     assert machines[2]["where"] == {"cpu": "unknown"}
     text = "\n".join(render_provenance(machines))
     assert "3 different machines" in text and "/ AVX512 | off | 2 |" in text
+
+
+@X86
+def test_verify_retrains_a_run_seed_and_compares_its_weights(converted):
+    train(converted, portable=True)
+    done = stage(converted, "verify", "--run", "simclr-none")
+    assert done.stdout.splitlines()[-1] == "simclr-none/s0: identical weights"
+    stored = converted / "results" / "runs" / "simclr-none" / "s0" / "model.pt"
+    saved = torch.load(stored, map_location="cpu", weights_only=False)
+    name = next(iter(saved["learner"]))
+    saved["learner"][name] = saved["learner"][name] + 1e-6
+    torch.save(saved, stored)
+    done = subprocess.run([sys.executable, "-m", "momentum_ssl", "verify", "--run", "simclr-none"],
+                          cwd=converted, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1
+    assert "the weights differ in 1 of" in done.stdout
+
+
+def test_state_digest_sees_one_changed_bit():
+    from momentum_ssl.compute import state_digest
+
+    a = {"w": torch.ones(3), "b": torch.zeros(2)}
+    b = {"b": torch.zeros(2), "w": torch.ones(3)}
+    assert state_digest(a) == state_digest(b)
+    b["w"] = torch.nextafter(b["w"], torch.tensor(2.0))
+    assert state_digest(a) != state_digest(b)

@@ -149,6 +149,48 @@ def _pretrain(args: argparse.Namespace) -> None:
     print(f"wrote {pretrain(params, run, seed=seed)}")
 
 
+def _verify(args: argparse.Namespace) -> None:
+    """Train one run-seed again, into results/verify/, and compare its weights with those the
+    pipeline stored (results/runs/<run>/s<seed>/model.pt, from DVC's cache or a remote)."""
+    import shutil
+
+    import torch
+
+    from .artifacts import read_json
+    from .compute import provenance, state_digest
+    from .paths import RESULTS, cell, run_dir
+    from .train import pretrain
+
+    params = _load_for_torch(args)
+    run, seed = _grid_run(params, args), _seed(params, args)
+    _check_plan(params, run, seed, args.params)
+    stored = run_dir(cell(run.name, seed)) / "model.pt"
+    if not stored.is_file():
+        raise ConfigError(f"{stored} not found: run `dvc repro pretrain@{run.name}-{seed}` or "
+                          "`dvc pull` first, then verify")
+    out = RESULTS / "verify" / cell(run.name, seed)
+    shutil.rmtree(out, ignore_errors=True)
+    pretrain(params, run, out=out, seed=seed)
+    ours = torch.load(out / "model.pt", map_location="cpu", weights_only=False)["learner"]
+    theirs = torch.load(stored, map_location="cpu", weights_only=False)["learner"]
+    a, b = state_digest(ours), state_digest(theirs)
+    recorded = stored.parent / "provenance.json"
+    where = (read_json(recorded, f"dvc repro pretrain@{run.name}-{seed}")
+             if recorded.is_file() else {"cpu": "unknown"})
+    here = provenance(params.compute)
+    print(f"stored:  {b}  ({where.get('cpu')}, {where.get('cpu_isa_used')}, "
+          f"{where.get('threads')} threads, portable {where.get('portable')})")
+    print(f"retrain: {a}  ({here['cpu']}, {here['cpu_isa_used']}, {here['threads']} threads, "
+          f"portable {here['portable']})")
+    if a == b:
+        print(f"{cell(run.name, seed)}: identical weights")
+        return
+    differ = [k for k in theirs if k not in ours or not torch.equal(ours[k], theirs[k])]
+    print(f"{cell(run.name, seed)}: the weights differ in {len(differ)} of {len(theirs)} "
+          "tensors (docs/REPRODUCIBILITY.md says what is bit for bit)")
+    raise SystemExit(1)
+
+
 def _extract(args: argparse.Namespace) -> None:
     from .features import extract, needs_accelerator
 
@@ -266,6 +308,8 @@ STAGES = {
                             "process: the DAG's stage"),
     "export": (_export, "a grid run's trained backbone as a torchvision (resnet18/50) or "
                         "momentum_ssl (resnet_tiny) state_dict, plus safetensors"),
+    "verify": (_verify, "train one run-seed again (into results/verify/) and compare its "
+                        "weights with the stored results/runs/<run>/s<seed>/model.pt"),
     "report": (_report, "results/report.md and results/plots/*.png from every probe"),
     "params": (_params, "validate a params file and print it with every default filled in, "
                         "then each run's resolved recipe"),
@@ -280,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         stage = sub.add_parser(name, help=help_text, description=help_text)
         stage.add_argument("--params", default="params.yaml",
                            help="params file (default: params.yaml; profiles live in params/)")
-        if name in ("plan", "pretrain", "export"):
+        if name in ("plan", "pretrain", "export", "verify"):
             stage.add_argument("--run", required=True, help="grid run name, e.g. byol-full")
         elif name == "params":
             stage.add_argument("--run", default=None,
@@ -288,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif name in ("extract", "probe", "transfer", "evaluate"):
             stage.add_argument("--run", required=True,
                                help="grid run name (e.g. byol-full) or baseline (raw, random)")
-        if name in ("plan", "pretrain", "extract", "probe", "transfer", "evaluate", "export"):
+        if name in ("plan", "pretrain", "extract", "probe", "transfer", "evaluate", "export",
+                    "verify"):
             stage.add_argument("--seed", type=int, default=None,
                                help="training seed, one of params.seeds (may be left out when "
                                     "there is only one)")
@@ -306,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data.datasets import DataError, DatasetNotFound
 
     expected: tuple = (ConfigError, DataError, DatasetNotFound, MissingArtifact, CorruptArtifact)
-    if args.stage == "pretrain":  # only this stage pays for importing the training loop
+    if args.stage in ("pretrain", "verify"):  # only these pay for importing the training loop
         from .train import TrainingDiverged
 
         expected += (TrainingDiverged,)

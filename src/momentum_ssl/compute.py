@@ -219,3 +219,18 @@ def render_provenance(machines: list[dict]) -> list[str]:
                      f"{w.get('threads', '?')} | {device} | {w.get('torch', '?')} | "
                      f"{len(machine['cells'])} |")
     return lines
+
+
+def state_digest(state: Mapping[str, Any]) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and bytes, in name order: equal digests,
+    bit-identical weights."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
