@@ -180,6 +180,9 @@ def test_nan_or_constant_block_values_read_not_tested_with_the_reason():
     assert row.status == NOT_TESTED and "not finite" in row.note
     [row] = judge((claim("without EMA the final blocks"),), {"simclr-none": flat})
     assert row.status == NOT_TESTED and "same value" in row.note
+    two = {s: {"rel_change": dict(zip(BLOCKS, (1, 2, 3, 4, 5, 6)))} for s in (0, 1)}
+    [row] = judge((claim("without EMA the final blocks"),), {"simclr-none": two})
+    assert row.status == INCONCLUSIVE and "2 seeds: a verdict needs 3" in row.note
     lower = claim("EMA lowers the final blocks")
     nan_last = {s: {"rel_change": dict(zip(BLOCKS, [0.1] * 5 + [math.nan]))} for s in SEEDS}
     [row] = judge((lower,), {"simclr-full": nan_last, "simclr-none": flat})
@@ -236,6 +239,9 @@ def test_every_paper_claim_has_its_kind_metric_and_margin():
     assert kinds["residual momentum narrows the teacher-student accuracy gap"][1] == "knn_gap"
     last = claim("EMA of the last stages")
     assert (last.a, last.b) == ("{method}-last{k}", "{method}-full")
+    grid = {"simclr-last2": {}, "simclr-last1": {}, "simclr-full": {}, "simclr-last1-res": {}}
+    assert expand(last, grid) == [("simclr-last1", "simclr-full"),
+                                  ("simclr-last2", "simclr-full")]
     assert all(c.source for c in CLAIMS)
     # the same test on the same runs twice (the old claims 4 and 7) is gone
     pairs = [(c.kind, c.a, c.b, c.metric) for c in CLAIMS]

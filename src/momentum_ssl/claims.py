@@ -203,9 +203,10 @@ def _pair_row(claim: ClaimConfig, a: str, b: str | None, values: Values,
             return Verdict(claim, a, None, NOT_TESTED, primary=primary,
                            note=f"{a} logged no {claim.metric} for {list(claim.blocks)}")
         result = trend(per_block)
-        if result.reason:
-            return Verdict(claim, a, None, NOT_TESTED, trend=result, primary=primary,
-                           note=f"no verdict: {result.reason}")
+        if result.reason:  # too few seeds: inconclusive; nan or no order: nothing to test
+            few = "a verdict needs" in result.reason
+            return Verdict(claim, a, None, INCONCLUSIVE if few else NOT_TESTED, trend=result,
+                           primary=primary, note=f"no verdict: {result.reason}")
         return Verdict(claim, a, None, INCONCLUSIVE, trend=result, primary=primary,
                        p=_row_p(result),
                        note=f"Page's L = {result.statistic:g} over {len(result.seeds)} seeds x "

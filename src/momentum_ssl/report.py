@@ -4,14 +4,17 @@
 
 Every grid run and both baselines, over the training seeds (``seeds``): a table of means with
 their 95% interval (kNN of the student and of the teacher, their gap, logistic regression,
-transfer, pretraining time), the per-seed values behind it, the claims and their verdicts
-(claims.py, stats.py), a table of gradient stability per block, and the plots: loss and
-student-teacher gap curves, each block's gradient norm, kNN by momentum variant with error
-bars, the claims as a forest plot, the kNN monitor's student and teacher scores against steps
-(monitor.py) and the health statistics against steps (health.py), with the Findings: each run
-and seed whose projector output collapsed for a whole epoch. results/summary.json holds the same summaries for
-``dvc metrics show/diff``. Everything is read from the stages' outputs (probe and transfer
-JSON, each run's DVCLive folder); the statistics are stats.py's.
+transfer, pretraining time) and whether each run learned (its kNN over the random-init
+backbone at the same seed), the per-seed values behind it, the claims and their verdicts
+(claims.py, stats.py: only on runs that learned, Holm-adjusted, with the seeds an
+inconclusive claim needs; docs/STATISTICS.md), a table of gradient stability per block, and
+the plots: loss and student-teacher gap curves, each block's gradient norm, kNN by momentum
+variant with error bars, the claims as a forest plot, the kNN monitor's student and teacher
+scores against steps (monitor.py) and the health statistics against steps (health.py), with
+the Findings: each run and seed whose projector output collapsed for a whole epoch.
+results/summary.json holds the same summaries for ``dvc metrics show/diff``. Everything is
+read from the stages' outputs (probe and transfer JSON, each run's DVCLive folder); the
+statistics are stats.py's.
 """
 
 from __future__ import annotations
@@ -563,8 +566,9 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
               "| seeds needed (80% power) | note |",
               "|---|---|---|---|---|---|---|---|---|"]
     for v in verdicts:
-        margin = f" (margin {'-' if v.claim.kind == 'noninferior' else '±'}{_margin(v)})" \
-            if v.claim.margin is not None else ""
+        margin = "" if v.claim.margin is None else (
+            f" (non-inferiority margin {_margin(v)})" if v.claim.kind == "noninferior"
+            else f" (margin ±{_margin(v)})")
         runs_cell = v.label if v.primary else f"{v.label} (secondary)"
         lines.append(f"| {v.claim.name}{margin} | {v.claim.source} | {runs_cell} | "
                      f"{v.claim.metric} | {_difference(v)} | {_p(v)} | **{v.status}** | "
