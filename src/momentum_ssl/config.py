@@ -818,7 +818,8 @@ def to_dict(obj: Any) -> Any:
 
 
 __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LarsConfig", "LoaderConfig",
-           "MethodsConfig", "ClaimConfig", "CLAIMS", "CLAIMS_FILE", "ModelConfig", "MomentumConfig", "ParamGroupConfig", "Params",
+           "MethodsConfig", "ClaimConfig", "CLAIMS", "CLAIMS_FILE", "PAPERS", "ModelConfig",
+           "MomentumConfig", "ParamGroupConfig", "Params",
            "PretrainConfig", "ProbeConfig", "Recipe", "RecipesConfig", "ResidualConfig",
            "RunSpec", "TransferConfig", "params_hash", "recipe", "resolve", "run_params", "with_seed",
            "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict", "to_dict"]
