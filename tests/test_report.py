@@ -126,8 +126,9 @@ def test_summary_json_holds_each_metric_over_seeds_and_every_claim(pipeline):
 
 def test_a_run_that_did_not_learn_is_marked_and_no_claim_is_judged_on_it(pipeline, tmp_path):
     """The tiny pipeline's results with byol-full's student kNN set to the random-init
-    backbone's at each seed: a zero difference, "did not learn" in the table and the summary,
-    and every claim row that compares byol-full "not testable", naming it."""
+    backbone's at each seed (a zero difference) and byol-projector's 10 and 11 points above
+    it: byol-full "did not learn" in the table and the summary, byol-projector learned, and
+    every claim row that compares byol-full "not testable", naming it alone."""
     import shutil
 
     root, params = pipeline
@@ -136,11 +137,12 @@ def test_a_run_that_did_not_learn_is_marked_and_no_claim_is_judged_on_it(pipelin
     for seed in SEEDS:
         random = json.loads((root / "results" / "probes" / "random" / f"s{seed}.json")
                             .read_text())
-        path = tmp_path / "results" / "probes" / "byol-full" / f"s{seed}.json"
-        probes = json.loads(path.read_text())
-        key = probes["knn_headline"]
-        probes["student"]["knn"][key] = random["student"]["knn"][key]
-        path.write_text(json.dumps(probes))
+        for run, over in (("byol-full", 0.0), ("byol-projector", 0.10 + 0.01 * seed)):
+            path = tmp_path / "results" / "probes" / run / f"s{seed}.json"
+            probes = json.loads(path.read_text())
+            key = probes["knn_headline"]
+            probes["student"]["knn"][key] = random["student"]["knn"][key] + over
+            path.write_text(json.dumps(probes))
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)
         assert main(["report"]) == 0
@@ -152,8 +154,13 @@ def test_a_run_that_did_not_learn_is_marked_and_no_claim_is_judged_on_it(pipelin
     assert entry["learned"] is False and "does not lie above zero" in entry["reason"]
     touching = [c for c in summary["claims"] if "byol-full" in (c["a"], c.get("b"))]
     assert touching and all(c["status"] == "not testable" for c in touching)
-    assert all(c["note"].startswith("byol-full did not learn") or
-               "byol-full did not learn" in c["note"] for c in touching)
+    assert all("byol-full did not learn" in c["note"] and "byol-projector did not" not in
+               c["note"] for c in touching)
+    learned = summary["learning"]["byol-projector"]
+    assert learned["learned"] is True and "reason" not in learned
+    assert learned["knn_over_random"]["mean"] == pytest.approx(0.105)
+    row = next(line for line in text.splitlines() if line.startswith("| byol-projector |"))
+    assert row.endswith("+10.50 [+4.15, +16.85] |")  # 10.5 +- 12.71 * 0.5 points
     assert "not testable" in text
 
 
