@@ -308,10 +308,16 @@ def test_claims_are_checked_by_key():
     assert "claims[0].metric: 'knn_studnet' is not a metric the report keeps" in msg
     msg = error_for(with_change("claims", [{**base, "kind": "equivalent"}]))
     assert "claims[0].margin: an equivalent claim needs a margin > 0" in msg
-    msg = error_for(with_change("claims", [{**base, "b": None}]))
-    assert "claims[0].b: a greater claim contrasts two runs" in msg
-    msg = error_for(with_change("claims", [{**base, "kind": "rising", "metric": "knn_student"}]))
-    assert "claims[0].metric: a rising claim is judged on cv" in msg
+    msg = error_for(with_change("claims", [{**base, "kind": "noninferior", "margin": 0.01,
+                                            "b": None}]))
+    assert "claims[0].b: a noninferior claim contrasts two runs" in msg
+    msg = error_for(with_change("claims", [{**base, "kind": "rising", "b": None,
+                                            "metric": "knn_student"}]))
+    assert "claims[0].metric: a rising claim is judged per block: cv or rel_change" in msg
+    msg = error_for(with_change("claims", [{**base, "b": "{best}-full"}]))
+    assert "claims[0].b: {best} is gone" in msg
+    msg = error_for(with_change("claims", "nowhere.yaml"))
+    assert "claims: expected a list of claims or 'papers'" in msg
     msg = error_for(with_change("seeds", [0, 0]))
     assert "seeds: lists a seed twice" in msg
 
@@ -319,5 +325,7 @@ def test_claims_are_checked_by_key():
 def test_the_embedded_default_writes_out_the_papers_claims():
     from momentum_ssl.config import CLAIMS
 
-    assert load_params(REPO / "params.yaml").claims == CLAIMS
+    assert load_params(REPO / "params.yaml").claims == CLAIMS  # claims: papers
     assert load_params(REPO / "params/cifar10.yaml").claims == CLAIMS  # left out: the default
+    # written once: params.yaml names the package's list instead of copying it
+    assert yaml.safe_load((REPO / "params.yaml").read_text())["claims"] == "papers"

@@ -101,13 +101,67 @@ def test_summary_json_holds_each_metric_over_seeds_and_every_claim(pipeline):
         summary["runs"]["byol-full"])
     statuses = {c["claim"]: c["status"] for c in summary["claims"]}
     assert len(summary["claims"]) >= len(params.claims)
-    # the tiny grid has byol-full and byol-projector: the equivalence claim is tested
-    equivalent = next(c for c in summary["claims"] if c["kind"] == "equivalent"
-                      and c["a"] == "byol-projector")
-    assert equivalent["b"] == "byol-full" and equivalent["status"] in (
-        "supported", "contradicted", "inconclusive")
-    assert set(equivalent["difference"]["seeds"]) == {"0", "1"}
-    assert statuses["XMoCo's regularisers improve MoCo v2"] == "not tested"
+    # every run's kNN over the random-init backbone, paired by seed, decides whether it learned
+    for name in ("byol-full", "byol-projector", "simclr-none"):
+        entry = summary["learning"][name]
+        over = entry["knn_over_random"]
+        expected = {str(s): summary["runs"][name]["knn_student"]["seeds"][str(s)]
+                    - summary["runs"]["random"]["knn_student"]["seeds"][str(s)] for s in SEEDS}
+        assert over["seeds"] == pytest.approx(expected)
+        assert entry["learned"] == (over["ci_low"] > 0 and not entry["collapsed_seeds"])
+    # the tiny grid has byol-full and byol-projector: the non-inferiority claim is judged on
+    # them if both learned, and with two seeds gives no verdict
+    noninferior = next(c for c in summary["claims"] if c["kind"] == "noninferior"
+                       and c["a"] == "byol-projector")
+    assert noninferior["b"] == "byol-full"
+    if all(summary["learning"][r]["learned"] for r in ("byol-projector", "byol-full")):
+        assert noninferior["status"] == "inconclusive"
+        assert "2 seeds: a verdict needs 3" in noninferior["note"]
+        assert set(noninferior["difference"]["seeds"]) == {"0", "1"}
+    else:
+        assert noninferior["status"] == "not testable" and "did not learn" in noninferior["note"]
+    assert statuses["XMoCo is competitive with MoCo v2 on linear evaluation"] == "not tested"
+    assert all(c["status"] not in ("supported", "contradicted") for c in summary["claims"])
+
+
+def test_a_run_that_did_not_learn_is_marked_and_no_claim_is_judged_on_it(pipeline, tmp_path):
+    """The tiny pipeline's results with byol-full's student kNN set to the random-init
+    backbone's at each seed (a zero difference) and byol-projector's 10 and 11 points above
+    it: byol-full "did not learn" in the table and the summary, byol-projector learned, and
+    every claim row that compares byol-full "not testable", naming it alone."""
+    import shutil
+
+    root, params = pipeline
+    shutil.copytree(root / "results", tmp_path / "results")
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    for seed in SEEDS:
+        random = json.loads((root / "results" / "probes" / "random" / f"s{seed}.json")
+                            .read_text())
+        for run, over in (("byol-full", 0.0), ("byol-projector", 0.10 + 0.01 * seed)):
+            path = tmp_path / "results" / "probes" / run / f"s{seed}.json"
+            probes = json.loads(path.read_text())
+            key = probes["knn_headline"]
+            probes["student"]["knn"][key] = random["student"]["knn"][key] + over
+            path.write_text(json.dumps(probes))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert main(["report"]) == 0
+    text = (tmp_path / "results" / "report.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| byol-full |"))
+    assert row.endswith("+0.00 [+0.00, +0.00] **did not learn** |")
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    entry = summary["learning"]["byol-full"]
+    assert entry["learned"] is False and "does not lie above zero" in entry["reason"]
+    touching = [c for c in summary["claims"] if "byol-full" in (c["a"], c.get("b"))]
+    assert touching and all(c["status"] == "not testable" for c in touching)
+    assert all("byol-full did not learn" in c["note"] and "byol-projector did not" not in
+               c["note"] for c in touching)
+    learned = summary["learning"]["byol-projector"]
+    assert learned["learned"] is True and "reason" not in learned
+    assert learned["knn_over_random"]["mean"] == pytest.approx(0.105)
+    row = next(line for line in text.splitlines() if line.startswith("| byol-projector |"))
+    assert row.endswith("+10.50 [+4.15, +16.85] |")  # 10.5 +- 12.71 * 0.5 points
+    assert "not testable" in text
 
 
 def test_report_names_a_missing_params_file(tiny, capsys):

@@ -368,83 +368,104 @@ class RunSpec:
 
 
 CLAIM_METRICS = ("knn_student", "knn_teacher", "knn_gap", "logistic_student", "logistic_teacher",
-                 "gap_backbone", "gap_projector", "step_s", "pretrain_s", "cv")
+                 "logistic_gap", "transfer", "gap_backbone", "gap_projector", "step_s",
+                 "pretrain_s", "cv", "rel_change")
+BLOCK_METRICS = ("cv", "rel_change")  # per block (telemetry.py); other claims average `blocks`
+ACCURACY_PREFIXES = ("knn", "logistic", "transfer")  # differences in points; 1 point pre-declared
 
 
 @dataclass(frozen=True)
 class ClaimConfig:
     """One claim of the papers behind the project, judged from paired differences over seeds
-    (stats.py). ``kind``: ``greater`` (a > b on ``metric``), ``less`` (a < b), ``equivalent``
-    (|a - b| < ``margin``, two one-sided tests), or ``rising`` (run a's ``metric`` per block
-    rises with depth through ``blocks``: Spearman's rho per seed, its mean > 0).
+    (stats.py, docs/STATISTICS.md). ``kind``:
+
+    - ``greater`` / ``less``: a > b (a < b) on ``metric``; without ``b``, a's metric > 0 (< 0);
+    - ``equivalent``: |a - b| < ``margin`` (two one-sided tests);
+    - ``noninferior``: a - b > -``margin`` ("comparable or preferable");
+    - ``rising``: run a's per-block ``metric`` rises with depth through ``blocks`` (Page's L);
+    - ``dominant``: the mean effect of a over b across methods exceeds the largest difference
+      between the methods' a runs (``{method}`` in both).
 
     ``a`` and ``b`` name grid runs; ``{method}`` in them expands to every method of ``methods``
-    (all when empty) whose runs are in the grid, one verdict each; ``{best}`` in ``b`` is the
-    other method whose run has the highest mean ``metric``. A claim whose runs are not in the
-    grid is listed as not tested. ``cost``: also report a's step time over b's. Metrics:
-    ``knn_student``, ``knn_teacher``, ``knn_gap`` (student - teacher), ``logistic_student``,
-    ``logistic_teacher``, ``gap_backbone`` and ``gap_projector`` (training's last logged
-    student-teacher gap, 1 - cos), ``step_s``, ``pretrain_s``, ``transfer_<dataset>``, and for
-    ``rising`` claims ``cv`` (the per-block coefficient of variation of the gradient norm)."""
+    (all when empty) whose runs are in the grid, one row each, the first listed method's the
+    claim's primary row; ``{other}`` in ``b`` expands to every other method, and the claim holds
+    only if it holds against each (its primary row is the weakest of them); ``{k}`` matches any
+    ``last_k`` run. ``effect``: the effect declared before the runs, in the metric's units, at
+    which the seeds needed for 80% power are stated (default: the margin, or 1 point for
+    accuracies). ``cost``: also note a's step time over b's. Metrics: ``knn_student``,
+    ``knn_teacher``, ``knn_gap`` and ``logistic_gap`` (student - teacher), ``logistic_student``,
+    ``logistic_teacher``, ``transfer`` (the mean over transfer targets), ``transfer_<dataset>``,
+    ``gap_backbone`` and ``gap_projector`` (training's last logged student-teacher gap,
+    1 - cos), ``step_s``, ``pretrain_s``, and per block ``cv`` (coefficient of variation of the
+    gradient norm) and ``rel_change`` (its mean relative step-to-step change)."""
 
     name: str
     source: str
-    kind: Literal["greater", "less", "equivalent", "rising"]
+    kind: Literal["greater", "less", "equivalent", "noninferior", "rising", "dominant"]
     a: str
     b: Optional[str] = None
     metric: str = "knn_student"
     margin: Optional[float] = None
+    effect: Optional[float] = None
     methods: tuple[MethodName, ...] = ()
-    blocks: tuple[str, ...] = ("stem", "stage1", "stage2", "stage3", "stage4")
+    blocks: tuple[str, ...] = ("stem", "stage1", "stage2", "stage3", "stage4", "projector")
     cost: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.kind == "rising" or self.b is not None, "b",
+        _require(self.kind in ("greater", "less", "rising") or self.b is not None, "b",
                  f"a {self.kind} claim contrasts two runs: give b")
-        _require(self.kind != "equivalent" or (self.margin is not None and self.margin > 0),
-                 "margin", "an equivalent claim needs a margin > 0 (in the metric's units)")
+        _require(self.kind != "rising" or self.b is None, "b",
+                 "a rising claim reads one run's blocks: leave b out")
+        _require(self.kind not in ("equivalent", "noninferior")
+                 or (self.margin is not None and self.margin > 0),
+                 "margin", f"an {self.kind} claim needs a margin > 0 (in the metric's units)")
+        _require(self.effect is None or self.effect > 0, "effect",
+                 f"must be > 0 (the effect declared in advance), got {self.effect}")
         _require(self.kind != "rising" or len(self.blocks) >= 3, "blocks",
                  "a rising claim needs at least 3 blocks in order of depth")
-        _require("{best}" not in self.a, "a", "{best} may stand in b only")
+        _require(len(self.blocks) >= 1, "blocks", "name at least one block")
+        _require("{best}" not in f"{self.a}{self.b}", "b",
+                 "{best} is gone: picking the top run on the seeds it is tested on inflates it; "
+                 "use {other} (the claim must hold against every other method)")
+        _require("{other}" not in self.a, "a", "{other} may stand in b only")
+        _require(self.kind != "dominant" or ("{method}" in self.a and "{method}" in (self.b or "")),
+                 "a", "a dominant claim compares methods: use {method} in both a and b")
         _require(self.metric in CLAIM_METRICS or self.metric.startswith("transfer_"), "metric",
                  f"{self.metric!r} is not a metric the report keeps; choose one of "
                  f"{', '.join(CLAIM_METRICS)} or transfer_<dataset>")
-        _require((self.kind == "rising") == (self.metric == "cv"), "metric",
-                 "a rising claim is judged on cv (per block), and cv only by a rising claim")
+        _require(self.kind != "rising" or self.metric in BLOCK_METRICS, "metric",
+                 f"a rising claim is judged per block: {' or '.join(BLOCK_METRICS)}")
+
+    @property
+    def planned_effect(self) -> float | None:
+        """The effect the seeds needed are stated at: ``effect``, else the margin, else 1 point
+        for an accuracy; None when nothing was declared."""
+        if self.effect is not None:
+            return self.effect
+        if self.margin is not None:
+            return self.margin
+        return 0.01 if self.metric.startswith(ACCURACY_PREFIXES) else None
 
 
-# The claims the report judges unless params.yaml lists its own (``claims``), from the papers
-# behind the project (METHODS.md, "The four ideas").
-CLAIMS: tuple[ClaimConfig, ...] = (
-    ClaimConfig("residual momentum narrows the student-teacher gap",
-                "Pham et al., 2022 (arXiv 2211.09861)", "less", "{method}-full-res",
-                "{method}-full", "gap_projector"),
-    ClaimConfig("residual momentum improves the student",
-                "Pham et al., 2022 (arXiv 2211.09861): +2.8 CIFAR-100, +0.7 ImageNet over MoCo v3",
-                "greater", "{method}-full-res", "{method}-full", "knn_student"),
-    ClaimConfig("EMA of the projector improves a momentum-free method",
-                "Pham et al., 2022 (arXiv 2208.05744)", "greater", "{method}-projector",
-                "{method}-none", "knn_student",
-                methods=("simclr", "simsiam", "barlow_twins", "vicreg")),
-    ClaimConfig("full EMA improves a momentum-free method",
-                "Pham et al., 2022 (arXiv 2208.05744)", "greater", "{method}-full",
-                "{method}-none", "knn_student",
-                methods=("simclr", "simsiam", "barlow_twins", "vicreg")),
-    ClaimConfig("projector-only EMA is equivalent to full EMA, at a lower step cost",
-                "Pham et al., 2022 (arXiv 2208.05744)", "equivalent", "{method}-projector",
-                "{method}-full", "knn_student", margin=0.01, cost=True),
-    ClaimConfig("the final blocks' gradients fluctuate more than the earlier blocks'",
-                "Pham et al., 2022 (arXiv 2208.05744)", "rising", "{method}-full", None, "cv"),
-    ClaimConfig("a momentum teacher is the factor that matters most",
-                "Tao et al., CVPR 2022 (arXiv 2112.05141)", "greater", "{method}-full",
-                "{method}-none", "knn_student"),
-    ClaimConfig("UniGrad is within a margin of the best other method",
-                "Tao et al., CVPR 2022 (arXiv 2112.05141): within ~0.5% with a momentum encoder",
-                "equivalent", "unigrad-full", "{best}-full", "knn_student", margin=0.01),
-    ClaimConfig("XMoCo's regularisers improve MoCo v2",
-                "Seyfi et al., 2022 (arXiv 2206.04676)", "greater", "xmoco-full", "mocov2-full",
-                "knn_student"),
-)
+# The claims the report judges unless params.yaml lists its own (``claims``): the papers'
+# claims (METHODS.md, "The four ideas"), written once, in this package's claims.yaml;
+# ``claims: papers`` (or leaving the key out) names them.
+CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
+PAPERS = "papers"
+
+
+def _claims(data: Any, where: str) -> tuple[ClaimConfig, ...]:
+    if not isinstance(data, list):
+        raise ConfigError(f"{where}: expected a list of claims, got {data!r}")
+    return tuple(_build(ClaimConfig, item, f"claims[{i}]") for i, item in enumerate(data))
+
+
+def _claims_file(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:  # a broken install, not a user's mistake
+        raise ConfigError(f"{path}: the papers' claims cannot be read ({err}); reinstall "
+                          "momentum_ssl") from None
 
 
 # The sections a method's recipe (and a grid entry) may override, and the keys in them that
@@ -516,8 +537,8 @@ class Params:
     # once per seed, each in its own folder (<run>/s<seed>); ``seed`` above stays the seed of
     # the data (subsets, conversion). Paired differences over these seeds judge the claims.
     seeds: tuple[int, ...] = (0,)
-    # the claims the report judges (stats.py, claims.py); left out: CLAIMS above
-    claims: tuple[ClaimConfig, ...] = CLAIMS
+    # the claims the report judges (stats.py, claims.py); left out: the papers' (CLAIMS above)
+    claims: tuple[ClaimConfig, ...] = dataclasses.field(default_factory=lambda: CLAIMS)
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
@@ -641,6 +662,9 @@ def _build(cls: type, data: Any, path: str) -> Any:
         raise ConfigError(f"{prefix}{err}") from None
 
 
+CLAIMS: tuple[ClaimConfig, ...] = _claims(_claims_file(CLAIMS_FILE), str(CLAIMS_FILE))
+
+
 def _grid_runs(grid: Any) -> list:
     """``grid`` maps each run's name to its spec; the name must be the one the spec implies
     (``byol-full``, ``simclr-last2``, ``byol-full-res``), since DVC and Snakemake name stages
@@ -664,6 +688,11 @@ def params_from_dict(data: Any) -> Params:
     """Validate a parsed params mapping into :class:`Params`."""
     if isinstance(data, Mapping) and "grid" in data:
         data = {**data, "grid": _grid_runs(data["grid"])}
+    if isinstance(data, Mapping) and isinstance(data.get("claims"), str):
+        _require(data["claims"] == PAPERS, "claims",
+                 f"expected a list of claims or '{PAPERS}' (the papers' claims, "
+                 f"src/momentum_ssl/{CLAIMS_FILE.name}), got {data['claims']!r}")
+        data = {key: value for key, value in data.items() if key != "claims"}  # the default
     params = _build(Params, data, "")
     # every recipe is checked before any work: each run's, and those no run uses yet
     for run in (*params.grid, *(RunSpec(method) for method in METHODS)):
@@ -820,7 +849,8 @@ def to_dict(obj: Any) -> Any:
 
 
 __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LarsConfig", "LoaderConfig",
-           "MethodsConfig", "ClaimConfig", "CLAIMS", "ModelConfig", "MomentumConfig", "ParamGroupConfig", "Params",
+           "MethodsConfig", "ClaimConfig", "CLAIMS", "CLAIMS_FILE", "PAPERS", "ModelConfig",
+           "MomentumConfig", "ParamGroupConfig", "Params",
            "PretrainConfig", "ProbeConfig", "Recipe", "RecipesConfig", "ResidualConfig",
            "RunSpec", "TransferConfig", "params_hash", "recipe", "resolve", "run_params", "with_seed",
            "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict", "to_dict"]

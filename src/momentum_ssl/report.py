@@ -4,14 +4,17 @@
 
 Every grid run and both baselines, over the training seeds (``seeds``): a table of means with
 their 95% interval (kNN of the student and of the teacher, their gap, logistic regression,
-transfer, pretraining time), the per-seed values behind it, the claims and their verdicts
-(claims.py, stats.py), a table of gradient stability per block, and the plots: loss and
-student-teacher gap curves, each block's gradient norm, kNN by momentum variant with error
-bars, the claims as a forest plot, the kNN monitor's student and teacher scores against steps
-(monitor.py) and the health statistics against steps (health.py), with the Findings: each run
-and seed whose projector output collapsed for a whole epoch. results/summary.json holds the same summaries for
-``dvc metrics show/diff``. Everything is read from the stages' outputs (probe and transfer
-JSON, each run's DVCLive folder); the statistics are stats.py's.
+transfer, pretraining time) and whether each run learned (its kNN over the random-init
+backbone at the same seed), the per-seed values behind it, the claims and their verdicts
+(claims.py, stats.py: only on runs that learned, Holm-adjusted, with the seeds an
+inconclusive claim needs; docs/STATISTICS.md), a table of gradient stability per block, and
+the plots: loss and student-teacher gap curves, each block's gradient norm, kNN by momentum
+variant with error bars, the claims as a forest plot, the kNN monitor's student and teacher
+scores against steps (monitor.py) and the health statistics against steps (health.py), with
+the Findings: each run and seed whose projector output collapsed for a whole epoch.
+results/summary.json holds the same summaries for ``dvc metrics show/diff``. Everything is
+read from the stages' outputs (probe and transfer JSON, each run's DVCLive folder); the
+statistics are stats.py's.
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ import json
 from pathlib import Path
 
 from .artifacts import atomic_write_text, commit, corrupt, partial_path, read_json
-from .claims import NOT_TESTED, Verdict, judge
+from .claims import NOT_TESTABLE, Learning, Verdict, judge, learning
 from .compute import collect_provenance, render_provenance
 from .config import Params, RunSpec
 from .health import collapsed_epochs
 from .paths import BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag, \
     transfer_file
-from .stats import Summary, summarize
+from .stats import MIN_SEEDS, Summary, summarize
 from .telemetry import block_names
 from .transfer import transfer_summary
 
@@ -77,9 +80,12 @@ def cell_metrics(params: Params, name: str, run: RunSpec | None, seed: int | Non
         out["knn_teacher"] = probes["teacher"]["knn"][key]
         out["logistic_teacher"] = probes["teacher"]["logistic"]["top1"]
         out["knn_gap"] = out["knn_student"] - out["knn_teacher"]
+        out["logistic_gap"] = out["logistic_student"] - out["logistic_teacher"]
     transfer = transfer_summary(transfer_file(label, root),
                                 f"python -m momentum_ssl transfer --run {name}{flag}")
     out.update({f"transfer_{target}": score for target, score in transfer.items()})
+    if transfer:  # the claims' `transfer`: the mean over the targets
+        out["transfer"] = sum(transfer.values()) / len(transfer)
     if run is not None:
         summary = read_json(run_dir(label, root) / "dvclive" / "metrics.json",
                             f"python -m momentum_ssl pretrain --run {name}{flag}")
@@ -94,6 +100,8 @@ def cell_metrics(params: Params, name: str, run: RunSpec | None, seed: int | Non
         stability = summary.get("stability", {})
         out["stability"] = stability
         out["cv"] = {block: stats["cv"] for block, stats in stability.items()}
+        out["rel_change"] = {block: stats["rel_change"] for block, stats in stability.items()
+                             if "rel_change" in stats}
     return out
 
 
@@ -110,7 +118,7 @@ def collect(params: Params, root: Path = RESULTS) -> dict[str, dict]:
 
 
 SCALARS = ("knn_student", "knn_teacher", "knn_gap", "logistic_student", "logistic_teacher",
-           "gap_backbone", "gap_projector", "pretrain_s", "step_s")
+           "logistic_gap", "gap_backbone", "gap_projector", "pretrain_s", "step_s")
 
 
 def summaries(entry: dict) -> dict[str, Summary]:
@@ -122,10 +130,36 @@ def summaries(entry: dict) -> dict[str, Summary]:
             if all(m in s for s in seeds)}
 
 
-def _summary_json(collected: dict, verdicts: list[Verdict]) -> dict:
+def _interval(v: Verdict) -> tuple[float, float, float] | None:
+    """(low, high, level): the interval the row's verdict is read on (95% for a direction,
+    90% for an equivalence or a non-inferiority at alpha 0.05); None without one."""
+    if v.test is not None and v.test.low is not None:
+        return v.test.low, v.test.high, v.test.level
+    return None
+
+
+def _learning_json(learned: dict[str, Learning]) -> dict:
+    out = {}
+    for run, item in learned.items():
+        entry = {"learned": item.learned, "collapsed_seeds": list(item.collapsed)}
+        if item.reason:
+            entry["reason"] = item.reason
+        if item.effect is not None:
+            entry["knn_over_random"] = {k: x for k, x in item.effect.summary.as_dict().items()
+                                        if x is not None}
+            entry["knn_over_random"]["seeds"] = {str(s): d for s, d in
+                                                 zip(item.effect.seeds, item.effect.differences)}
+        out[run] = entry
+    return out
+
+
+def _summary_json(collected: dict, verdicts: list[Verdict],
+                  learned: dict[str, Learning] | None = None) -> dict:
     """results/summary.json: per run and metric the mean, std and interval over seeds, with
-    the per-seed values; then every claim's verdict. Absent values (std of one seed) are left
-    out, so ``dvc metrics diff`` compares numbers only."""
+    the per-seed values; whether each run learned (``learning``: its kNN over the random-init
+    backbone, paired by seed); then every claim row's verdict with its raw and Holm-adjusted
+    p-value. Absent values (std of one seed) are left out, so ``dvc metrics diff`` compares
+    numbers only."""
     runs = {}
     for name, entry in collected.items():
         runs[name] = {}
@@ -138,7 +172,9 @@ def _summary_json(collected: dict, verdicts: list[Verdict]) -> dict:
     for v in verdicts:
         item = {"claim": v.claim.name, "source": v.claim.source, "a": v.a, "b": v.b,
                 "metric": v.claim.metric, "kind": v.claim.kind, "status": v.status,
-                "note": v.note}
+                "note": v.note, "primary": v.primary, "p": v.p, "p_adjusted": v.p_adjusted,
+                "effect": v.claim.planned_effect, "seeds_needed": v.seeds_needed,
+                "detectable": v.detectable, "power_alpha": v.alpha}
         if v.claim.margin is not None:
             item["margin"] = v.claim.margin
         if v.effect is not None:
@@ -146,8 +182,18 @@ def _summary_json(collected: dict, verdicts: list[Verdict]) -> dict:
                                   if x is not None}
             item["difference"]["seeds"] = {str(s): d for s, d in zip(v.effect.seeds,
                                                                       v.effect.differences)}
+        if _interval(v) is not None:
+            low, high, level = _interval(v)
+            item["decided_on"] = {"ci_low": low, "ci_high": high, "level": level}
+        if v.trend is not None and v.trend.statistic is not None:
+            item["trend"] = {"page_l": v.trend.statistic, "p_rising": v.trend.p,
+                             "p_falling": v.trend.p_against, "mean_rho": v.trend.rho,
+                             "seeds": list(v.trend.seeds)}
         claims.append({k: x for k, x in item.items() if x is not None})
-    return {"runs": runs, "claims": claims}
+    out = {"runs": runs, "claims": claims}
+    if learned is not None:
+        out["learning"] = _learning_json(learned)
+    return out
 
 
 def _save(fig, path: Path) -> None:
@@ -249,11 +295,13 @@ def _live_summary(live_dir: Path, name: str, seed: int | None) -> dict:
             if path.is_file() else {})
 
 
-def collapse_findings(params: Params, root: Path = RESULTS) -> list[str]:
-    """One line per grid run and seed with an epoch whose ``health/z_std`` stayed below the
-    run's ``health/collapse_threshold`` at every logged step (:func:`~momentum_ssl.health.
-    collapsed_epochs`); steps per epoch from ``time/steps`` and ``pretrain.epochs``."""
-    lines = []
+def collapses(params: Params, root: Path = RESULTS) -> list[tuple[str, int, list[int], float,
+                                                                   float]]:
+    """(run, seed, epochs, threshold, last value) for each grid run and seed with an epoch whose
+    ``health/z_std`` stayed below the run's ``health/collapse_threshold`` at every logged step
+    (:func:`~momentum_ssl.health.collapsed_epochs`); steps per epoch from ``time/steps`` and
+    ``pretrain.epochs``."""
+    out = []
     for run in params.grid:
         for seed in params.seeds:
             live = run_dir(cell(run.name, seed), root) / "dvclive"
@@ -266,11 +314,21 @@ def collapse_findings(params: Params, root: Path = RESULTS) -> list[str]:
             epochs = collapsed_epochs(steps, values, max(1, total // params.pretrain.epochs),
                                       threshold)
             if epochs:
-                listed = ", ".join(map(str, epochs))
-                lines.append(f"- **{run.name}** (seed {seed}) collapsed: the std of its "
-                             f"L2-normalised projector output stayed below {threshold:.4g} at "
-                             f"every logged step of epoch{'s' * (len(epochs) > 1)} {listed} of "
-                             f"{params.pretrain.epochs} (last logged value {values[-1]:.3g}).")
+                out.append((run.name, seed, epochs, threshold, values[-1]))
+    return out
+
+
+def collapse_findings(params: Params, root: Path = RESULTS,
+                      found: list | None = None) -> list[str]:
+    """One line per grid run and seed that collapsed (:func:`collapses`)."""
+    lines = []
+    for name, seed, epochs, threshold, last in (collapses(params, root) if found is None
+                                               else found):
+        listed = ", ".join(map(str, epochs))
+        lines.append(f"- **{name}** (seed {seed}) collapsed: the std of its "
+                     f"L2-normalised projector output stayed below {threshold:.4g} at "
+                     f"every logged step of epoch{'s' * (len(epochs) > 1)} {listed} of "
+                     f"{params.pretrain.epochs} (last logged value {last:.3g}).")
     return lines
 
 
@@ -344,27 +402,29 @@ def _points(v: Verdict) -> bool:
 
 
 def plot_claims(verdicts: list[Verdict], path: Path) -> None:
-    """The claims as a forest plot, one row per tested claim on its own scale: the mean paired
-    difference (a - b; Spearman's rho for a rising claim) with its 95% interval, the zero line,
-    and the equivalence margins, coloured by verdict."""
+    """The claims as a forest plot, one row per tested claim row on its own scale: the mean
+    paired difference (a - b) with the interval its verdict is read on (95%, or 90% for an
+    equivalence or non-inferiority), the zero line and the margins, coloured by verdict."""
     import matplotlib.pyplot as plt
 
-    tested = [v for v in verdicts if v.effect is not None]
+    tested = [v for v in verdicts if v.effect is not None and _interval(v) is not None]
     fig, axes = plt.subplots(max(1, len(tested)), 1, figsize=(9, 0.5 + 1.1 * max(1, len(tested))),
                              squeeze=False)
     colours = {"supported": "C2", "contradicted": "C3", "inconclusive": "C7"}
     for ax, v in zip(axes[:, 0], tested):
         s, scale = v.effect.summary, 100.0 if _points(v) else 1.0
-        low, high = (s.low, s.high) if s.low is not None else (s.mean, s.mean)
+        low, high, level = _interval(v)
         ax.errorbar([scale * s.mean], [0], xerr=[[scale * (s.mean - low)], [scale * (high - s.mean)]],
                     fmt="o", color=colours.get(v.status, "C7"), capsize=4)
         ax.axvline(0, color="black", linewidth=0.8)
         if v.claim.margin is not None:
-            for m in (-v.claim.margin, v.claim.margin):
+            margins = ((-v.claim.margin,) if v.claim.kind == "noninferior"
+                       else (-v.claim.margin, v.claim.margin))
+            for m in margins:
                 ax.axvline(scale * m, color="C1", linestyle="--", linewidth=1)
-        unit = "points" if _points(v) else ("rho" if v.claim.kind == "rising" else v.claim.metric)
-        ax.set_title(f"{v.claim.name}: {v.label}, {v.claim.metric} ({unit}): {v.status}",
-                     fontsize=8, loc="left")
+        unit = "points" if _points(v) else v.claim.metric
+        ax.set_title(f"{v.claim.name}: {v.label}, {v.claim.metric} ({unit}, {100 * level:g}% "
+                     f"CI): {v.status}", fontsize=8, loc="left")
         ax.set_yticks([])
     if not tested:
         axes[0, 0].text(0.5, 0.5, "no claim tested: the grid lacks their runs",
@@ -385,18 +445,56 @@ def _mean_ci(s: Summary | None, points: bool = True, digits: int = 2) -> str:
 
 
 def _difference(v: Verdict) -> str:
+    """The mean difference with the interval its verdict is read on, and that level; for a
+    rising claim the mean Spearman rho (descriptive: Page's L decides)."""
+    if v.trend is not None and v.trend.rho is not None:
+        return f"rho {v.trend.rho:+.2f} (mean over seeds)"
     if v.effect is None:
         return "—"
     s = v.effect.summary
     scale, fmt = (100, "{:+.2f}") if _points(v) else (1, "{:+.3g}")
     text = fmt.format(scale * s.mean)
-    if s.low is not None:
-        text += f" [{fmt.format(scale * s.low)}, {fmt.format(scale * s.high)}]"
+    if _interval(v) is not None:
+        low, high, level = _interval(v)
+        text += f" [{fmt.format(scale * low)}, {fmt.format(scale * high)}] ({100 * level:g}%)"
     return text
 
 
+def _p(v: Verdict) -> str:
+    if v.p is None:
+        return "—"
+    return f"{v.p:.3g} / {v.p_adjusted:.3g}" if v.p_adjusted is not None else f"{v.p:.3g}"
+
+
+def _needed(v: Verdict) -> str:
+    """Seeds for 80% power at the declared effect, and the smallest effect the seeds run
+    detect, both at Holm's first-step level; '—' when the row is not inconclusive."""
+    if v.detectable is None:
+        return "—"
+    scale, unit = (100, " points") if _points(v) else (1, "")
+    planned = v.claim.planned_effect
+    need = ("no declared effect" if planned is None else
+            f"{v.seeds_needed if v.seeds_needed is not None else '> 1000'} seeds at "
+            f"{scale * planned:g}{unit}")
+    return (f"{need}; {v.effect.summary.n} seeds detect {scale * v.detectable:.3g}{unit} "
+            f"(alpha {v.alpha:.3g})")
+
+
+def _learned_cell(item: Learning | None) -> str:
+    if item is None:
+        return "—"
+    s = None if item.effect is None else item.effect.summary
+    text = "—" if s is None else f"{100 * s.mean:+.2f}"
+    if s is not None and s.low is not None:
+        text += f" [{100 * s.low:+.2f}, {100 * s.high:+.2f}]"
+    if item.collapsed:
+        text += ", collapsed"
+    return text if item.learned else f"{text} **did not learn**"
+
+
 def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: list[str],
-           findings: list[str] | None = None) -> str:
+           findings: list[str] | None = None,
+           learned: dict[str, Learning] | None = None) -> str:
     key = f"k{params.probe.knn_k[0]} weighted (T={params.probe.temperature})"
     stats = {name: summaries(e) for name, e in collected.items()}
     first = next(iter(collected.values()))
@@ -404,7 +502,8 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
                      if m.startswith("transfer_"))
     seeds = list(params.seeds)
     head = (["run", "kNN student", "kNN teacher", "gap", "logistic"]
-            + [f"transfer {t} (kNN)" for t in targets] + ["pretraining (s)"])
+            + [f"transfer {t} (kNN)" for t in targets] + ["pretraining (s)"]
+            + (["kNN - random-init [95% CI]"] if learned is not None else []))
     lines = [
         "# momentum-ssl report", "",
         f"Dataset {params.data.dataset}, backbone {params.model.backbone}"
@@ -417,7 +516,11 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
         "Gap = kNN student - kNN teacher (points); teacher features exist when the teacher "
         "owns backbone blocks (scopes full and last_k). Each cell is the mean over seeds ± the "
         "half-width of its 95% Student-t interval (no interval with one seed); raw pixels draw "
-        "nothing and have one value.", "",
+        "nothing and have one value."
+        + (" The last column is the student's kNN minus the random-init backbone's at the same "
+           "seed (points, mean and 95% interval over seeds): a run whose interval does not lie "
+           "above zero, or that collapsed, **did not learn**, and no claim is judged on it."
+           if learned is not None else ""), "",
         "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, entry in collected.items():
         s = stats[name]
@@ -427,6 +530,8 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
                  _mean_ci(s.get("logistic_student")) + ("" if converged else " †")]
         cells += [_mean_ci(s.get(f"transfer_{t}")) for t in targets]
         cells.append(_mean_ci(s.get("pretrain_s"), points=False, digits=0))
+        if learned is not None:
+            cells.append(_learned_cell(learned.get(name)))
         lines.append("| " + " | ".join(cells) + " |")
     unconverged = [cell(name, seed) for name, entry in collected.items()
                    for seed, m in entry["seeds"].items() if not m["logistic_converged"]]
@@ -446,21 +551,35 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
 
     lines += ["## Claims", "",
               "Each claim is judged from paired differences over seeds (a - b, the same seed for "
-              "both runs: the same initialisation draws and data order), with the mean and its "
-              "95% Student-t interval: **supported** when the interval excludes zero on the "
-              "claimed side (an equivalence: both one-sided tests reject at 0.05 against the "
-              "margin), **contradicted** when it excludes zero on the other side (or lies "
-              "outside the margin), **inconclusive** otherwise, and with one seed always. "
-              "Differences of accuracies are in points.", "",
-              "| claim | source | runs (a vs b) | metric | a - b [95% CI] | verdict | note |",
-              "|---|---|---|---|---|---|---|"]
+              "both runs: the same initialisation draws and data order; docs/STATISTICS.md). A "
+              "direction claim is read on the 95% Student-t interval, an equivalence (two "
+              "one-sided tests at 0.05) and a non-inferiority (one-sided at 0.05) on the 90% "
+              "interval, against the margin; a rising claim by Page's L over blocks x seeds. "
+              "The p-values are adjusted with Holm's method across the claims' primary rows "
+              "(and apart across the secondary rows, the other methods' expansions), and the "
+              "verdict is decided on the adjusted one: **supported**, **contradicted**, or "
+              "**inconclusive**, which then states the seeds that would give 80% power at the "
+              "claim's declared effect and the smallest effect its seeds detect. Fewer than "
+              f"{MIN_SEEDS} seeds, or differences without spread, give no verdict. A claim "
+              "that compares a run that did not learn is **not testable**; one whose runs are "
+              "not in the grid is **not tested**. Differences of accuracies are in points.", "",
+              "| claim | source | runs (a vs b) | metric | a - b [CI] | p raw / Holm | verdict "
+              "| seeds needed (80% power) | note |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for v in verdicts:
-        margin = f" (margin ±{_margin(v)})" if v.claim.margin is not None else ""
-        lines.append(f"| {v.claim.name}{margin} | {v.claim.source} | {v.label} | "
-                     f"{v.claim.metric} | {_difference(v)} | **{v.status}** | {v.note or ''} |")
-    tested = sum(v.status != NOT_TESTED for v in verdicts)
-    lines += ["", f"{tested} of {len(verdicts)} claim rows tested; the others need runs the "
-              "grid does not have.", ""]
+        margin = "" if v.claim.margin is None else (
+            f" (non-inferiority margin {_margin(v)})" if v.claim.kind == "noninferior"
+            else f" (margin ±{_margin(v)})")
+        runs_cell = v.label if v.primary else f"{v.label} (secondary)"
+        lines.append(f"| {v.claim.name}{margin} | {v.claim.source} | {runs_cell} | "
+                     f"{v.claim.metric} | {_difference(v)} | {_p(v)} | **{v.status}** | "
+                     f"{_needed(v)} | {v.note or ''} |")
+    primary = [v for v in verdicts if v.primary]
+    tested = sum(v.p_adjusted is not None for v in primary)
+    untestable = sum(v.status == NOT_TESTABLE for v in primary)
+    lines += ["", f"{tested} of {len(primary)} claims tested (Holm over {tested}); "
+              f"{untestable} not testable (a run did not learn); the others need runs or seeds "
+              "the grid does not have.", ""]
 
     lines += ["## Per-seed values", "", "kNN student / logistic (%) of each run at each seed.",
               "", "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |",
@@ -510,8 +629,14 @@ def report(params: Params, root: Path = RESULTS) -> Path:
 
     matplotlib.use("Agg")
     collected = collect(params, root)
-    verdicts = judge(params.claims, {n: e["seeds"] for n, e in collected.items()
-                                     if e["run"] is not None})
+    found = collapses(params, root)
+    collapsed: dict[str, tuple[int, ...]] = {}
+    for name, seed, *_ in found:
+        collapsed[name] = (*collapsed.get(name, ()), seed)
+    values = {n: e["seeds"] for n, e in collected.items() if e["run"] is not None}
+    learned = learning(values, collected["random"]["seeds"], collapsed)
+    verdicts = judge(params.claims, values,
+                     unfit={run: item.reason for run, item in learned.items() if item.reason})
     blocks = block_names(4)
     for entry in collected.values():
         stability = next(iter(entry["seeds"].values())).get("stability")
@@ -528,11 +653,12 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     plot_health(params, root, plots / "health.png")
     machines = collect_provenance([(cell(run.name, seed), run_dir(cell(run.name, seed), root))
                                    for run in params.grid for seed in params.seeds])
-    summary = _summary_json(collected, verdicts)
+    summary = _summary_json(collected, verdicts, learned)
     summary["provenance"] = machines
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     out = root / "report.md"
-    text = render(params, collected, verdicts, blocks, collapse_findings(params, root))
+    text = render(params, collected, verdicts, blocks, collapse_findings(params, root, found),
+                  learned)
     atomic_write_text(out, text.rstrip("\n") + "\n\n" + "\n".join(render_provenance(machines))
                       + "\n")
     return out

@@ -6,6 +6,7 @@ rule report:
         "src/momentum_ssl/report.py",
         "src/momentum_ssl/stats.py",
         "src/momentum_ssl/claims.py",
+        "src/momentum_ssl/claims.yaml",
         "src/momentum_ssl/transfer.py",
         "src/momentum_ssl/telemetry.py",
         "src/momentum_ssl/health.py",
