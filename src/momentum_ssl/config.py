@@ -147,15 +147,26 @@ class LoaderConfig:
 class ModelConfig:
     """Section ``model``: the backbone every run of the grid trains."""
 
-    backbone: Literal["resnet18", "resnet50", "resnet_tiny"] = "resnet_tiny"
+    backbone: Literal["resnet18", "resnet50", "resnet_tiny", "vit_tiny", "vit_small"] = \
+        "resnet_tiny"
     width: int = 16  # base channels of resnet_tiny (ResNet-18's layout; resnet18 has 64)
     cifar_stem: bool = True  # 3x3 stride-1 first convolution and no max-pool, for small images
     # Start each residual block as the identity: the last BatchNorm of every block gets weight 0
     # (Goyal et al., 2017, section 5.1; torchvision's ``zero_init_residual``). SimSiam, Barlow
     # Twins, VICReg and UniGrad set it in their reference code; a method's recipe may set it.
     zero_init_residual: bool = False
+    # ViTs (models/vit.py): side of the square patches; the side of the images the position
+    # embedding is laid out for (null: augment.size; other sides, such as local crops, get it
+    # resampled), a multiple of patch_size; MoCo v3's frozen random patch projection (its
+    # stop_grad_conv1, Chen, Xie & He, 2021, sec. 4.1). The ResNets ignore all three.
+    patch_size: int = 16
+    image_size: Optional[int] = None
+    freeze_patch_embed: bool = False
 
     def __post_init__(self) -> None:
+        _require(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
+        _require(self.image_size is None or self.image_size >= self.patch_size, "image_size",
+                 f"must be null or >= patch_size ({self.patch_size}), got {self.image_size}")
         _require(self.width >= 8 and self.width % 8 == 0, "width",
                  f"must be a multiple of 8, got {self.width} (narrower channels_last "
                  "convolutions corrupt memory in oneDNN on the CPU)")
@@ -434,7 +445,7 @@ SHARED_KEYS: dict[str, tuple[str, ...]] = {
     "pretrain": ("log_every", "device", "monitor_train", "monitor_test", "eval_every",
                  "collapse_std"),  # telemetry: every run watched alike, so curves compare
     "augment": ("size",),
-    "model": ("backbone", "width", "cifar_stem")}
+    "model": ("backbone", "width", "cifar_stem", "patch_size", "image_size")}
 
 
 @dataclass(frozen=True)
@@ -503,6 +514,12 @@ class Params:
         _require(len(set(self.seeds)) == len(self.seeds), "seeds",
                  f"lists a seed twice: {list(self.seeds)}")
         _require(len(self.grid) >= 1, "grid", "must list at least one run")
+        if self.model.backbone.startswith("vit_"):
+            side = self.model.image_size or self.augment.size
+            _require(side % self.model.patch_size == 0,
+                     "model.image_size" if self.model.image_size else "model.patch_size",
+                     f"a ViT's image side ({side}, model.image_size or augment.size) must be a "
+                     f"multiple of model.patch_size ({self.model.patch_size}); change either")
         names = [run.name for run in self.grid]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         _require(not duplicates, "grid", f"lists the same run twice: {', '.join(duplicates)}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .methods import Branch, Method, build_method
-from .models.backbones import Backbone, build_backbone
+from .models.backbones import Backbone, backbone_from_config
 from .momentum import Teacher, residual_momentum_loss, teacher_start
 
 LEVELS = {"backbone": "y", "projector": "z"}
@@ -83,9 +83,7 @@ def build_learner(params, run) -> Learner:
     from .config import resolve
 
     params = resolve(params, run)
-    model = params.model
-    backbone = build_backbone(model.backbone, model.width, model.cifar_stem,
-                              model.zero_init_residual)
+    backbone = backbone_from_config(params.model, params.augment.size)
     method = build_method(run.method, getattr(params.methods, run.method))
     weight = params.residual.weight if run.residual else 0.0
     return Learner(backbone, method, run.scope, run.k, weight, params.residual.level,
