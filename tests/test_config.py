@@ -113,8 +113,8 @@ def test_float_written_without_a_dot_is_a_number():
 
 
 def test_grid_rejects_unknown_method_and_residual_without_teacher():
-    msg = error_for(with_change("grid", {"dino-none": {"method": "dino"}}))
-    assert "grid.dino-none.method: 'dino' is not allowed" in msg and "byol" in msg
+    msg = error_for(with_change("grid", {"swav-none": {"method": "swav"}}))
+    assert "grid.swav-none.method: 'swav' is not allowed" in msg and "byol" in msg
     msg = error_for(with_change("grid", {"byol-none-res": {"method": "byol", "scope": "none",
                                                            "residual": True}}))
     assert "grid.byol-none-res.residual: the residual-momentum loss needs a teacher" in msg
@@ -180,7 +180,11 @@ def test_methods_section_overrides_defaults_and_checks_ranges():
         with_change("methods", {"byol": {"proj_hidden": 0}}))
     assert "methods.xmoco.cc_temperature: must be > 0" in error_for(
         with_change("methods", {"xmoco": {"cc_temperature": -1.0}}))
-    assert "unknown key 'methods.dino'" in error_for(with_change("methods", {"dino": {}}))
+    assert "unknown key 'methods.swav'" in error_for(with_change("methods", {"swav": {}}))
+    assert "methods.dino.center_momentum: must be in [0, 1), got 1.0" in error_for(
+        with_change("methods", {"dino": {"center_momentum": 1.0}}))
+    assert "methods.dino.student_temperature: must be > 0" in error_for(
+        with_change("methods", {"dino": {"student_temperature": 0.0}}))
     msg = error_for(with_change("methods", {"byol": {"temperature": 0.2}}))
     assert "unknown key 'methods.byol.temperature'" in msg and "pred_hidden" in msg
 
@@ -303,3 +307,28 @@ def test_the_embedded_default_writes_out_the_papers_claims():
 
     assert load_params(REPO / "params.yaml").claims == CLAIMS
     assert load_params(REPO / "params/cifar10.yaml").claims == CLAIMS  # left out: the default
+
+
+
+def test_local_crops_go_to_dino_only_and_fit_a_vits_patches():
+    msg = error_for(with_change("augment.local_crops", 2))
+    assert msg.startswith("augment.local_crops: ") and "takes two views" in msg
+    assert "recipes.dino.augment" in msg
+    data = with_change("recipes", {"dino": {"augment": {"local_crops": 2, "local_size": 12}}})
+    data["model"].update({"backbone": "vit_tiny", "patch_size": 7})  # 28 px: 4x4 patches
+    assert "12 px local crops are not a whole number of model.patch_size (7)" in error_for(data)
+    data["recipes"]["dino"]["augment"]["local_size"] = 14
+    params = params_from_dict(data)
+    from momentum_ssl.config import recipe, resolve
+    assert resolve(params, RunSpec("dino")).augment.local_crops == 2
+    assert recipe(params, RunSpec("dino"))["augment"]["local_size"] == 14
+    assert "local_size" not in recipe(params, RunSpec("byol"))["augment"]  # two views
+    assert "augment.local_size: must be null or in 8..size" in error_for(
+        with_change("augment.local_size", 4))
+
+
+def test_a_vits_image_side_must_be_whole_patches():
+    data = with_change("model.backbone", "vit_small")  # augment.size 28, patch_size 16
+    assert "model.patch_size: a ViT's image side (28" in error_for(data)
+    data["model"]["patch_size"] = 7
+    assert params_from_dict(data).model.patch_size == 7
