@@ -30,7 +30,8 @@ def error_for(data) -> str:
 
 @pytest.mark.parametrize("path", ["params.yaml", "params/cifar10.yaml", "params/cifar100.yaml",
                                   "params/imagenet100_resnet18.yaml",
-                                  "params/imagenet100_resnet50.yaml"])
+                                  "params/imagenet100_resnet50.yaml",
+                                  "params/imagenet100_vit_small.yaml"])
 def test_shipped_profiles_load(path):
     params = load_params(REPO / path)
     assert params.data.dataset in DATASETS
