@@ -30,7 +30,8 @@ def error_for(data) -> str:
 
 @pytest.mark.parametrize("path", ["params.yaml", "params/cifar10.yaml", "params/cifar100.yaml",
                                   "params/imagenet100_resnet18.yaml",
-                                  "params/imagenet100_resnet50.yaml"])
+                                  "params/imagenet100_resnet50.yaml",
+                                  "params/imagenet100_vit_small.yaml"])
 def test_shipped_profiles_load(path):
     params = load_params(REPO / path)
     assert params.data.dataset in DATASETS
@@ -113,8 +114,8 @@ def test_float_written_without_a_dot_is_a_number():
 
 
 def test_grid_rejects_unknown_method_and_residual_without_teacher():
-    msg = error_for(with_change("grid", {"dino-none": {"method": "dino"}}))
-    assert "grid.dino-none.method: 'dino' is not allowed" in msg and "byol" in msg
+    msg = error_for(with_change("grid", {"swav-none": {"method": "swav"}}))
+    assert "grid.swav-none.method: 'swav' is not allowed" in msg and "byol" in msg
     msg = error_for(with_change("grid", {"byol-none-res": {"method": "byol", "scope": "none",
                                                            "residual": True}}))
     assert "grid.byol-none-res.residual: the residual-momentum loss needs a teacher" in msg
@@ -134,16 +135,17 @@ def test_grid_keys_are_the_run_names():
 def test_run_params_hold_only_what_the_run_reads():
     params = params_from_dict(repo_params_dict())
     runs = {run.name: run for run in params.grid}
-    plain, res = (run_params(params, runs[n]) for n in ("byol-full", "byol-full-res"))
+    plain, res = (run_params(params, runs[n]) for n in ("mocov3-full", "mocov3-full-res"))
     assert "residual" not in plain and res["residual"] == {"weight": 1.0, "level": "projector"}
-    assert plain["method"] == {"proj_hidden": 512, "proj_out": 128, "pred_hidden": 512}
-    assert plain["run"] == {"name": "byol-full", "method": "byol", "scope": "full", "k": 1,
+    assert plain["method"] == {"proj_hidden": 512, "proj_out": 128, "pred_hidden": 512,
+                               "proj_layers": 2, "temperature": 0.2}
+    assert plain["run"] == {"name": "mocov3-full", "method": "mocov3", "scope": "full", "k": 1,
                             "residual": False, "gpus": 1}
     assert "probe" not in plain and "grid" not in plain
     changed = params_from_dict(with_change("residual.weight", 0.5))
     runs2 = {run.name: run for run in changed.grid}
-    assert params_hash(run_params(changed, runs2["byol-full"])) == params_hash(plain)
-    assert params_hash(run_params(changed, runs2["byol-full-res"])) != params_hash(res)
+    assert params_hash(run_params(changed, runs2["mocov3-full"])) == params_hash(plain)
+    assert params_hash(run_params(changed, runs2["mocov3-full-res"])) != params_hash(res)
 
 
 def test_probe_and_transfer_sections_are_checked():
@@ -180,7 +182,11 @@ def test_methods_section_overrides_defaults_and_checks_ranges():
         with_change("methods", {"byol": {"proj_hidden": 0}}))
     assert "methods.xmoco.cc_temperature: must be > 0" in error_for(
         with_change("methods", {"xmoco": {"cc_temperature": -1.0}}))
-    assert "unknown key 'methods.dino'" in error_for(with_change("methods", {"dino": {}}))
+    assert "unknown key 'methods.swav'" in error_for(with_change("methods", {"swav": {}}))
+    assert "methods.dino.center_momentum: must be in [0, 1), got 1.0" in error_for(
+        with_change("methods", {"dino": {"center_momentum": 1.0}}))
+    assert "methods.dino.student_temperature: must be > 0" in error_for(
+        with_change("methods", {"dino": {"student_temperature": 0.0}}))
     msg = error_for(with_change("methods", {"byol": {"temperature": 0.2}}))
     assert "unknown key 'methods.byol.temperature'" in msg and "pred_hidden" in msg
 
@@ -235,15 +241,15 @@ def test_a_recipe_overrides_the_shared_sections_and_a_grid_entry_overrides_the_r
                         **{"simclr-projector": {"pretrain": {"lr": 0.7}}})
     params = params_from_dict(data)
     runs = {run.name: run for run in params.grid}
-    none, projector, byol = (resolve(params, runs[n]) for n in
-                             ("simclr-none", "simclr-projector", "byol-full"))
+    none, projector, moco = (resolve(params, runs[n]) for n in
+                             ("simclr-none", "simclr-projector", "mocov3-full"))
     assert none.pretrain.optimizer == "lars" and none.pretrain.lr == 0.4
     assert none.pretrain.lars.eta == 0.01 and none.pretrain.lars.clip_lr  # merged key by key
     assert none.momentum.final_tau == 0.999 and none.augment.blur_p == (0.5, 0.5)
     assert none.model.zero_init_residual and none.methods.simclr.temperature == 0.5
     assert none.pretrain.epochs == params.pretrain.epochs  # the rest stays shared
     assert projector.pretrain.lr == 0.7 and projector.pretrain.optimizer == "lars"
-    assert byol.pretrain == params.pretrain and byol.methods.byol == params.methods.byol
+    assert moco.pretrain == params.pretrain and moco.methods.mocov3 == params.methods.mocov3
     # the run's plan (what DVC tracks) holds its resolved recipe
     assert run_params(params, runs["simclr-projector"])["pretrain"]["lr"] == 0.7
     assert run_params(params, runs["simclr-none"])["method"]["temperature"] == 0.5
@@ -256,8 +262,8 @@ def test_recipe_mistakes_name_the_layer_and_key():
     assert "recipes.simclr.augment.size: is shared by every run" in msg
     msg = error_for(with_recipes({"simclr": {"model": {"width": 32}}}))
     assert "recipes.simclr.model.width: is shared by every run" in msg
-    msg = error_for(with_recipes({}, **{"byol-full": {"momentum": {"final_tau": 0.5}}}))
-    assert "grid.byol-full.momentum.final_tau: must be in [tau, 1]" in msg
+    msg = error_for(with_recipes({}, **{"mocov3-full": {"momentum": {"final_tau": 0.5}}}))
+    assert "grid.mocov3-full.momentum.final_tau: must be in [tau, 1]" in msg
     msg = error_for(with_recipes({"mocov3": {"method_settings": {"proj_layers": 4}}}))
     assert "recipes.mocov3.method_settings.proj_layers: 4 is not allowed" in msg
     msg = error_for(with_recipes({"byol": {"method_settings": {"proj_out": 0}}}))
@@ -329,3 +335,28 @@ def test_the_embedded_default_writes_out_the_papers_claims():
     assert load_params(REPO / "params/cifar10.yaml").claims == CLAIMS  # left out: the default
     # written once: params.yaml names the package's list instead of copying it
     assert yaml.safe_load((REPO / "params.yaml").read_text())["claims"] == "papers"
+
+
+
+def test_local_crops_go_to_dino_only_and_fit_a_vits_patches():
+    msg = error_for(with_change("augment.local_crops", 2))
+    assert msg.startswith("augment.local_crops: ") and "takes two views" in msg
+    assert "recipes.dino.augment" in msg
+    data = with_change("recipes", {"dino": {"augment": {"local_crops": 2, "local_size": 12}}})
+    data["model"].update({"backbone": "vit_tiny", "patch_size": 7})  # 28 px: 4x4 patches
+    assert "12 px local crops are not a whole number of model.patch_size (7)" in error_for(data)
+    data["recipes"]["dino"]["augment"]["local_size"] = 14
+    params = params_from_dict(data)
+    from momentum_ssl.config import recipe, resolve
+    assert resolve(params, RunSpec("dino")).augment.local_crops == 2
+    assert recipe(params, RunSpec("dino"))["augment"]["local_size"] == 14
+    assert "local_size" not in recipe(params, RunSpec("byol"))["augment"]  # two views
+    assert "augment.local_size: must be null or in 8..size" in error_for(
+        with_change("augment.local_size", 4))
+
+
+def test_a_vits_image_side_must_be_whole_patches():
+    data = with_change("model.backbone", "vit_small")  # augment.size 28, patch_size 16
+    assert "model.patch_size: a ViT's image side (28" in error_for(data)
+    data["model"]["patch_size"] = 7
+    assert params_from_dict(data).model.patch_size == 7

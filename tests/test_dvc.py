@@ -112,3 +112,43 @@ def test_adding_a_seed_runs_only_that_seeds_stages(repo):
     if residual["status"] != "not testable":  # both runs learned: judged on both seeds
         assert set(residual["difference"]["seeds"]) == {"0", "1"}
     assert "up to date" in dvc(root, "status").stdout
+
+
+def test_a_tiny_dino_vit_run_with_local_crops_goes_through_the_dag(tmp_path):
+    """DINO on a ViT-Tiny (4 px patches of the digits at 16 px), two 8 px local crops, full EMA
+    with residual momentum: convert, plan, pretrain, evaluate (features of student and teacher,
+    probes, transfer) and the report, under `dvc repro`."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__",
+                                                                             "*.egg-info"))
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    params = copy.deepcopy(repo_params_dict())
+    for name, values in TINY.items():
+        if isinstance(values, dict) and name != "grid":
+            params[name].update(values)
+        else:
+            params[name] = values
+    params["augment"]["size"] = 16  # 4x4 patches of 4 px; the 8 px local crops have 2x2
+    params["model"].update({"backbone": "vit_tiny", "patch_size": 4})
+    params["pretrain"].update({"epochs": 1, "optimizer": "adamw", "lr": 0.001,
+                               "clip_grad": 3.0})
+    params["methods"]["dino"] = {"proj_hidden": 16, "proj_bottleneck": 8, "proj_out": 32}
+    params["recipes"] = {"dino": {"source": "test", "augment": {"local_crops": 2,
+                                                                 "local_size": 8}}}
+    params["grid"] = {"dino-full-res": {"method": "dino", "scope": "full", "residual": True}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert dvc(repo, "init", "--no-scm").returncode == 0
+    dvc(repo, "config", "core.analytics", "false")
+    done = dvc(repo, "repro")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {"pretrain@dino-full-res-0", "evaluate@dino-full-res-0", "report"} <= ran(done.stdout)
+    run = repo / "results" / "runs" / "dino-full-res" / "s0"
+    metrics = json.loads((run / "dvclive" / "metrics.json").read_text())
+    assert {"loss", "teacher_temperature", "gap_projector", "residual"} <= set(metrics["train"])
+    assert set(metrics["stability"]) == {"stem", *(f"stage{i}" for i in range(1, 13)),
+                                         "projector"}
+    saved = yaml.safe_load((run / "params.yaml").read_text())
+    assert saved["augment"]["local_crops"] == 2 and saved["model"]["backbone"] == "vit_tiny"
+    summary = json.loads((repo / "results" / "summary.json").read_text())
+    assert "dino-full-res" in summary["runs"]
+    assert "dino-full-res" in (repo / "results" / "report.md").read_text()

@@ -144,3 +144,45 @@ def test_export_refuses_a_model_of_other_params(tiny, tmp_path):
     with pytest.raises(ConfigError, match="trained with other params than simclr-none"):
         export(tiny, "simclr-none")
     assert not (tmp_path / "results" / "export").exists()
+
+
+def timm_vit_keys(depth: int) -> set[str]:
+    """The state_dict keys of timm's VisionTransformer with ``num_classes=0`` (no head), from
+    timm/models/vision_transformer.py (Block: norm1, attn.qkv, attn.proj, norm2, mlp.fc1,
+    mlp.fc2; PatchEmbed: proj; then cls_token, pos_embed, the final norm)."""
+    block = [f"{m}.{w}" for m in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1",
+                                  "mlp.fc2") for w in ("weight", "bias")]
+    return {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+            "norm.weight", "norm.bias",
+            *(f"blocks.{i}.{name}" for i in range(depth) for name in block)}
+
+
+@pytest.mark.parametrize("scope", ["full", "last_k"])
+def test_a_vit_exports_timms_names_and_loads_back_into_our_vit(tmp_path, monkeypatch, scope):
+    from momentum_ssl.export import vit_from_timm
+    from momentum_ssl.models.backbones import build_backbone
+
+    params = make_params(tmp_path, **{**TINY, "model": {"backbone": "vit_tiny", "patch_size": 2}})
+    torch.manual_seed(0)
+    learner = build_learner(params, RunSpec("byol", scope, k=3))
+    with torch.no_grad():
+        for p in learner.teacher.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    learner.eval()
+    x = torch.randn(2, 3, 8, 8)
+    ours = Encoders(learner)(x)
+    for encoder in ("student", "teacher"):
+        meta = json.loads(write_export(learner, "vit_tiny", 8, True, tmp_path / "out",
+                                       teacher=encoder == "teacher", patch_size=2,
+                                       image_size=8).read_text())
+        state = torch.load(tmp_path / "out" / f"{encoder}.pt")
+        assert set(state) == timm_vit_keys(12)
+        assert state["pos_embed"].shape == (1, 1 + 16, 192)
+        assert meta["format"] == "timm" and meta["feature_dim"] == 192
+        assert meta["timm"]["constructor"] == ("timm.create_model('vit_tiny_patch16_224', "
+                                               "num_classes=0, img_size=8, patch_size=2)")
+        model = build_backbone("vit_tiny", patch_size=2, image_size=8)
+        model.load_state_dict(vit_from_timm(state))  # strict: every key back in place
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(x), ours[encoder], rtol=0, atol=0)
+    assert not torch.equal(ours["student"], ours["teacher"])

@@ -140,8 +140,8 @@ def test_bad_arguments_raise_value_error_naming_the_problem():
                 residual_level="backbone")
     with pytest.raises(ValueError, match="residual level must be one of"):
         Learner(resnet_tiny(8), tiny_method("byol"), "full", residual_level="z")
-    with pytest.raises(ValueError, match="unknown method 'dino'"):
-        build_method("dino")
+    with pytest.raises(ValueError, match="unknown method 'swav'"):
+        build_method("swav")
     with pytest.raises(ValueError, match="queue_size: must be >= 1"):
         tiny_method("mocov2", queue_size=0)
     with pytest.raises(ValueError, match="temperature: must be > 0"):

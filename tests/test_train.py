@@ -102,6 +102,27 @@ def test_param_groups_scale_the_lr_and_take_their_own_weight_decay():
     assert norm["lr"] == pytest.approx(0.012) and rest["lr"] == 0.5
 
 
+def test_adamw_takes_the_groups_and_their_weight_decay():
+    cfg = PretrainConfig(optimizer="adamw", weight_decay=0.04, param_groups=(
+        ParamGroupConfig("bias_and_norm", weight_decay=0.0),))
+    optimizer = build_optimizer(tiny_learner("byol", "none"), cfg, peak=5e-4)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0, 0.04]
+    assert all(g["lr"] == 5e-4 for g in optimizer.param_groups)
+
+
+def test_clip_gradients_scales_each_parameter_to_the_clip_on_its_own():
+    from momentum_ssl.train import clip_gradients
+
+    module = torch.nn.Linear(2, 2)
+    module.weight.grad = torch.tensor([[3.0, 4.0], [0.0, 0.0]])  # norm 5
+    module.bias.grad = torch.tensor([0.6, 0.8])  # norm 1: left alone
+    clip_gradients(module, 2.0)
+    torch.testing.assert_close(module.weight.grad,
+                               torch.tensor([[3.0, 4.0], [0.0, 0.0]]) * 2 / (5 + 1e-6))
+    torch.testing.assert_close(module.bias.grad, torch.tensor([0.6, 0.8]))
+
+
 def tsv_steps(path):
     return [int(line.split("\t")[0]) for line in path.read_text().splitlines()[1:]]
 
@@ -195,8 +216,8 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny, tmp_
         forward = learner.forward
         calls = {"n": 0}
 
-        def nan_after_six(x1, x2):
-            loss, logs = forward(x1, x2)
+        def nan_after_six(*views, epoch=0):
+            loss, logs = forward(*views, epoch=epoch)
             calls["n"] += 1
             return (loss * float("nan") if calls["n"] > 6 else loss), logs
 

@@ -83,8 +83,8 @@ def test_slurm_profile_dry_run_maps_gpu_jobs():
 
 
 @pytest.mark.parametrize("change, message", [
-    ("grid: {dino-full: {method: dino, scope: full}}",
-     "grid.dino-full.method: 'dino' is not allowed"),
+    ("grid: {swav-full: {method: swav, scope: full}}",
+     "grid.swav-full.method: 'swav' is not allowed"),
     ("grid: {byol-sideways: {method: byol, scope: sideways}}",
      "grid.byol-sideways.scope: 'sideways' is not allowed"),
 ])

@@ -25,7 +25,7 @@ from .methods import MethodsConfig
 
 DatasetName = Literal["fashion_mnist", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
 MethodName = Literal["mocov2", "mocov3", "byol", "simclr", "simsiam", "barlow_twins", "vicreg",
-                     "unigrad", "xmoco"]
+                     "unigrad", "xmoco", "dino"]
 Scope = Literal["none", "projector", "last_k", "full"]
 DATASETS: tuple[str, ...] = typing.get_args(DatasetName)
 METHODS: tuple[str, ...] = typing.get_args(MethodName)
@@ -104,9 +104,23 @@ class AugmentConfig:
     blur_p: tuple[float, float] = (0.0, 0.0)  # per view
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: tuple[float, float] = (0.0, 0.0)  # per view
+    # Multi-crop (DINO's DataAugmentationDINO): local crops of each image beside the two
+    # global views, seen by the student only; 0 keeps two views. A local crop: a resized crop
+    # of local_size px (null: 96/224 of size, DINO's 96 at 224; at least 8, as size) from
+    # local_crop_scale of the image, the global views' flip, jitter and grayscale, blur with
+    # local_blur_p, no solarisation (DINO: scale (0.05, 0.4), blur 0.5).
+    local_crops: int = 0
+    local_size: Optional[int] = None
+    local_crop_scale: tuple[float, float] = (0.05, 0.4)
+    local_blur_p: float = 0.5
 
     def __post_init__(self) -> None:
         _require(self.size >= 8, "size", f"must be >= 8 pixels, got {self.size}")
+        _require(self.local_crops >= 0, "local_crops", f"must be >= 0, got {self.local_crops}")
+        _require(self.local_size is None or 8 <= self.local_size <= self.size, "local_size",
+                 f"must be null or in 8..size ({self.size}) pixels, got {self.local_size}")
+        _interval(self.local_crop_scale, "local_crop_scale", 1e-6, 1.0)
+        _in_unit(self.local_blur_p, "local_blur_p")
         _interval(self.crop_scale, "crop_scale", 1e-6, 1.0)
         _interval(self.crop_ratio, "crop_ratio", 1e-6, math.inf)
         _interval(self.blur_sigma, "blur_sigma", 1e-6, math.inf)
@@ -147,15 +161,26 @@ class LoaderConfig:
 class ModelConfig:
     """Section ``model``: the backbone every run of the grid trains."""
 
-    backbone: Literal["resnet18", "resnet50", "resnet_tiny"] = "resnet_tiny"
+    backbone: Literal["resnet18", "resnet50", "resnet_tiny", "vit_tiny", "vit_small"] = \
+        "resnet_tiny"
     width: int = 16  # base channels of resnet_tiny (ResNet-18's layout; resnet18 has 64)
     cifar_stem: bool = True  # 3x3 stride-1 first convolution and no max-pool, for small images
     # Start each residual block as the identity: the last BatchNorm of every block gets weight 0
     # (Goyal et al., 2017, section 5.1; torchvision's ``zero_init_residual``). SimSiam, Barlow
     # Twins, VICReg and UniGrad set it in their reference code; a method's recipe may set it.
     zero_init_residual: bool = False
+    # ViTs (models/vit.py): side of the square patches; the side of the images the position
+    # embedding is laid out for (null: augment.size; other sides, such as local crops, get it
+    # resampled), a multiple of patch_size; MoCo v3's frozen random patch projection (its
+    # stop_grad_conv1, Chen, Xie & He, 2021, sec. 4.1). The ResNets ignore all three.
+    patch_size: int = 16
+    image_size: Optional[int] = None
+    freeze_patch_embed: bool = False
 
     def __post_init__(self) -> None:
+        _require(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
+        _require(self.image_size is None or self.image_size >= self.patch_size, "image_size",
+                 f"must be null or >= patch_size ({self.patch_size}), got {self.image_size}")
         _require(self.width >= 8 and self.width % 8 == 0, "width",
                  f"must be a multiple of 8, got {self.width} (narrower channels_last "
                  "convolutions corrupt memory in oneDNN on the CPU)")
@@ -228,7 +253,9 @@ class PretrainConfig:
     (``recipes.<method>.pretrain``) and a grid entry's own ``pretrain`` override it."""
 
     epochs: int = 20
-    optimizer: Literal["sgd", "lars"] = "sgd"
+    # adamw: torch's AdamW (betas 0.9, 0.999; ``momentum`` unused), the ViT recipes' (DINO's
+    # main_dino.py, MoCo v3's CONFIG.md)
+    optimizer: Literal["sgd", "lars", "adamw"] = "sgd"
     lr: float = 0.3  # per 256 images; the peak is lr * batch_size / 256
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -238,6 +265,9 @@ class PretrainConfig:
     # CIFAR config); the residual-momentum term is added after, unscaled
     loss_scale: float = 1.0
     param_groups: tuple[ParamGroupConfig, ...] = ()
+    # > 0: each parameter's gradient is scaled to norm <= clip_grad before the step, one
+    # parameter at a time, as DINO's utils.clip_gradients (3.0 in main_dino.py); 0: off
+    clip_grad: float = 0.0
     log_every: int = 10  # steps between logged points
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # kNN monitor (monitor.py): images of train and test (class-stratified, seeded) scored at
@@ -253,6 +283,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         _require(self.loss_scale > 0, "loss_scale", f"must be > 0, got {self.loss_scale}")
+        _require(self.clip_grad >= 0, "clip_grad", f"must be >= 0 (0: off), got {self.clip_grad}")
         selects = [g.select for g in self.param_groups]
         _require(len(set(selects)) == len(selects), "param_groups",
                  f"selects the same parameters twice: {selects}")
@@ -471,13 +502,14 @@ def _claims_file(path: Path) -> Any:
 # The sections a method's recipe (and a grid entry) may override, and the keys in them that
 # stay shared by every run: evaluation reads augment.size, and every run's features must come
 # from the same backbone. ``method_settings`` overrides methods.<method>.
+LOCAL_CROP_KEYS = ("local_crops", "local_size", "local_crop_scale", "local_blur_p")
 RECIPE_SECTIONS: tuple[str, ...] = ("pretrain", "momentum", "augment", "model",
                                     "method_settings")
 SHARED_KEYS: dict[str, tuple[str, ...]] = {
     "pretrain": ("log_every", "device", "monitor_train", "monitor_test", "eval_every",
                  "collapse_std"),  # telemetry: every run watched alike, so curves compare
     "augment": ("size",),
-    "model": ("backbone", "width", "cifar_stem")}
+    "model": ("backbone", "width", "cifar_stem", "patch_size", "image_size")}
 
 
 @dataclass(frozen=True)
@@ -513,6 +545,7 @@ class RecipesConfig:
     vicreg: Recipe = Recipe()
     unigrad: Recipe = Recipe()
     xmoco: Recipe = Recipe()
+    dino: Recipe = Recipe()
 
 
 @dataclass(frozen=True)
@@ -547,6 +580,12 @@ class Params:
         _require(len(set(self.seeds)) == len(self.seeds), "seeds",
                  f"lists a seed twice: {list(self.seeds)}")
         _require(len(self.grid) >= 1, "grid", "must list at least one run")
+        if self.model.backbone.startswith("vit_"):
+            side = self.model.image_size or self.augment.size
+            _require(side % self.model.patch_size == 0,
+                     "model.image_size" if self.model.image_size else "model.patch_size",
+                     f"a ViT's image side ({side}, model.image_size or augment.size) must be a "
+                     f"multiple of model.patch_size ({self.model.patch_size}); change either")
         names = [run.name for run in self.grid]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         _require(not duplicates, "grid", f"lists the same run twice: {', '.join(duplicates)}")
@@ -696,8 +735,28 @@ def params_from_dict(data: Any) -> Params:
     params = _build(Params, data, "")
     # every recipe is checked before any work: each run's, and those no run uses yet
     for run in (*params.grid, *(RunSpec(method) for method in METHODS)):
-        resolve(params, run)
+        _check_views(resolve(params, run), run)
     return params
+
+
+MULTI_CROP_METHODS = ("dino",)  # methods whose loss takes local crops (methods/dino.py)
+
+
+def _check_views(resolved: Params, run: RunSpec) -> None:
+    """Local crops only for a method that uses them, and of a side a ViT can cut into patches."""
+    from .data.augment import local_size
+
+    augment, model = resolved.augment, resolved.model
+    if augment.local_crops == 0:
+        return
+    _require(run.method in MULTI_CROP_METHODS, "augment.local_crops",
+             f"{run.method} takes two views, but its runs get {augment.local_crops} local "
+             f"crops; set local_crops in recipes.dino.augment only (methods with local crops: "
+             f"{', '.join(MULTI_CROP_METHODS)})")
+    side = local_size(augment)
+    _require(not model.backbone.startswith("vit_") or side % model.patch_size == 0,
+             "augment.local_size", f"{side} px local crops are not a whole number of "
+             f"model.patch_size ({model.patch_size}) patches; set local_size to a multiple")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -765,13 +824,19 @@ def recipe(params: Params, run: RunSpec) -> dict:
         skip = SHARED_KEYS.get(name, ())
         if name == "pretrain" and resolved.pretrain.optimizer != "lars":
             skip = (*skip, "lars")  # not read by SGD
+        if name == "pretrain" and resolved.pretrain.optimizer == "adamw":
+            skip = (*skip, "momentum")  # AdamW has betas, not this momentum
+        if name == "augment" and resolved.augment.local_crops == 0:
+            skip = (*skip, *LOCAL_CROP_KEYS)  # two views: the local crops' recipe is unread
         return {k: v for k, v in to_dict(getattr(resolved, name)).items() if k not in skip}
 
     return {"source": getattr(params.recipes, run.method).source,
             "loader": {"batch_size": resolved.loader.batch_size},
             "pretrain": section("pretrain"), "momentum": section("momentum"),
             "augment": section("augment"),
-            "model": {"zero_init_residual": resolved.model.zero_init_residual},
+            "model": ({"zero_init_residual": resolved.model.zero_init_residual}
+                      if not resolved.model.backbone.startswith("vit_") else
+                      {"freeze_patch_embed": resolved.model.freeze_patch_embed}),
             "method": to_dict(getattr(resolved.methods, run.method))}
 
 

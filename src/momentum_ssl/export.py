@@ -9,7 +9,14 @@ resnet18 / resnet50: a state_dict with torchvision's names (``blocks[0]``, the s
 ``fc.bias`` missing; with ``fc = nn.Identity()`` it gives the pooled features our encoder gives.
 A CIFAR stem (3x3 stride-1 ``conv1``, no max-pool) needs two lines before loading, recorded in
 the metadata. resnet_tiny has no torchvision counterpart: its state_dict keeps our names and
-the metadata gives the constructor call that loads it strictly. Each export also writes
+the metadata gives the constructor call that loads it strictly. vit_tiny / vit_small: a
+state_dict with timm's ``VisionTransformer`` names (``patch_embed.proj``, ``cls_token``,
+``pos_embed``, ``blocks.<i>``, ``norm``; checked against timm's
+``timm/models/vision_transformer.py``; timm is the library ViT weights are shared through, and
+torchvision's ViT has no ViT-Tiny or ViT-Small), which ``timm.create_model(
+'vit_small_patch16_224', num_classes=0, img_size=..., patch_size=...)`` loads strictly, giving
+the normed class token our encoder gives. timm is not a dependency: tests load the file back
+into our ViT (:func:`vit_from_timm`). Each export also writes
 ``<encoder>.safetensors`` (the same tensors) when the ``safetensors`` package is importable, and
 ``<encoder>.json``: the backbone, how to load it, the input size and the normalisation the
 encoder was trained with. This is what peer tools' users ask for most after training
@@ -36,6 +43,7 @@ from .models.backbones import Backbone
 from .paths import cell, export_dir
 
 TORCHVISION = ("resnet18", "resnet50")
+TIMM = {"vit_tiny": "vit_tiny_patch16_224", "vit_small": "vit_small_patch16_224"}
 STEM = {"0": "conv1", "1": "bn1"}  # the stem's modules with weights; relu and max-pool have none
 
 
@@ -61,7 +69,7 @@ def encoder_backbone(learner: Learner, teacher: bool = False,
                           "scope full or last_k")
     student = learner.backbone
     blocks = [*student.blocks[:t.start], *t.blocks]
-    backbone = Backbone(blocks[0], blocks[1:], student.dim)
+    backbone = Backbone(blocks[0], blocks[1:], student.dim, student.pool)
     if t.start == 0:
         return backbone, None
     def stages(first: int, last: int) -> str:
@@ -87,12 +95,55 @@ def torchvision_state_dict(backbone: Backbone) -> dict[str, torch.Tensor]:
     return out
 
 
+def timm_state_dict(backbone: Backbone) -> dict[str, torch.Tensor]:
+    """A ViT backbone's weights under timm's ``VisionTransformer`` names: the stem's
+    ``proj``, ``cls_token`` and ``pos_embed`` become ``patch_embed.proj``, ``cls_token`` and
+    ``pos_embed``; transformer block ``blocks[i]`` (i >= 1) becomes ``blocks.<i - 1>``, whose
+    inner names are timm's already; the last block's ``norm`` is timm's final ``norm``."""
+    depth = backbone.num_stages
+    out = {}
+    for key, value in backbone.state_dict().items():
+        _, block, rest = key.split(".", 2)  # blocks.<i>.<rest>
+        if block == "0":
+            name = f"patch_embed.{rest}" if rest.startswith("proj.") else rest
+        elif int(block) == depth and rest.startswith("norm."):
+            name = rest
+        else:
+            name = f"blocks.{int(block) - 1}.{rest}"
+        out[name] = value.detach().cpu().clone().contiguous()
+    return out
+
+
+def vit_from_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`timm_state_dict`: timm's names back to our ViT's."""
+    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    out = {}
+    for key, value in state.items():
+        if key.startswith("patch_embed."):
+            name = f"blocks.0.{key[len('patch_embed.'):]}"
+        elif key in ("cls_token", "pos_embed"):
+            name = f"blocks.0.{key}"
+        elif key.startswith("norm."):
+            name = f"blocks.{depth}.{key}"
+        else:
+            _, i, rest = key.split(".", 2)
+            name = f"blocks.{int(i) + 1}.{rest}"
+        out[name] = value
+    return out
+
+
 def plain_state_dict(backbone: Backbone) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone().contiguous() for k, v in backbone.state_dict().items()}
 
 
-def load_lines(name: str, width: int, cifar_stem: bool, weights: str) -> list[str]:
+def load_lines(name: str, width: int, cifar_stem: bool, weights: str, patch_size: int = 16,
+               image_size: int = 224) -> list[str]:
     """Python that rebuilds the exported backbone from ``weights`` as a feature extractor."""
+    if name in TIMM:
+        return ["import torch, timm",
+                f"model = timm.create_model({TIMM[name]!r}, num_classes=0, "
+                f"img_size={image_size}, patch_size={patch_size})",
+                f"model.load_state_dict(torch.load({weights!r}))  # (N, 3, H, W) -> class token"]
     if name in TORCHVISION:
         return ["import torch, torchvision",
                 f"model = torchvision.models.{name}()",
@@ -121,23 +172,34 @@ def _write_safetensors(state: dict[str, torch.Tensor], path: Path, meta: dict[st
 
 
 def write_export(learner: Learner, backbone_name: str, width: int, cifar_stem: bool, out: Path,
-                 teacher: bool = False, info: dict | None = None, run: str = "the run") -> Path:
+                 teacher: bool = False, info: dict | None = None, run: str = "the run",
+                 patch_size: int = 16, image_size: int = 224) -> Path:
     """Write ``out/<encoder>.pt`` (a plain state_dict), ``.safetensors`` when possible and
     ``.json`` (metadata: ``info`` plus the backbone, its loading code and key names); returns
     the metadata file."""
     encoder = "teacher" if teacher else "student"
     backbone, note = encoder_backbone(learner, teacher, run)
     torchvision_format = backbone_name in TORCHVISION
-    state = torchvision_state_dict(backbone) if torchvision_format else plain_state_dict(backbone)
+    if backbone_name in TIMM:
+        state, form = timm_state_dict(backbone), "timm"
+    elif torchvision_format:
+        state, form = torchvision_state_dict(backbone), "torchvision"
+    else:
+        state, form = plain_state_dict(backbone), "momentum_ssl"
     weights = f"{encoder}.pt"
     meta: dict = {
-        **(info or {}), "encoder": encoder, "backbone": backbone_name,
-        "format": "torchvision" if torchvision_format else "momentum_ssl",
+        **(info or {}), "encoder": encoder, "backbone": backbone_name, "format": form,
         "feature_dim": backbone.dim, "cifar_stem": cifar_stem,
         "files": {"state_dict": weights, "safetensors": None},
-        "load": load_lines(backbone_name, width, cifar_stem, weights),
+        "load": load_lines(backbone_name, width, cifar_stem, weights, patch_size, image_size),
     }
-    if torchvision_format:
+    if form == "timm":
+        meta.pop("cifar_stem")
+        meta["timm"] = {"constructor": f"timm.create_model({TIMM[backbone_name]!r}, "
+                                       f"num_classes=0, img_size={image_size}, "
+                                       f"patch_size={patch_size})",
+                        "patch_size": patch_size, "image_size": image_size}
+    elif torchvision_format:
         meta["torchvision"] = {"constructor": f"torchvision.models.{backbone_name}()",
                                "missing_keys": ["fc.weight", "fc.bias"]}
         if cifar_stem:
@@ -184,4 +246,4 @@ def export(params: Params, name: str, teacher: bool = False, out: Path | None = 
                                    "antialiased) when needed, then (x - mean) / std per "
                                    "channel: data/augment.py EvalTransform"}}
     return write_export(learner, model.backbone, model.width, model.cifar_stem, out, teacher,
-                        info, name)
+                        info, name, model.patch_size, model.image_size or params.augment.size)

@@ -97,8 +97,11 @@ class SingleEncoder(torch.nn.Module):
 
 def random_backbone(params: Params) -> torch.nn.Module:
     torch.manual_seed(params.seed)
-    return build_backbone(params.model.backbone, params.model.width,
-                          params.model.cifar_stem).eval()
+    model = params.model
+    return build_backbone(model.backbone, model.width, model.cifar_stem,
+                          patch_size=model.patch_size,
+                          image_size=model.image_size or params.augment.size,
+                          freeze_patch_embed=model.freeze_patch_embed).eval()
 
 
 def encoder_for(params: Params, name: str,

@@ -2,6 +2,7 @@
 
     learner = build_learner(params, run)
     loss, logs = learner(x1, x2)         # two views (N, 3, H, W)
+    loss, logs = learner(x1, x2, *local_crops, epoch=epoch)  # multi-crop (DINO)
     loss.backward(); optimizer.step()
     learner.update_teacher(cosine_tau(step, total_steps, params.momentum.tau))
 
@@ -10,6 +11,11 @@ teacher, when the scope gives one, continues from where its scope starts (the vi
 student's activation entering the last k stages, or its last feature map). With a teacher, the
 logs carry the student-teacher gap, mean(1 - cos) on the same view, at backbone and projector
 level; residual momentum adds ``residual_weight`` times the gap at ``residual_level``.
+
+Multi-crop (Caron et al., 2020, SwAV; DINO): further views (local crops, of another size) run
+through the student only; the teacher, the gap and the residual term see the two global views.
+Only a method that takes them (``multi_crop``: DINO) may be given local crops, and it also gets
+the epoch (DINO's teacher temperature is a schedule over epochs).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .methods import Branch, Method, build_method
-from .models.backbones import Backbone, build_backbone
+from .models.backbones import Backbone, backbone_from_config
 from .momentum import Teacher, residual_momentum_loss, teacher_start
 
 LEVELS = {"backbone": "y", "projector": "z"}
@@ -49,18 +55,33 @@ class Learner(nn.Module):
         self.predictor = method.predictor()
         self.teacher = Teacher(backbone, self.projector, start) if start is not None else None
 
-    def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def student(self, x: Tensor, tap: int | None) -> tuple[Branch, Tensor | None]:
+        y, entry = self.backbone.forward_tap(x, tap)
+        z = self.projector(y)
+        return Branch(y, z, self.predictor(z) if self.predictor is not None else None), entry
+
+    def forward(self, x1: Tensor, x2: Tensor, *local: Tensor,
+                epoch: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+        multi_crop = getattr(self.method, "multi_crop", False)
+        if local and not multi_crop:
+            raise ValueError(f"{self.method.name} takes two views, got {2 + len(local)}: local "
+                             "crops (augment.local_crops) are for dino only; set them to 0")
         tap = self.teacher.start if self.teacher is not None else None
+        # local crops first: the health monitor keeps the projector's last two inputs, which
+        # should stay the global views
+        crops = [self.student(x, None)[0] for x in local]
         students, teachers = [], []
         for x in (x1, x2):
-            y, entry = self.backbone.forward_tap(x, tap)
-            z = self.projector(y)
-            p = self.predictor(z) if self.predictor is not None else None
-            students.append(Branch(y, z, p))
+            branch, entry = self.student(x, tap)
+            students.append(branch)
             if self.teacher is not None:
                 teachers.append(Branch(*self.teacher(x if tap == 0 else entry)))
         t1, t2 = teachers if teachers else (None, None)
-        loss, logs = self.method.loss(students[0], students[1], t1, t2)
+        if multi_crop:
+            loss, logs = self.method.loss(students[0], students[1], t1, t2, local=crops,
+                                          epoch=epoch)
+        else:
+            loss, logs = self.method.loss(students[0], students[1], t1, t2)
         if self.loss_scale != 1.0:  # the recipe's loss scale (Barlow Twins' scale_loss)
             loss = self.loss_scale * loss
         logs = {name: value.detach() for name, value in logs.items()}
@@ -87,9 +108,7 @@ def build_learner(params, run) -> Learner:
     from .config import resolve
 
     params = resolve(params, run)
-    model = params.model
-    backbone = build_backbone(model.backbone, model.width, model.cifar_stem,
-                              model.zero_init_residual)
+    backbone = backbone_from_config(params.model, params.augment.size)
     method = build_method(run.method, getattr(params.methods, run.method))
     weight = params.residual.weight if run.residual else 0.0
     return Learner(backbone, method, run.scope, run.k, weight, params.residual.level,

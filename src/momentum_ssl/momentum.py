@@ -87,6 +87,7 @@ class Teacher(nn.Module):
     def __init__(self, backbone: Backbone, projector: nn.Module, start: int):
         super().__init__()
         self.start = start
+        self.pool = backbone.pool  # a function: the class token of a ViT, the mean of a ResNet
         self.blocks = nn.ModuleList(copy.deepcopy(b) for b in backbone.blocks[start:])
         self.projector = copy.deepcopy(projector)
         self.requires_grad_(False)
@@ -102,7 +103,7 @@ class Teacher(nn.Module):
         h = h.detach()
         for block in self.blocks:
             h = block(h)
-        y = Backbone.pool(h)
+        y = self.pool(h)
         return y, self.projector(y)
 
     def update(self, tau: float) -> None:

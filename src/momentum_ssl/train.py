@@ -3,8 +3,10 @@
     out = pretrain(params, run)      # results/runs/<run>/{model.pt, dvclive/, params.yaml}
 
 Per step, in order: (1) the learning rate, linear warm-up then cosine; (2) tau from the loop's
-own step counter (cosine or constant); (3) forward of both views (bf16 autocast and
-channels_last on CUDA, fp32 on CPU); (4) the NaN guard; (5) backward and the optimiser step;
+own step counter (cosine or constant); (3) forward of both views, and of the local crops when
+``augment.local_crops`` asks for them (bf16 autocast and channels_last on CUDA, fp32 on CPU);
+(4) the NaN guard; (5) backward, the per-parameter gradient clipping of ``pretrain.clip_grad``,
+the method's cancelled gradients (DINO's last layer in its first epoch), the optimiser step;
 (6) the teacher's EMA; (7) logging every ``log_every`` steps: loss, lr, tau, the gap and each
 block's gradient norm, at the step's number (telemetry.py). A checkpoint (checkpoint.pt) is
 written atomically at the end of every epoch; the same call finds it and resumes from the next
@@ -133,12 +135,24 @@ def param_groups(learner: nn.Module, cfg) -> list[dict]:
 
 
 def build_optimizer(learner: nn.Module, cfg, peak: float) -> torch.optim.Optimizer:
-    """SGD or LARS (``cfg.optimizer``) over :func:`param_groups`, at ``peak`` lr."""
+    """SGD, LARS or AdamW (``cfg.optimizer``) over :func:`param_groups`, at ``peak`` lr."""
     groups = param_groups(learner, cfg)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, peak, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "lars":
         return LARS(groups, peak, cfg.momentum, cfg.weight_decay, cfg.lars.eta,
                     cfg.lars.clip_lr, cfg.lars.exclude_bias_n_norm)
     return torch.optim.SGD(groups, peak, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def clip_gradients(module: nn.Module, clip: float) -> None:
+    """Each parameter's gradient scaled to norm <= ``clip``, one parameter at a time: DINO's
+    ``utils.clip_gradients`` (factor clip / (norm + 1e-6) where that is below 1)."""
+    for p in module.parameters():
+        if p.grad is not None:
+            factor = clip / (torch.linalg.vector_norm(p.grad) + 1e-6)
+            p.grad.mul_(factor.clamp(max=1.0))
 
 
 def set_learning_rates(optimizer: torch.optim.Optimizer, lr: float, peak: float) -> None:
@@ -248,14 +262,14 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
     while epoch < cfg.epochs:
         model.train()
         started = time.perf_counter()
-        for x1, x2, _ in tqdm(loader, desc=f"{run.name} epoch {epoch + 1}/{cfg.epochs}",
+        for *views, _ in tqdm(loader, desc=f"{run.name} epoch {epoch + 1}/{cfg.epochs}",
                               leave=False, disable=rank != 0):
             lr = learning_rate(step, total, warmup, peak)  # (1)
             set_learning_rates(optimizer, lr, peak)
             tau = (cosine_tau(step, total, params.momentum.tau, params.momentum.final_tau)  # (2)
                    if params.momentum.schedule == "cosine" else params.momentum.tau)
             with autocast:  # (3)
-                loss, logs = model(x1, x2)
+                loss, logs = model(*views, epoch=epoch)  # two global views, then local crops
             if not torch.isfinite(loss):  # (4)
                 raise TrainingDiverged(
                     f"{run.name}: the loss is {loss.item()} at step {step} (epoch {epoch + 1}); "
@@ -264,6 +278,9 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
                     "pretrain.lr or raise pretrain.warmup_epochs, then rerun")
             optimizer.zero_grad(set_to_none=True)  # (5)
             loss.backward()
+            if cfg.clip_grad > 0:
+                clip_gradients(learner, cfg.clip_grad)
+            learner.method.cancel_gradients(learner.projector, epoch)  # DINO's frozen last layer
             optimizer.step()
             monitor.step()
             learner.update_teacher(tau)  # (6)

@@ -218,3 +218,55 @@ def test_eval_of_varying_sizes_reads_resize_256_then_centre_crop_224(tmp_path):
     assert got.shape == reference.shape == (3, 28, 28)
     error, old_error = ((got - x)[:2].abs().mean() for x in (reference, whole_square))
     assert error < 0.01 and old_error > 3 * error, (error, old_error)
+
+
+def with_local_crops(params, crops=3):
+    """``params`` as a DINO run trains with them when its recipe asks for ``crops`` local
+    crops of 8 px (only DINO takes local crops)."""
+    from momentum_ssl.config import RunSpec, resolve
+
+    data = to_dict(params)
+    data["recipes"]["dino"] = {"augment": {"local_crops": crops, "local_size": 8}}
+    return resolve(params_from_dict(data), RunSpec("dino", "full"))
+
+
+def test_local_crops_come_from_the_same_image_and_leave_the_global_views_alone(numbered):
+    two = make_params_like(numbered, augment=STILL)
+    multi = with_local_crops(two)
+    meta = read_meta(f"{multi.data.out_dir}/fashion_mnist")
+    for plain, batch in zip(train_loader(two), train_loader(multi)):
+        assert len(batch) == 2 + 3 + 1
+        *views, labels = batch
+        assert [v.shape for v in views] == [(16, 3, 20, 20)] * 2 + [(16, 3, 8, 8)] * 3
+        ids = image_ids(views[0], meta)
+        for view in views[1:]:
+            np.testing.assert_array_equal(image_ids(view, meta), ids)
+        np.testing.assert_array_equal(labels.numpy(), (ids * 7) % 10)
+        # the global views draw from their own streams: the same bits as without local crops
+        assert torch.equal(plain[0], views[0]) and torch.equal(plain[1], views[1])
+        assert torch.equal(plain[2], labels)
+
+
+def test_local_crops_are_seeded_differ_and_the_raw_path_is_ffcvs(tmp_path, fake_fashion,
+                                                                  monkeypatch):
+    from momentum_ssl.data import loaders
+
+    params = with_local_crops(make_params(tmp_path, data={"root": str(fake_fashion)},
+                                          loader={"batch_size": 16}, augment={"size": 20}), 2)
+    convert(params)
+    fast = train_loader(params)
+    again = train_loader(params)
+    monkeypatch.setattr(loaders.RawImages, "open", classmethod(lambda cls, *a: None))
+    slow = train_loader(params)
+    assert fast.raw is not None and slow.loader is not None
+    for epoch in (0, 2):
+        for loader in (fast, again, slow):
+            loader.set_epoch(epoch)
+        for ours, same, theirs in zip(fast, again, slow):
+            assert len(ours) == len(theirs) == 2 + 2 + 1
+            for a, b, c in zip(ours, same, theirs):
+                assert torch.equal(a, b) and torch.equal(a, c.reshape(a.shape))
+            local1, local2 = ours[2], ours[3]
+            assert local1.shape == (16, 3, 8, 8) and (local1 - local2).abs().mean() > 0.1
+    other = train_loader(dataclasses.replace(params, seed=1))
+    assert not torch.equal(next(iter(other))[2], next(iter(fast))[2])

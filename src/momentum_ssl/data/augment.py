@@ -274,3 +274,34 @@ def torchvision_view(cfg: AugmentConfig, view: int, mean: list[float], std: list
         ops.append(v2.RandomSolarize(0.5, p=cfg.solarize_p[view]))
     ops.append(v2.Normalize(mean, std))
     return v2.Compose(ops)
+
+
+def local_crop_config(cfg: AugmentConfig) -> AugmentConfig:
+    """The recipe of a local crop (multi-crop: Caron et al., 2020, SwAV; DINO's
+    ``DataAugmentationDINO.local_transfo``): a resized crop of ``local_size`` from
+    ``local_crop_scale`` of the image, the same flip, colour jitter and grayscale as the global
+    views, blur with ``local_blur_p``, no solarisation."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, size=local_size(cfg), crop_scale=cfg.local_crop_scale,
+                               blur_p=(cfg.local_blur_p, cfg.local_blur_p),
+                               solarize_p=(0.0, 0.0))
+
+
+def local_size(cfg: AugmentConfig) -> int:
+    """``local_size``, or DINO's 96 px at 224 scaled to ``size`` (at least 8, the smallest
+    view) when null."""
+    return cfg.local_size if cfg.local_size is not None else max(8, round(cfg.size * 96 / 224))
+
+
+class LocalCropAugment(ViewAugment):
+    """Local crop ``index`` (0-based) of each image: :class:`ViewAugment` with
+    :func:`local_crop_config`, drawing from its own stream, keyed 2 + ``index`` beside the
+    global views' 0 and 1, so adding local crops leaves the global views' bits unchanged."""
+
+    def __init__(self, cfg: AugmentConfig, index: int, mean: list[float], std: list[float]):
+        self.index = index  # read by reseed, which ViewAugment's constructor calls
+        super().__init__(local_crop_config(cfg), 0, mean, std)
+
+    def reseed(self, seed: int, epoch: int = 0, rank: int = 0) -> None:
+        self.gen.manual_seed(stream_seed(seed, epoch, rank, 2 + self.index))

@@ -2,7 +2,9 @@
 
 - :class:`TwoViewLoader` (FFCV): the ``image`` field decoded once to uint8, then two seeded
   :class:`ViewAugment` modules applied to the batch in the consumer's thread, plus the label;
-  yields ``(view1, view2, labels)``. Each epoch's batches depend only on (seed, epoch, rank).
+  yields ``(view1, view2, labels)``, or with ``augment.local_crops`` = m > 0 (multi-crop)
+  ``(view1, view2, local1, ..., localm, labels)``, each local crop from its own seeded
+  :class:`LocalCropAugment`. Each epoch's batches depend only on (seed, epoch, rank).
 - :class:`EvalLoader` (FFCV): images in file order (or a subset of them), no augmentation;
   yields ``(images, labels)``.
 - :func:`read_labels`: every label of a split, from the ``.beton``'s metadata (no decoding).
@@ -24,7 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..artifacts import BETON_IMAGE_MODES, check_beton
 from ..compute import restore_threads
 from ..config import AugmentConfig, LoaderConfig, Params
-from .augment import EvalTransform, ViewAugment, stream_seed, torchvision_view
+from .augment import (EvalTransform, LocalCropAugment, ViewAugment, stream_seed,
+                      torchvision_view)
 from .convert import BETON_FIELDS, REWRITE, beton_path, read_meta, stratified_subset
 from .datasets import ImageSource, load_source
 
@@ -122,6 +125,8 @@ class TwoViewLoader:
         meta = checked[1]
         self.views = [ViewAugment(augment, v, meta["mean"], meta["std"]).to(self.device)
                       for v in (0, 1)]
+        self.views += [LocalCropAugment(augment, j, meta["mean"], meta["std"]).to(self.device)
+                       for j in range(augment.local_crops)]
         self.next_epoch = 0
         self.raw = RawImages.open(checked, split)
         if self.raw is not None:
@@ -167,16 +172,15 @@ class TwoViewLoader:
         if self.loader is not None:
             for batch in _epoch(self.loader):
                 out = dict(zip(self.names, batch))
-                # FFCV hands its buffers out again a few batches later: both views are new
+                # FFCV hands its buffers out again a few batches later: the views are new
                 # tensors and the labels a copy, made before the next batch is taken
-                yield (self.views[0](out["image"]), self.views[1](out["image"]),
-                       out["label"].clone())
+                yield (*(view(out["image"]) for view in self.views), out["label"].clone())
             return
         order = self._order(epoch)
         for start in range(0, len(order), self.batch_size):
             chosen = order[start:start + self.batch_size]
             pixels = torch.from_numpy(self.raw[chosen]).to(self.device).permute(0, 3, 1, 2)
-            yield (self.views[0](pixels), self.views[1](pixels),
+            yield (*(view(pixels) for view in self.views),
                    torch.from_numpy(self.labels[chosen]).to(self.device))
 
 

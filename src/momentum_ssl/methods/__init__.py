@@ -1,4 +1,4 @@
-"""The nine methods, one file each; ``METHODS`` maps a name to its class."""
+"""The ten methods, one file each; ``METHODS`` maps a name to its class."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .barlow_twins import BarlowTwins, BarlowTwinsConfig
 from .base import Branch, Method, validate_config
 from .byol import BYOL, BYOLConfig
+from .dino import DINO, DINOConfig
 from .mocov2 import MoCoV2, MoCoV2Config
 from .mocov3 import MoCoV3, MoCoV3Config
 from .simclr import SimCLR, SimCLRConfig
@@ -17,7 +18,7 @@ from .vicreg import VICReg, VICRegConfig
 from .xmoco import XMoCo, XMoCoConfig
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (
-    MoCoV2, MoCoV3, BYOL, SimCLR, SimSiam, BarlowTwins, VICReg, UniGrad, XMoCo)}
+    MoCoV2, MoCoV3, BYOL, SimCLR, SimSiam, BarlowTwins, VICReg, UniGrad, XMoCo, DINO)}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class MethodsConfig:
     vicreg: VICRegConfig = VICRegConfig()
     unigrad: UniGradConfig = UniGradConfig()
     xmoco: XMoCoConfig = XMoCoConfig()
+    dino: DINOConfig = DINOConfig()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

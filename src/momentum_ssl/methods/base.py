@@ -31,10 +31,12 @@ class Branch:
 
 
 class Method(nn.Module):
-    """Base of the nine methods: holds the method's config and any state that must survive a
+    """Base of the ten methods: holds the method's config and any state that must survive a
     restart (a queue, a matrix) as registered buffers."""
 
     name: ClassVar[str]
+    # takes local crops (``loss(..., local=[Branch, ...], epoch=epoch)``): DINO
+    multi_crop: ClassVar[bool] = False
 
     def __init__(self, cfg):
         super().__init__()
@@ -46,6 +48,11 @@ class Method(nn.Module):
 
     def predictor(self) -> nn.Module | None:
         return None
+
+    def cancel_gradients(self, projector: nn.Module, epoch: int) -> None:
+        """Called by the loop between backward and the optimiser step, with the student's
+        projector and the 0-based epoch: a method that holds parameters still for a while
+        (DINO's last layer) drops their gradients here."""
 
     def loss(self, s1: Branch, s2: Branch, t1: Branch | None,
              t2: Branch | None) -> tuple[Tensor, dict[str, float]]:

@@ -1,4 +1,5 @@
-"""ResNet backbones as a sequence of blocks: the stem, then S stages, then global pooling.
+"""Backbones as a sequence of blocks: the stem, then S stages, then pooling. ResNets here
+(global average pooling), ViTs in vit.py (the class token).
 
 Exposing the blocks lets the momentum scope ``last_k`` run a teacher over the last k stages only
 (fed with the student's activations entering them) and lets telemetry hook each stage's output.
@@ -15,24 +16,29 @@ from torch import Tensor, nn
 # torchvision is imported where it is used: `import torchvision` loads every model family
 # (about 2 s), which every stage process would pay.
 
-NAMES = ("resnet18", "resnet50", "resnet_tiny")
+NAMES = ("resnet18", "resnet50", "resnet_tiny", "vit_tiny", "vit_small")
+
+
+def average_pool(h: Tensor) -> Tensor:
+    """A ResNet's pooled feature: (N, C, H, W) -> (N, C)."""
+    return F.adaptive_avg_pool2d(h, 1).flatten(1)
 
 
 class Backbone(nn.Module):
-    """``blocks[0]`` is the stem, ``blocks[1:]`` the stages; ``dim`` the pooled feature size."""
+    """``blocks[0]`` is the stem, ``blocks[1:]`` the stages; ``dim`` the pooled feature size;
+    ``pool`` a parameter-free function of the last block's output (a teacher that owns the
+    last blocks pools its own output with it)."""
 
-    def __init__(self, stem: nn.Module, stages: list[nn.Module], dim: int):
+    def __init__(self, stem: nn.Module, stages: list[nn.Module], dim: int,
+                 pool=average_pool):
         super().__init__()
         self.blocks = nn.ModuleList([stem, *stages])
         self.dim = dim
+        self.pool = pool
 
     @property
     def num_stages(self) -> int:
         return len(self.blocks) - 1
-
-    @staticmethod
-    def pool(h: Tensor) -> Tensor:
-        return F.adaptive_avg_pool2d(h, 1).flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, 3, H, W) -> pooled features (N, dim)."""
@@ -131,9 +137,15 @@ def resnet_tiny(width: int = 16, cifar_stem: bool = True,
 
 
 def build_backbone(name: str, width: int = 16, cifar_stem: bool = True,
-                   zero_init_residual: bool = False) -> Backbone:
+                   zero_init_residual: bool = False, *, patch_size: int = 16,
+                   image_size: int = 224, freeze_patch_embed: bool = False) -> Backbone:
     """``zero_init_residual``: the last BatchNorm of every residual block starts at weight 0
-    (Goyal et al., 2017), as SimSiam, Barlow Twins, VICReg and UniGrad set it."""
+    (Goyal et al., 2017), as SimSiam, Barlow Twins, VICReg and UniGrad set it (ResNets).
+    ``patch_size``, ``image_size``, ``freeze_patch_embed``: ViTs only (vit.py)."""
+    if name.startswith("vit_"):
+        from .vit import vit
+
+        return vit(name, patch_size, image_size, freeze_patch_embed)
     if name == "resnet_tiny":
         return resnet_tiny(width, cifar_stem, zero_init_residual)
     if name in ("resnet18", "resnet50"):
@@ -145,4 +157,14 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["Backbone", "NAMES", "build_backbone", "count_parameters", "resnet_tiny"]
+def backbone_from_config(model, size: int) -> Backbone:
+    """The backbone a ``model`` section (:class:`~momentum_ssl.config.ModelConfig`) describes,
+    for views of ``size`` pixels (``augment.size``; a ViT's ``model.image_size`` when set)."""
+    return build_backbone(model.backbone, model.width, model.cifar_stem,
+                          model.zero_init_residual, patch_size=model.patch_size,
+                          image_size=model.image_size or size,
+                          freeze_patch_embed=model.freeze_patch_embed)
+
+
+__all__ = ["Backbone", "NAMES", "average_pool", "backbone_from_config", "build_backbone",
+           "count_parameters", "resnet_tiny"]
