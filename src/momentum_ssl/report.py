@@ -1,6 +1,6 @@
 """The comparison report: the ``report`` stage.
 
-    report(params)   # results/report.md, results/summary.json, results/plots/*.png
+    report(params)   # results/report.md, summary.json, metrics.json, plots/*.png
 
 Every grid run and both baselines, over the training seeds (``seeds``): a table of means with
 their 95% interval (kNN of the student and of the teacher, their gap, logistic regression,
@@ -9,9 +9,10 @@ transfer, pretraining time), the per-seed values behind it, the claims and their
 student-teacher gap curves, each block's gradient norm, kNN by momentum variant with error
 bars, the claims as a forest plot, the kNN monitor's student and teacher scores against steps
 (monitor.py) and the health statistics against steps (health.py), with the Findings: each run
-and seed whose projector output collapsed for a whole epoch. results/summary.json holds the same summaries for
-``dvc metrics show/diff``. Everything is read from the stages' outputs (probe and transfer
-JSON, each run's DVCLive folder); the statistics are stats.py's.
+and seed whose projector output collapsed for a whole epoch. results/summary.json holds the
+same summaries with every seed's value; results/metrics.json, its headline numbers
+(headline.py), is what ``dvc metrics show/diff`` compares. Everything is read from the stages'
+outputs (probe and transfer JSON, each run's DVCLive folder); the statistics are stats.py's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from .artifacts import atomic_write_text, commit, corrupt, partial_path, read_json
 from .claims import NOT_TESTED, Verdict, judge
 from .config import Params, RunSpec
+from .headline import write_headline
 from .health import collapsed_epochs
 from .paths import BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag, \
     transfer_file
@@ -528,6 +530,7 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     atomic_write_text(root / "summary.json",
                       json.dumps(_summary_json(collected, verdicts), indent=2,
                                  sort_keys=True) + "\n")
+    write_headline(root)  # results/metrics.json: what `dvc metrics diff` compares
     out = root / "report.md"
     atomic_write_text(out, render(params, collected, verdicts, blocks,
                                   collapse_findings(params, root)))

@@ -12,6 +12,7 @@ rule report:
     output:
         report("results/report.md", category="Report"),
         "results/summary.json",
+        "results/metrics.json",
         report(directory("results/plots"), patterns=["{name}.png"], category="Plots"),
     params:
         section=GRID.params_of("grid", "seeds", "claims", "data.dataset", "model", "pretrain.epochs",

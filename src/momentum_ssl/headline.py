@@ -1,0 +1,66 @@
+"""The numbers DVC compares: ``results/metrics.json``, written by the ``report`` stage.
+
+    write_headline(Path("results"))   # reads results/summary.json, writes results/metrics.json
+
+``results/summary.json`` keeps everything (std, half-width, level, n and each seed's value of
+every metric, and each claim's source, note and per-seed differences); declared as a DVC metric
+it made ``dvc metrics diff`` print over a thousand lines. ``metrics.json`` keeps what a
+researcher compares between two revisions or experiments, so that the diff fits a screen:
+
+    {"runs":   {run:  {metric: {"mean", "ci_low", "ci_high"}}},   # the headline metrics
+     "claims": {"a vs b": {metric: {"mean", "ci_low", "ci_high"}}}}  # each tested claim's effect
+
+The headline metrics are the student's kNN and logistic top-1 and every transfer target
+(``transfer_<target>``). A baseline with one value (raw pixels) has a mean and no interval. A
+claim's effect is its mean paired difference a - b over seeds (Spearman's rho of the per-block
+value with depth for a ``rising`` claim, named ``<metric>_depth_rho``); claims that were not
+tested have no effect and no entry. Two claims contrasting the same runs on the same metric have
+the same effect, so they share one entry. Keys that this module does not know are ignored, so
+summary.json can grow without changing this file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from .artifacts import atomic_write_text, read_json
+
+HEADLINE = ("knn_student", "logistic_student")  # and every transfer_<target>
+BOUNDS = ("mean", "ci_low", "ci_high")
+
+
+def _bounds(entry: Mapping) -> dict[str, float]:
+    return {k: entry[k] for k in BOUNDS if isinstance(entry.get(k), (int, float))}
+
+
+def headline(summary: Mapping) -> dict:
+    """The metrics file's content from summary.json's (see the module docstring)."""
+    runs = {}
+    for name, metrics in summary.get("runs", {}).items():
+        chosen = {m: _bounds(metrics[m]) for m in sorted(metrics)
+                  if (m in HEADLINE or m.startswith("transfer_"))
+                  and isinstance(metrics[m], Mapping)}
+        runs[name] = {m: b for m, b in chosen.items() if b}
+    claims: dict[str, dict] = {}
+    for item in summary.get("claims", []):
+        effect = item.get("difference")
+        if not isinstance(effect, Mapping) or not _bounds(effect):
+            continue  # not tested: nothing to compare
+        label = f"{item['a']} vs {item['b']}" if item.get("b") else item["a"]
+        metric = item["metric"] + ("_depth_rho" if item.get("kind") == "rising" else "")
+        claims.setdefault(label, {})[metric] = _bounds(effect)
+    return {"runs": runs, "claims": claims}
+
+
+def write_headline(root: Path) -> Path:
+    """``root/metrics.json`` from ``root/summary.json``; returns its path."""
+    summary = read_json(root / "summary.json", "python -m momentum_ssl report",
+                        ("runs", "claims"))
+    out = root / "metrics.json"
+    atomic_write_text(out, json.dumps(headline(summary), indent=2, sort_keys=True) + "\n")
+    return out
+
+
+__all__ = ["BOUNDS", "HEADLINE", "headline", "write_headline"]
