@@ -142,3 +142,18 @@ def test_every_documented_command_parses_without_help(argv):
         return
     args = build_parser().parse_args(argv)
     assert args.stage == argv[0]
+
+
+REPO_PATH = re.compile(r"`((?:src|tests|bench|params|workflow|docs)/[^`\s]*)`")
+
+
+def named_paths() -> list[tuple[str, str]]:
+    return sorted({(page.name, path) for page in PAGES
+                   for path in REPO_PATH.findall(page.read_text())})
+
+
+@pytest.mark.parametrize("page, path", named_paths())
+def test_every_repository_path_a_page_names_exists(page, path):
+    """`src/...`, `tests/...`, `bench/...` in a page: a file moved or renamed leaves the page
+    naming nothing."""
+    assert list(REPO.glob(path.rstrip("/"))), f"{page} names {path}, not in the repository"
