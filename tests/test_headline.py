@@ -51,23 +51,21 @@ SUMMARY = {
 
 def test_headline_keeps_the_means_and_bounds_of_the_headline_metrics_only():
     out = headline(SUMMARY)
-    assert out["runs"]["byol-full"] == {
-        "knn_student": {"mean": 0.73, "ci_low": 0.70, "ci_high": 0.76},
-        "logistic_student": {"mean": 0.74, "ci_low": 0.71, "ci_high": 0.77},
-        "transfer_digits": {"mean": 0.85, "ci_low": 0.80, "ci_high": 0.90}}
+    assert out["byol-full"] == {"knn": {"mean": 0.73, "low": 0.70, "high": 0.76},
+                                "logistic": {"mean": 0.74, "low": 0.71, "high": 0.77},
+                                "transfer_digits": {"mean": 0.85, "low": 0.80, "high": 0.90}}
     # one value, no interval: the mean alone
-    assert out["runs"]["raw"] == {"knn_student": {"mean": 0.83},
-                                  "logistic_student": {"mean": 0.84},
-                                  "transfer_digits": {"mean": 0.98}}
-    assert set(out) == {"runs", "claims"}
+    assert out["raw"] == {"knn": {"mean": 0.83}, "logistic": {"mean": 0.84},
+                          "transfer_digits": {"mean": 0.98}}
+    assert set(out) == {"byol-full", "raw", "claims"}
 
 
 def test_each_tested_claim_gives_its_effect_once_and_untested_ones_nothing():
     claims = headline(SUMMARY)["claims"]
     assert claims == {
-        "byol-full-res vs byol-full": {"knn_student": {"mean": -0.0098, "ci_low": -0.0726,
-                                                       "ci_high": 0.0531}},
-        "byol-full": {"cv_depth_rho": {"mean": -0.933, "ci_low": -1.08, "ci_high": -0.79}}}
+        "byol-full-res vs byol-full": {"knn_student": {"mean": -0.0098, "low": -0.0726,
+                                                       "high": 0.0531}},
+        "byol-full": {"cv_depth_rho": {"mean": -0.933, "low": -1.08, "high": -0.79}}}
 
 
 def test_write_headline_writes_metrics_json_beside_the_summary(tmp_path):

@@ -7,11 +7,14 @@ every metric, and each claim's source, note and per-seed differences); declared 
 it made ``dvc metrics diff`` print over a thousand lines. ``metrics.json`` keeps what a
 researcher compares between two revisions or experiments, so that the diff fits a screen:
 
-    {"runs":   {run:  {metric: {"mean", "ci_low", "ci_high"}}},   # the headline metrics
-     "claims": {"a vs b": {metric: {"mean", "ci_low", "ci_high"}}}}  # each tested claim's effect
+    {run:      {"knn" | "logistic" | "transfer_<target>": {"mean", "low", "high"}},
+     "claims": {"<a> vs <b>": {metric: {"mean", "low", "high"}}}}
 
-The headline metrics are the student's kNN and logistic top-1 and every transfer target
-(``transfer_<target>``). A baseline with one value (raw pixels) has a mean and no interval. A
+Per grid run and baseline, the student's headline kNN (summary.json's ``knn_student``), its
+logistic top-1 (``logistic_student``) and every transfer target, each as its mean over seeds and
+the bounds of its 95% interval; then each tested claim's effect. The names are short because
+``dvc exp show`` prints each as a column header: ``byol-full-res.knn.mean`` fits beside a param
+in 80 columns. A baseline with one value (raw pixels) has a mean and no interval. A
 claim's effect is its mean paired difference a - b over seeds (Spearman's rho of the per-block
 value with depth for a ``rising`` claim, named ``<metric>_depth_rho``); claims that were not
 tested have no effect and no entry. Two claims contrasting the same runs on the same metric have
@@ -27,22 +30,27 @@ from pathlib import Path
 
 from .artifacts import atomic_write_text, read_json
 
-HEADLINE = ("knn_student", "logistic_student")  # and every transfer_<target>
-BOUNDS = ("mean", "ci_low", "ci_high")
+HEADLINE = {"knn_student": "knn", "logistic_student": "logistic"}  # and every transfer_<target>
+BOUNDS = {"mean": "mean", "ci_low": "low", "ci_high": "high"}
 
 
 def _bounds(entry: Mapping) -> dict[str, float]:
-    return {k: entry[k] for k in BOUNDS if isinstance(entry.get(k), (int, float))}
+    return {short: entry[k] for k, short in BOUNDS.items()
+            if isinstance(entry.get(k), (int, float))}
+
+
+def _short(metric: str) -> str | None:
+    """The metrics file's name for a summary metric; None for one it leaves out."""
+    return HEADLINE.get(metric, metric if metric.startswith("transfer_") else None)
 
 
 def headline(summary: Mapping) -> dict:
     """The metrics file's content from summary.json's (see the module docstring)."""
-    runs = {}
+    out: dict[str, dict] = {}
     for name, metrics in summary.get("runs", {}).items():
-        chosen = {m: _bounds(metrics[m]) for m in sorted(metrics)
-                  if (m in HEADLINE or m.startswith("transfer_"))
-                  and isinstance(metrics[m], Mapping)}
-        runs[name] = {m: b for m, b in chosen.items() if b}
+        chosen = {_short(m): _bounds(metrics[m]) for m in sorted(metrics)
+                  if _short(m) and isinstance(metrics[m], Mapping)}
+        out[name] = {m: b for m, b in chosen.items() if b}
     claims: dict[str, dict] = {}
     for item in summary.get("claims", []):
         effect = item.get("difference")
@@ -51,7 +59,8 @@ def headline(summary: Mapping) -> dict:
         label = f"{item['a']} vs {item['b']}" if item.get("b") else item["a"]
         metric = item["metric"] + ("_depth_rho" if item.get("kind") == "rising" else "")
         claims.setdefault(label, {})[metric] = _bounds(effect)
-    return {"runs": runs, "claims": claims}
+    out["claims"] = claims  # no run is named "claims": a name is <method>-<scope>[-res]
+    return out
 
 
 def write_headline(root: Path) -> Path:

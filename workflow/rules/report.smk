@@ -4,6 +4,7 @@ rule report:
         expand("results/transfer/{name}.json", name=[*CELLS, *BASELINES]),
         expand("results/runs/{cell}/dvclive/metrics.json", cell=CELLS),
         "src/momentum_ssl/report.py",
+        "src/momentum_ssl/headline.py",
         "src/momentum_ssl/stats.py",
         "src/momentum_ssl/claims.py",
         "src/momentum_ssl/transfer.py",
