@@ -24,7 +24,7 @@ run: setup
 test: setup
 	$(PY) -m pytest
 
-# One script per speed claim (README, "Benchmarks"); each prints a table with its ratio last.
+# One script per speed claim (docs/BENCHMARKS.md); each prints a table with its ratio last.
 # bench-quick leaves out the end-to-end run (a clean `dvc repro` of the embedded default, about
 # 5 minutes here) and the no-op reruns that reuse its temporary clone.
 bench: bench-quick

@@ -9,7 +9,7 @@ params' SimCLR run, trained both ways, then the same kNN evaluation of each back
   0: work lightly's side does not do); the data converted first if needed (not timed). Wall
   time: from the call to its return; "loop s": ``time/pretrain_s`` of its dvclive summary
   (the epoch loop alone).
-- lightly 1.6.0 (``make bench-peer`` installs it; README, "Benchmarks"): the same backbone
+- lightly 1.6.0 (``make bench-peer`` installs it; docs/BENCHMARKS.md): the same backbone
   (``build_backbone``, the same ``torch.manual_seed``), lightly's ``SimCLRProjectionHead``
   with the run's resolved sizes and ``NTXentLoss`` with its temperature, lightly's
   ``BYOLView1Transform`` / ``BYOLView2Transform`` with the params' ``augment`` recipe and the

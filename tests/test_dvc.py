@@ -58,11 +58,41 @@ def test_repro_runs_every_stage_and_ends_with_the_report(repo):
         "evaluate-raw", "evaluate-random@0", "report"}
     assert (root / "results" / "report.md").is_file()
     assert "up to date" in dvc(root, "status").stdout
-    metrics = json.loads(dvc(root, "metrics", "show", "--json").stdout)
-    files = next(iter(metrics.values()))["data"]
-    assert {"results/summary.json", "results/probes/raw.json",
-            "results/transfer/byol-full/s0.json",
-            "results/runs/byol-full/s0/dvclive/metrics.json"} <= set(files)
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def test_the_declared_metrics_are_the_headline_numbers_only(repo):
+    """`dvc metrics show` (and so `dvc metrics diff`) reads results/metrics.json alone: per run
+    and baseline the student's kNN, logistic and transfer, per tested claim its effect; the
+    per-seed values, hashes and flags stay in outputs that are not metrics."""
+    from momentum_ssl.headline import headline
+
+    root, _ = repo
+    shown = json.loads(dvc(root, "metrics", "show", "--json").stdout)
+    files = next(iter(shown.values()))["data"]
+    assert set(files) == {"results/metrics.json"}
+    values = flatten(files["results/metrics.json"]["data"])
+    summary = json.loads((root / "results" / "summary.json").read_text())
+    assert values == flatten(headline(summary))
+    runs = {key.split(".")[0] for key in values if not key.startswith("claims.")}
+    assert runs == {"byol-full", "byol-full-res", "raw", "random"}
+    # one seed: a mean and no interval; 3 headline metrics a run and a few claims' effects
+    assert all(key.endswith(".mean") for key in values)
+    assert len([k for k in values if not k.startswith("claims.")]) == 3 * len(runs)
+    assert 1 <= len([k for k in values if k.startswith("claims.")]) <= 6
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    cached = {out["path"] for stage in ("report", "pretrain@byol-full-0")
+              for out in lock[stage]["outs"]}
+    assert {"results/summary.json", "results/runs/byol-full/s0/dvclive/metrics.json"} <= cached
 
 
 def test_a_residual_weight_change_reruns_only_the_residual_run(repo):

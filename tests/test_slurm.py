@@ -3,7 +3,7 @@ the tiny profile end to end as SLURM jobs, GPUs through GRES, then a DVC remote 
 and the faults: a job past its time limit, a rerun that resumes, a cancelled run.
 
 The cluster has no accounting database, so the profile's `squeue` status is what works here
-(README, "On a SLURM cluster"); the last test adds slurmdbd and runs with `sacct` status. Each
+(docs/CLUSTER.md, "SLURM"); the last test adds slurmdbd and runs with `sacct` status. Each
 Snakemake starts polling SLURM after 1 s instead of the plugin's 40 s
 (`--slurm-init-seconds-before-status-checks`), only to keep the tests short: the plugin still
 adds 10 s to the wait after each poll that finds no job finished.
@@ -217,7 +217,7 @@ def test_a_dvc_remote_round_trip_needs_no_rerun(slurm_run, tmp_path):
     """`dvc push` to a shared folder; a fresh clone pulls and has nothing to reproduce."""
     repo = slurm_run.repo
     remote = tmp_path / "shared-cache"
-    # the README's one command (with a local folder standing for a shared filesystem)
+    # docs/CLUSTER.md's one command (with a local folder standing for a shared filesystem)
     assert dvc(repo, "remote", "add", "--default", "shared", str(remote)).returncode == 0
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "results of the SLURM run")

@@ -272,7 +272,7 @@ class PretrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # kNN monitor (monitor.py): images of train and test (class-stratified, seeded) scored at
     # each epoch's end and, if eval_every > 0, every eval_every steps; 0 images: off. The
-    # embedded default uses 1000 / 500 every 120 steps: under 5% of its CPU epoch (README).
+    # embedded default uses 1000 / 500 every 120 steps: under 5% of its CPU epoch (docs/BENCHMARKS.md).
     monitor_train: int = 2000
     monitor_test: int = 1000
     eval_every: int = 0

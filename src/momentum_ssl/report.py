@@ -1,6 +1,6 @@
 """The comparison report: the ``report`` stage.
 
-    report(params)   # results/report.md, results/summary.json, results/plots/*.png
+    report(params)   # results/report.md, summary.json, metrics.json, plots/*.png
 
 Every grid run and both baselines, over the training seeds (``seeds``): a table of means with
 their 95% interval (kNN of the student and of the teacher, their gap, logistic regression,
@@ -12,9 +12,10 @@ the plots: loss and student-teacher gap curves, each block's gradient norm, kNN 
 variant with error bars, the claims as a forest plot, the kNN monitor's student and teacher
 scores against steps (monitor.py) and the health statistics against steps (health.py), with
 the Findings: each run and seed whose projector output collapsed for a whole epoch.
-results/summary.json holds the same summaries for ``dvc metrics show/diff``. Everything is
-read from the stages' outputs (probe and transfer JSON, each run's DVCLive folder); the
-statistics are stats.py's.
+results/summary.json holds the same summaries with every seed's value and where each run
+ran; results/metrics.json, its headline numbers (headline.py), is what ``dvc metrics
+show/diff`` compares. Everything is read from the stages' outputs (probe and transfer JSON,
+each run's DVCLive folder and provenance); the statistics are stats.py's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .artifacts import atomic_write_text, commit, corrupt, partial_path, read_js
 from .claims import NOT_TESTABLE, Learning, Verdict, judge, learning
 from .compute import collect_provenance, render_provenance
 from .config import Params, RunSpec
+from .headline import write_headline
 from .health import collapsed_epochs
 from .paths import BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag, \
     transfer_file
@@ -656,6 +658,7 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     summary = _summary_json(collected, verdicts, learned)
     summary["provenance"] = machines
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_headline(root)  # results/metrics.json: what `dvc metrics diff` compares
     out = root / "report.md"
     text = render(params, collected, verdicts, blocks, collapse_findings(params, root, found),
                   learned)

@@ -1,5 +1,5 @@
 # extract, probe and transfer of a run in one job (`evaluate`), as in dvc.yaml: the imports and
-# the scheduler's bookkeeping, paid once, were most of their time (README, "Benchmarks").
+# the scheduler's bookkeeping, paid once, were most of their time (docs/BENCHMARKS.md).
 EVALUATE_CODE = [
     "src/momentum_ssl/features.py",
     "src/momentum_ssl/data/loaders.py",

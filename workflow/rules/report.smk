@@ -4,6 +4,7 @@ rule report:
         expand("results/transfer/{name}.json", name=[*CELLS, *BASELINES]),
         expand("results/runs/{cell}/dvclive/metrics.json", cell=CELLS),
         "src/momentum_ssl/report.py",
+        "src/momentum_ssl/headline.py",
         "src/momentum_ssl/stats.py",
         "src/momentum_ssl/claims.py",
         "src/momentum_ssl/claims.yaml",
@@ -13,6 +14,7 @@ rule report:
     output:
         report("results/report.md", category="Report"),
         "results/summary.json",
+        "results/metrics.json",
         report(directory("results/plots"), patterns=["{name}.png"], category="Plots"),
     params:
         section=GRID.params_of("grid", "seeds", "claims", "data.dataset", "model", "pretrain.epochs",

@@ -1,0 +1,159 @@
+"""The documentation holds: every relative link in README.md and docs/*.md resolves (the file,
+and the heading when the link names one), and every `python -m momentum_ssl` command in the
+code blocks parses, so a reader who copies one gets the stage's help, not a usage error."""
+
+import re
+import runpy
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^\s*```")
+
+
+def prose(text: str) -> list[str]:
+    """The lines outside fenced code blocks."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
+def code(text: str) -> list[str]:
+    """The lines inside fenced code blocks."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+        elif fenced:
+            lines.append(line)
+    return lines
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    out = set()
+    for line in prose(path.read_text()):
+        match = re.match(r"#{1,6} (.*)", line)
+        if match:
+            base = slug(match.group(1))
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            out.add(base if n == 0 else f"{base}-{n}")
+    return out
+
+
+def links() -> list[tuple[Path, str]]:
+    out = []
+    for page in PAGES:
+        for line in prose(page.read_text()):
+            for target in LINK.findall(line):
+                if not re.match(r"[a-z]+:", target):  # http:, https:, mailto: are not ours
+                    out.append((page, target))
+    return out
+
+
+def test_the_pages_link_to_each_other():
+    assert len(PAGES) >= 10
+    targets = {(page.name, target) for page, target in links()}
+    assert ("README.md", "docs/CONFIGURATION.md") in targets
+    assert ("README.md", "docs/STATISTICS.md") in targets
+
+
+@pytest.mark.parametrize("page, target", links(),
+                         ids=lambda x: x.name if isinstance(x, Path) else x)
+def test_every_relative_link_resolves(page, target):
+    file, _, anchor = target.partition("#")
+    path = (page.parent / file).resolve() if file else page
+    assert path.exists(), f"{page.name}: {target}: no file {path}"
+    assert path.is_relative_to(REPO), f"{page.name}: {target} points outside the repository"
+    if anchor:
+        assert path.suffix == ".md", f"{page.name}: {target}: an anchor into a non-page"
+        assert anchor in anchors(path), (
+            f"{page.name}: {target}: no heading '#{anchor}' in {path.name}; "
+            f"it has {sorted(anchors(path))}")
+
+
+def test_slug_follows_githubs_rules():
+    assert slug("Pretraining: `pretrain --run NAME`") == "pretraining-pretrain---run-name"
+    assert slug("Several GPUs for one run: torchrun") == "several-gpus-for-one-run-torchrun"
+    assert slug("What it does that SSL libraries leave to you") == \
+        "what-it-does-that-ssl-libraries-leave-to-you"
+
+
+def commands(page: Path) -> list[list[str]]:
+    """The argument lists of the `python -m momentum_ssl` commands in a page's code blocks
+    (a `$ ` prompt and a trailing `# comment` left out; lines with placeholders skipped)."""
+    out = []
+    for line in code(page.read_text()):
+        line = line.strip().removeprefix("$ ")
+        if not line.startswith("python -m momentum_ssl"):
+            continue
+        words = shlex.split(line, comments=True)
+        if any("<" in w or "..." in w for w in words):
+            continue
+        out.append(words[3:])
+    return out
+
+
+README_COMMANDS = commands(REPO / "README.md")
+DOCS_COMMANDS = [c for page in PAGES[1:] for c in commands(page)]
+
+
+def test_the_readme_shows_stage_commands():
+    stages = {argv[0] for argv in README_COMMANDS if argv}
+    assert {"convert", "pretrain", "evaluate", "report", "params"} <= stages
+
+
+@pytest.mark.parametrize("argv", README_COMMANDS, ids=" ".join)
+def test_every_readme_command_parses_with_help(argv, monkeypatch, capsys):
+    """`python -m momentum_ssl <argv> --help` exits 0 (run in-process through runpy, as
+    `python -m` runs the package's __main__)."""
+    monkeypatch.setattr(sys, "argv", ["momentum_ssl", *argv, "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("momentum_ssl", run_name="__main__", alter_sys=True)
+    assert done.value.code in (0, None), capsys.readouterr().err
+    assert "usage: python -m momentum_ssl" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", README_COMMANDS + DOCS_COMMANDS, ids=" ".join)
+def test_every_documented_command_parses_without_help(argv):
+    """--help stops argparse before it would reject an unknown option after it; without it,
+    every documented command's options must be the command's own."""
+    from momentum_ssl.cli import build_parser
+
+    if argv in ([], ["--help"]):
+        return
+    args = build_parser().parse_args(argv)
+    assert args.stage == argv[0]
+
+
+REPO_PATH = re.compile(r"`((?:src|tests|bench|params|workflow|docs)/[^`\s]*)`")
+
+
+def named_paths() -> list[tuple[str, str]]:
+    return sorted({(page.name, path) for page in PAGES
+                   for path in REPO_PATH.findall(page.read_text())})
+
+
+@pytest.mark.parametrize("page, path", named_paths())
+def test_every_repository_path_a_page_names_exists(page, path):
+    """`src/...`, `tests/...`, `bench/...` in a page: a file moved or renamed leaves the page
+    naming nothing."""
+    assert list(REPO.glob(path.rstrip("/"))), f"{page} names {path}, not in the repository"
