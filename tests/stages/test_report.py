@@ -7,11 +7,11 @@ import pytest
 import yaml
 
 from conftest import TINY, make_params
-from momentum_ssl.artifacts import CorruptArtifact
+from momentum_ssl.analysis.stats import summarize
 from momentum_ssl.cli import main
 from momentum_ssl.config import to_dict
-from momentum_ssl.paths import BASELINES, SEEDLESS
-from momentum_ssl.stats import summarize
+from momentum_ssl.plumbing.artifacts import CorruptArtifact
+from momentum_ssl.plumbing.paths import BASELINES, SEEDLESS
 
 SEEDS = [0, 1]
 
@@ -123,7 +123,8 @@ def write_log(live, metric, rows):
 
 
 def test_collapse_findings_and_monitor_plots_from_constructed_logs(tmp_path):
-    from momentum_ssl.report import collapse_findings, plot_health, plot_knn
+    from momentum_ssl.analysis.plots import plot_health, plot_knn
+    from momentum_ssl.stages.report import collapse_findings
 
     params = make_params(tmp_path, **{**TINY, "seeds": [0, 1]})  # 2 epochs; 5 steps each in these logs
     root = tmp_path / "results"
@@ -157,7 +158,7 @@ def test_collapse_findings_and_monitor_plots_from_constructed_logs(tmp_path):
 
 
 def test_report_marks_a_logistic_score_whose_fit_did_not_converge(tiny):
-    from momentum_ssl.report import render
+    from momentum_ssl.stages.report import render
 
     def cells(converged):
         return {0: {"knn_student": 0.5, "logistic_student": 0.61, "logistic_converged": c,

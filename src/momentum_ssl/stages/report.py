@@ -5,10 +5,11 @@
 Every grid run and both baselines, over the training seeds (``seeds``): a table of means with
 their 95% interval (kNN of the student and of the teacher, their gap, logistic regression,
 transfer, pretraining time), the per-seed values behind it, the claims and their verdicts
-(claims.py, stats.py), a table of gradient stability per block, and the plots: loss and
-student-teacher gap curves, each block's gradient norm, kNN by momentum variant with error
-bars, the claims as a forest plot, the kNN monitor's student and teacher scores against steps
-(monitor.py) and the health statistics against steps (health.py), with the Findings: each run
+(analysis/claims.py, analysis/stats.py), a table of gradient stability per block, and the plots
+(analysis/plots.py): loss and student-teacher gap curves, each block's gradient norm, kNN by
+momentum variant with error bars, the claims as a forest plot, the kNN monitor's student and
+teacher scores against steps (monitor.py) and the health statistics against steps (health.py),
+with the Findings: each run
 and seed whose projector output collapsed for a whole epoch. results/summary.json holds the same summaries for
 ``dvc metrics show/diff``. Everything is read from the stages' outputs (probe and transfer
 JSON, each run's DVCLive folder); the statistics are stats.py's.
@@ -16,43 +17,23 @@ JSON, each run's DVCLive folder); the statistics are stats.py's.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from .artifacts import atomic_write_text, commit, corrupt, partial_path, read_json
-from .claims import NOT_TESTED, Verdict, judge
-from .config import Params, RunSpec
-from .health import collapsed_epochs
-from .paths import BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag, \
-    transfer_file
-from .stats import Summary, summarize
-from .telemetry import block_names
-from .transfer import transfer_summary
+from ..analysis.claims import NOT_TESTED, Verdict, judge
+from ..analysis.health import collapsed_epochs
+from ..analysis.plots import (plot_accuracy, plot_claims, plot_curves, plot_health, plot_knn,
+                              plot_stability)
+from ..analysis.stats import Summary
+from ..analysis.summaries import in_points, live_summary, read_history, summaries
+from ..analysis.telemetry import block_names
+from ..config import Params, RunSpec
+from ..plumbing.artifacts import atomic_write_text, read_json
+from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag,
+                              transfer_file)
+from ..plumbing.results import transfer_summary
 
 BASELINE_LABELS = {"raw": "baseline: raw pixels", "random": "baseline: random-init backbone"}
-
-
-def variant(run: RunSpec) -> str:
-    if run.scope == "last_k":
-        return f"last{run.k}" + ("+res" if run.residual else "")
-    return run.scope + ("+res" if run.residual else "")
-
-
-def read_history(live_dir: Path, metric: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of one DVCLive metric, e.g. ``train/loss``."""
-    path = live_dir / "plots" / "metrics" / f"{metric}.tsv"
-    if not path.is_file():
-        return [], []
-    name = metric.rsplit("/", 1)[-1]
-    try:
-        with path.open() as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        return [int(r["step"]) for r in rows], [float(r[name]) for r in rows]
-    except (KeyError, TypeError, ValueError) as err:  # a cut row reads as None or ''
-        run, seed = live_dir.parent.parent.name, live_dir.parent.name.removeprefix("s")
-        raise corrupt(path, f"is not a complete DVCLive table ({err!r})",
-                      f"python -m momentum_ssl pretrain --run {run} --seed {seed}") from None
 
 
 def _pct(value: float | None) -> str:
@@ -108,19 +89,6 @@ def collect(params: Params, root: Path = RESULTS) -> dict[str, dict]:
     return out
 
 
-SCALARS = ("knn_student", "knn_teacher", "knn_gap", "logistic_student", "logistic_teacher",
-           "gap_backbone", "gap_projector", "pretrain_s", "step_s")
-
-
-def summaries(entry: dict) -> dict[str, Summary]:
-    """Each scalar metric of one run over its seeds (stats.summarize)."""
-    seeds = list(entry["seeds"].values())
-    names = [m for m in SCALARS if m in seeds[0]]
-    names += sorted(m for m in seeds[0] if m.startswith("transfer_"))
-    return {m: summarize([s[m] for s in seeds]) for m in names
-            if all(m in s for s in seeds)}
-
-
 def _summary_json(collected: dict, verdicts: list[Verdict]) -> dict:
     """results/summary.json: per run and metric the mean, std and interval over seeds, with
     the per-seed values; then every claim's verdict. Absent values (std of one seed) are left
@@ -149,114 +117,15 @@ def _summary_json(collected: dict, verdicts: list[Verdict]) -> dict:
     return {"runs": runs, "claims": claims}
 
 
-def _save(fig, path: Path) -> None:
-    tmp = partial_path(path)
-    try:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-        commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def plot_curves(params: Params, root: Path, path: Path) -> None:
-    """Loss and gaps over steps: one colour per run, one line per seed."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for i, run in enumerate(params.grid):
-        for j, seed in enumerate(params.seeds):
-            live = run_dir(cell(run.name, seed), root) / "dvclive"
-            for ax, metric in zip(axes, ("train/loss", "train/gap_backbone",
-                                         "train/gap_projector")):
-                steps, values = read_history(live, metric)
-                if steps:
-                    ax.plot(steps, values, color=f"C{i % 10}", linewidth=0.9,
-                            label=run.name if j == 0 else None)
-    for ax, title in zip(axes, ("loss", "student-teacher gap, backbone (1 - cos)",
-                                "student-teacher gap, projector (1 - cos)")):
-        ax.set_title(title)
-        ax.set_xlabel("step")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_stability(params: Params, root: Path, path: Path, blocks: list[str]) -> None:
-    import matplotlib.pyplot as plt
-
-    cols = 3
-    rows = (len(blocks) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.5 * rows), squeeze=False)
-    for ax, block in zip(axes.flat, blocks):
-        for i, run in enumerate(params.grid):
-            steps, values = read_history(run_dir(cell(run.name, params.seeds[0]), root)
-                                         / "dvclive", f"grad_norm/{block}")
-            if steps:
-                ax.plot(steps, values, label=run.name, linewidth=0.8, color=f"C{i % 10}")
-        ax.set_title(f"||dL/d {block} output|| (seed {params.seeds[0]})")
-        ax.set_xlabel("step")
-        ax.set_yscale("log")
-    for ax in list(axes.flat)[len(blocks):]:
-        ax.axis("off")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_accuracy(collected: dict, path: Path) -> None:
-    """Student kNN by momentum variant per method: the mean over seeds, with its 95% interval
-    as an error bar; the baselines as lines."""
-    import matplotlib.pyplot as plt
-
-    runs = {n: e for n, e in collected.items() if e["run"] is not None}
-    means = {n: summaries(e)["knn_student"] for n, e in collected.items()}
-    methods = list(dict.fromkeys(e["run"].method for e in runs.values()))
-    variants = list(dict.fromkeys(variant(e["run"]) for e in runs.values()))
-    width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(variants)), 4))
-    for i, method in enumerate(methods):
-        xs, ys, errs = [], [], []
-        for j, v in enumerate(variants):
-            match = [n for n, e in runs.items() if e["run"].method == method
-                     and variant(e["run"]) == v]
-            if match:
-                s = means[match[0]]
-                xs.append(j + (i - (len(methods) - 1) / 2) * width)
-                ys.append(100 * s.mean)
-                errs.append(100 * (s.half_width or 0.0))
-        ax.bar(xs, ys, width, yerr=errs, capsize=3, label=method)
-    for name, style in zip([n for n, e in collected.items() if e["run"] is None], ("--", ":")):
-        ax.axhline(100 * means[name].mean, color="grey", linestyle=style,
-                   label=collected[name]["label"])
-    values = [100 * s.mean for s in means.values()]
-    ax.set_ylim(max(0, min(values) - 5), min(100, max(values) + 3))
-    ax.set_xticks(range(len(variants)), variants)
-    ax.set_xlabel("momentum variant")
-    ax.set_ylabel("kNN top-1 (%), student: mean and 95% CI over seeds")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def _live_summary(live_dir: Path, name: str, seed: int | None) -> dict:
-    """A run's DVCLive summary, checked as every artifact is; {} when it has none."""
-    path = live_dir / "metrics.json"
-    return (read_json(path, f"python -m momentum_ssl pretrain --run {name}{seed_flag(seed)}")
-            if path.is_file() else {})
-
-
 def collapse_findings(params: Params, root: Path = RESULTS) -> list[str]:
     """One line per grid run and seed with an epoch whose ``health/z_std`` stayed below the
-    run's ``health/collapse_threshold`` at every logged step (:func:`~momentum_ssl.health.
+    run's ``health/collapse_threshold`` at every logged step (:func:`~momentum_ssl.analysis.health.
     collapsed_epochs`); steps per epoch from ``time/steps`` and ``pretrain.epochs``."""
     lines = []
     for run in params.grid:
         for seed in params.seeds:
             live = run_dir(cell(run.name, seed), root) / "dvclive"
-            summary = _live_summary(live, run.name, seed)
+            summary = live_summary(live, run.name, seed)
             threshold = summary.get("health", {}).get("collapse_threshold")
             total = summary.get("time", {}).get("steps")
             steps, values = read_history(live, "health/z_std")
@@ -273,107 +142,6 @@ def collapse_findings(params: Params, root: Path = RESULTS) -> list[str]:
     return lines
 
 
-def plot_knn(params: Params, root: Path, path: Path) -> None:
-    """The kNN monitor's scores against steps, one colour per run and one line per seed:
-    student solid, teacher dashed; and student minus teacher."""
-    import matplotlib.pyplot as plt
-
-    fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(12, 4))
-    for i, run in enumerate(params.grid):
-        colour = f"C{i % 10}"
-        for j, seed in enumerate(params.seeds):
-            live = run_dir(cell(run.name, seed), root) / "dvclive"
-            steps, student = read_history(live, "monitor/knn_student")
-            t_steps, teacher = read_history(live, "monitor/knn_teacher")
-            if steps:
-                ax.plot(steps, [100 * v for v in student], color=colour, marker=".",
-                        linewidth=0.9, label=run.name if j == 0 else None)
-            if t_steps:
-                ax.plot(t_steps, [100 * v for v in teacher], color=colour, linestyle="--",
-                        marker=".", linewidth=0.9,
-                        label=f"{run.name} (teacher)" if j == 0 else None)
-                gap_ax.plot(t_steps, [100 * (s - t) for s, t in zip(student, teacher)],
-                            color=colour, marker=".", linewidth=0.9,
-                            label=run.name if j == 0 else None)
-    ax.set_title("kNN monitor, top-1 (%): student solid, teacher dashed")
-    gap_ax.set_title("kNN monitor, student - teacher (points)")
-    gap_ax.axhline(0, color="grey", linewidth=0.5)
-    for a in (ax, gap_ax):
-        a.set_xlabel("step")
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_health(params: Params, root: Path, path: Path) -> None:
-    """z_std (with each run's collapse threshold, dotted) and the effective ranks, one colour
-    per run and one line per seed."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    titles = {"z_std": "std of the L2-normalised projector output (dotted: collapse)",
-              "erank_y": "effective rank, backbone (y)", "erank_z": "effective rank, projector (z)"}
-    for i, run in enumerate(params.grid):
-        for j, seed in enumerate(params.seeds):
-            live = run_dir(cell(run.name, seed), root) / "dvclive"
-            for ax, name in zip(axes, titles):
-                steps, values = read_history(live, f"health/{name}")
-                if steps:
-                    ax.plot(steps, values, color=f"C{i % 10}", linewidth=0.8,
-                            label=run.name if j == 0 else None)
-            threshold = _live_summary(live, run.name, seed).get("health", {}).get(
-                "collapse_threshold")
-            if threshold is not None and j == 0:
-                axes[0].axhline(threshold, color=f"C{i % 10}", linestyle=":", linewidth=0.8)
-    for ax, title in zip(axes, titles.values()):
-        ax.set_title(title)
-        ax.set_xlabel("step")
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def _points(v: Verdict) -> bool:
-    """Whether a claim's differences are accuracies, shown in points."""
-    return v.claim.kind != "rising" and v.claim.metric.startswith(("knn", "logistic", "transfer"))
-
-
-def plot_claims(verdicts: list[Verdict], path: Path) -> None:
-    """The claims as a forest plot, one row per tested claim on its own scale: the mean paired
-    difference (a - b; Spearman's rho for a rising claim) with its 95% interval, the zero line,
-    and the equivalence margins, coloured by verdict."""
-    import matplotlib.pyplot as plt
-
-    tested = [v for v in verdicts if v.effect is not None]
-    fig, axes = plt.subplots(max(1, len(tested)), 1, figsize=(9, 0.5 + 1.1 * max(1, len(tested))),
-                             squeeze=False)
-    colours = {"supported": "C2", "contradicted": "C3", "inconclusive": "C7"}
-    for ax, v in zip(axes[:, 0], tested):
-        s, scale = v.effect.summary, 100.0 if _points(v) else 1.0
-        low, high = (s.low, s.high) if s.low is not None else (s.mean, s.mean)
-        ax.errorbar([scale * s.mean], [0], xerr=[[scale * (s.mean - low)], [scale * (high - s.mean)]],
-                    fmt="o", color=colours.get(v.status, "C7"), capsize=4)
-        ax.axvline(0, color="black", linewidth=0.8)
-        if v.claim.margin is not None:
-            for m in (-v.claim.margin, v.claim.margin):
-                ax.axvline(scale * m, color="C1", linestyle="--", linewidth=1)
-        unit = "points" if _points(v) else ("rho" if v.claim.kind == "rising" else v.claim.metric)
-        ax.set_title(f"{v.claim.name}: {v.label}, {v.claim.metric} ({unit}): {v.status}",
-                     fontsize=8, loc="left")
-        ax.set_yticks([])
-    if not tested:
-        axes[0, 0].text(0.5, 0.5, "no claim tested: the grid lacks their runs",
-                        ha="center", va="center")
-        axes[0, 0].axis("off")
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
 def _mean_ci(s: Summary | None, points: bool = True, digits: int = 2) -> str:
     """``mean ± half-width`` (in points for accuracies), or the mean alone for one seed."""
     if s is None:
@@ -387,7 +155,7 @@ def _difference(v: Verdict) -> str:
     if v.effect is None:
         return "—"
     s = v.effect.summary
-    scale, fmt = (100, "{:+.2f}") if _points(v) else (1, "{:+.3g}")
+    scale, fmt = (100, "{:+.2f}") if in_points(v) else (1, "{:+.3g}")
     text = fmt.format(scale * s.mean)
     if s.low is not None:
         text += f" [{fmt.format(scale * s.low)}, {fmt.format(scale * s.high)}]"
@@ -501,7 +269,7 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
 
 
 def _margin(v: Verdict) -> str:
-    return f"{100 * v.claim.margin:g} points" if _points(v) else f"{v.claim.margin:g}"
+    return f"{100 * v.claim.margin:g} points" if in_points(v) else f"{v.claim.margin:g}"
 
 
 def report(params: Params, root: Path = RESULTS) -> Path:
