@@ -2,9 +2,9 @@
 
 import pytest
 
-from momentum_ssl.claims import NOT_TESTED, judge, judge_one
+from momentum_ssl.analysis.claims import NOT_TESTED, judge, judge_one
+from momentum_ssl.analysis.stats import CONTRADICTED, INCONCLUSIVE, SUPPORTED
 from momentum_ssl.config import CLAIMS, ClaimConfig
-from momentum_ssl.stats import CONTRADICTED, INCONCLUSIVE, SUPPORTED
 
 SEEDS = (0, 1, 2, 3)
 

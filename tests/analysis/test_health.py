@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from conftest import TINY, make_params
-from momentum_ssl.health import (HealthMonitor, collapse_threshold, collapsed_epochs,
-                                 effective_rank, output_std, stayed_below)
-from momentum_ssl.learner import build_learner
+from momentum_ssl.analysis.health import (HealthMonitor, collapse_threshold, collapsed_epochs,
+                                          effective_rank, output_std, stayed_below)
+from momentum_ssl.core.learner import build_learner
 
 
 def np_output_std(z: np.ndarray) -> float:

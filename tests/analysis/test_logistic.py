@@ -3,7 +3,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from momentum_ssl.logistic import fit_logistic
+from momentum_ssl.analysis.logistic import fit_logistic
 
 
 def blobs(n, dim=12, classes=4, seed=0):
@@ -79,7 +79,7 @@ def test_the_fit_runs_numpy_and_scipys_blas_on_one_thread(data, monkeypatch):
     gives the pools back their threads afterwards."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    import momentum_ssl.logistic as logistic
+    import momentum_ssl.analysis.logistic as logistic
 
     seen = []
     real = logistic.minimize

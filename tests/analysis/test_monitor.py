@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from conftest import make_params
+from momentum_ssl.analysis.classifiers import knn_probe
+from momentum_ssl.analysis.monitor import KnnMonitor, load_subset, stratified_sample
 from momentum_ssl.config import ConfigError, RunSpec
+from momentum_ssl.core.encoders import Encoders, encode
+from momentum_ssl.core.learner import build_learner
 from momentum_ssl.data.loaders import EvalLoader, beton_folder, eval_loader, read_labels
-from momentum_ssl.features import Encoders, encode
-from momentum_ssl.learner import build_learner
-from momentum_ssl.monitor import KnnMonitor, load_subset, stratified_sample
-from momentum_ssl.probes import knn_probe
-from momentum_ssl.train import pretrain
+from momentum_ssl.stages.pretrain import pretrain
 
 
 def with_pretrain(params, **changes):
@@ -59,7 +59,7 @@ def test_the_subset_is_what_the_eval_loader_gives(tiny):
 
 
 def test_without_a_raw_read_the_eval_loader_decodes_the_subset(tiny, monkeypatch):
-    import momentum_ssl.monitor as monitor
+    import momentum_ssl.analysis.monitor as monitor
 
     fast = load_subset(tiny, "test", 20, torch.device("cpu"))
     monkeypatch.setattr(monitor, "read_raw_images", lambda *args: None)

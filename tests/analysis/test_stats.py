@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from momentum_ssl.stats import (CONTRADICTED, INCONCLUSIVE, SUPPORTED, equivalence, one_sample,
-                                paired, spearman, summarize, tost, verdict)
+from momentum_ssl.analysis.stats import (CONTRADICTED, INCONCLUSIVE, SUPPORTED, equivalence,
+                                         one_sample, paired, spearman, summarize, tost, verdict)
 
 A = {0: 0.7812, 1: 0.7764, 2: 0.7903, 3: 0.7851, 4: 0.7799}
 B = {0: 0.7711, 1: 0.7702, 2: 0.7795, 3: 0.7790, 4: 0.7688}

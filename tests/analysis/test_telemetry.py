@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from momentum_ssl.telemetry import StabilityMonitor, block_names
+from momentum_ssl.analysis.telemetry import StabilityMonitor, block_names
 
 class Scale(nn.Module):
     def forward(self, x):

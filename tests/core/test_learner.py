@@ -6,9 +6,9 @@ import torch
 
 from conftest import REPO
 from momentum_ssl.config import RunSpec, load_params
-from momentum_ssl.learner import Learner, build_learner
-from momentum_ssl.methods import METHODS, build_method
-from momentum_ssl.models.backbones import resnet_tiny
+from momentum_ssl.core.learner import Learner, build_learner
+from momentum_ssl.core.methods import METHODS, build_method
+from momentum_ssl.core.models.backbones import resnet_tiny
 
 SCOPES = ("none", "projector", "last_k", "full")
 TINY = {"proj_hidden": 32, "proj_out": 16, "pred_hidden": 32, "queue_size": 64}
@@ -204,7 +204,7 @@ def test_build_learner_from_params():
 def test_moco_v3_resnet_head_is_two_layers_and_the_vit_head_three():
     from torch import nn
 
-    from momentum_ssl.methods.mocov3 import MoCoV3Config
+    from momentum_ssl.core.methods.mocov3 import MoCoV3Config
 
     def layers(head):
         return [type(m).__name__ for m in head]

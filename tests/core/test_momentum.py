@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from momentum_ssl.models.backbones import resnet_tiny
-from momentum_ssl.momentum import Teacher, cosine_tau, ema_update_, teacher_start
+from momentum_ssl.core.models.backbones import resnet_tiny
+from momentum_ssl.core.momentum import Teacher, cosine_tau, ema_update_, teacher_start
 
 
 def test_cosine_schedule_start_middle_end():

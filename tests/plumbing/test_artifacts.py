@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from conftest import TINY, make_params
-from momentum_ssl.artifacts import CorruptArtifact, MissingArtifact, check_beton, read_json
 from momentum_ssl.cli import main
 from momentum_ssl.config import load_params, to_dict
+from momentum_ssl.plumbing.artifacts import CorruptArtifact, MissingArtifact, check_beton, read_json
 
 RUN = "byol-full"
 CELL = f"{RUN}/s0"  # the run at its one seed: where its artifacts live
@@ -25,10 +25,10 @@ CELL = f"{RUN}/s0"  # the run at its one seed: where its artifacts live
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     from momentum_ssl.data.convert import convert
-    from momentum_ssl.features import extract
-    from momentum_ssl.probes import probe
-    from momentum_ssl.train import pretrain
-    from momentum_ssl.transfer import transfer
+    from momentum_ssl.stages.features import extract
+    from momentum_ssl.stages.probes import probe
+    from momentum_ssl.stages.pretrain import pretrain
+    from momentum_ssl.stages.transfer import transfer
 
     root = tmp_path_factory.mktemp("pipeline")
     data = to_dict(make_params(root, **{**TINY, "grid": {RUN: TINY["grid"][RUN]}}))
@@ -201,7 +201,7 @@ def test_the_beton_layout_is_ffcvs():
     from ffcv.fields import FloatField, IntField, RGBImageField
     from ffcv.fields.rgb_image import IMAGE_MODES
 
-    from momentum_ssl import artifacts as A
+    from momentum_ssl.plumbing import artifacts as A
 
     assert A.BETON_VERSION == types.CURRENT_VERSION
     assert np.dtype(A.BETON_HEADER) == types.HeaderType

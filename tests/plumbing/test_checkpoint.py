@@ -3,10 +3,10 @@ import dataclasses
 import pytest
 import torch
 
-from momentum_ssl.checkpoint import (KEYS, load_checkpoint, previous_path, remove_checkpoints,
-                                     save_checkpoint)
 from momentum_ssl.config import RunSpec
-from momentum_ssl.train import pretrain
+from momentum_ssl.plumbing.checkpoint import (KEYS, load_checkpoint, previous_path,
+                                              remove_checkpoints, save_checkpoint)
+from momentum_ssl.stages.pretrain import pretrain
 
 
 def state(epoch, stamp="abc"):
@@ -68,7 +68,7 @@ def test_a_run_resumes_from_the_previous_epoch_when_its_checkpoint_is_damaged(
     run = RunSpec("byol", "full")
     straight = pretrain(params, run, tmp_path / "straight")
 
-    import momentum_ssl.train as train
+    import momentum_ssl.stages.pretrain as train
 
     real = train.cosine_tau
 

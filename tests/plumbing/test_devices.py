@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from momentum_ssl import gpus
+from momentum_ssl.plumbing import devices
 
 HOLDER = """
 import os, sys, time
-from momentum_ssl.gpus import claim
+from momentum_ssl.plumbing.devices import claim
 got = claim(int(sys.argv[1]), wait_s=float(sys.argv[2]), poll_s=0.05)
 print(os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
 time.sleep(float(sys.argv[3]))
@@ -72,13 +72,13 @@ def test_a_multi_gpu_claim_is_all_or_nothing(fake):
 
 def test_no_gpu_means_cpu_and_a_preset_assignment_is_kept(fake, monkeypatch):
     monkeypatch.setenv("MOMENTUM_SSL_GPUS", "")
-    assert gpus.claim() is None and "CUDA_VISIBLE_DEVICES" not in os.environ
+    assert devices.claim() is None and "CUDA_VISIBLE_DEVICES" not in os.environ
     monkeypatch.setenv("MOMENTUM_SSL_GPUS", "0,1")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # e.g. SLURM's --gpus
-    assert gpus.claim() == ["1"]
+    assert devices.claim() == ["1"]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     with pytest.raises(RuntimeError, match="asks for 3 GPUs but this machine has 2"):
-        gpus.claim(3)
+        devices.claim(3)
 
 
 def test_a_stale_lock_file_is_not_a_claim(fake, tmp_path):

@@ -8,9 +8,9 @@ import yaml
 from conftest import TINY, make_params
 from momentum_ssl.cli import main
 from momentum_ssl.config import ConfigError, RunSpec, to_dict
-from momentum_ssl.export import cifar_stem_snippet, write_export
-from momentum_ssl.features import Encoders
-from momentum_ssl.learner import build_learner
+from momentum_ssl.core.encoders import Encoders
+from momentum_ssl.core.learner import build_learner
+from momentum_ssl.stages.export import cifar_stem_snippet, write_export
 
 
 def learner_of(tmp_path, backbone, cifar_stem, scope, k=1, width=8):
@@ -76,7 +76,7 @@ def test_torchvision_loads_the_export_with_only_fc_missing_and_gives_our_feature
 
 def test_a_tiny_run_exports_student_and_teacher_through_the_cli(tiny, tmp_path, monkeypatch,
                                                                 capsys):
-    from momentum_ssl.train import pretrain
+    from momentum_ssl.stages.pretrain import pretrain
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(tiny), sort_keys=False))
     run = next(r for r in tiny.grid if r.name == "byol-full")
@@ -87,7 +87,7 @@ def test_a_tiny_run_exports_student_and_teacher_through_the_cli(tiny, tmp_path, 
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"wrote {out.relative_to(tmp_path)}/{{teacher.pt,teacher.safetensors,teacher.json}} "
         "(momentum_ssl state_dict of the teacher's resnet_tiny)")
-    from momentum_ssl.features import load_learner
+    from momentum_ssl.core.encoders import load_learner
 
     learner = load_learner(tiny, "byol-full", seed=0)
     x = torch.randn(5, 3, 8, 8)
@@ -96,7 +96,7 @@ def test_a_tiny_run_exports_student_and_teacher_through_the_cli(tiny, tmp_path, 
 
     for encoder in ("student", "teacher"):
         meta = json.loads((out / f"{encoder}.json").read_text())
-        assert meta["constructor"] == ("momentum_ssl.models.backbones.resnet_tiny(width=8, "
+        assert meta["constructor"] == ("momentum_ssl.core.models.backbones.resnet_tiny(width=8, "
                                        "cifar_stem=True)")
         assert meta["input"]["size"] == 8 and len(meta["input"]["mean"]) == 3
         # the metadata's own loading code, run where the files are
@@ -136,8 +136,8 @@ def test_without_safetensors_only_the_pt_file_is_written(tmp_path, monkeypatch):
 def test_export_refuses_a_model_of_other_params(tiny, tmp_path):
     import dataclasses
 
-    from momentum_ssl.export import export
-    from momentum_ssl.train import pretrain
+    from momentum_ssl.stages.export import export
+    from momentum_ssl.stages.pretrain import pretrain
 
     pretrain(dataclasses.replace(tiny, pretrain=dataclasses.replace(tiny.pretrain, epochs=1)),
              next(r for r in tiny.grid if r.name == "simclr-none"))

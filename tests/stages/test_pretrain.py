@@ -7,8 +7,7 @@ import yaml
 
 from conftest import REPO
 from momentum_ssl.config import ParamGroupConfig, PretrainConfig, RunSpec, load_params, resolve
-from momentum_ssl.train import (LARS, TrainingDiverged, build_optimizer, learning_rate, pretrain,
-                                set_learning_rates)
+from momentum_ssl.stages.pretrain import (LARS, TrainingDiverged, build_optimizer, learning_rate, pretrain, set_learning_rates)
 from test_learner import tiny_learner
 
 def test_learning_rate_warms_up_then_decays_to_zero():
@@ -127,7 +126,7 @@ def test_pretrain_writes_model_logs_stability_and_params(tiny, tmp_path):
 
 
 def test_a_checkpoint_of_other_run_params_is_not_resumed(tiny, tmp_path, monkeypatch):
-    import momentum_ssl.train as train
+    import momentum_ssl.stages.pretrain as train
 
     real = train.cosine_tau
 
@@ -152,7 +151,7 @@ def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path, monkeypatch)
     run = RunSpec("mocov2", "full")
     straight = pretrain(tiny, run, tmp_path / "straight")
 
-    import momentum_ssl.train as train
+    import momentum_ssl.stages.pretrain as train
 
     real = train.cosine_tau
 
@@ -186,7 +185,7 @@ def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path, monkeypatch)
 
 def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny, tmp_path,
                                                                       monkeypatch):
-    import momentum_ssl.train as train
+    import momentum_ssl.stages.pretrain as train
 
     real = train.build_learner
 

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from momentum_ssl.train import pretrain
-from momentum_ssl.transfer import transfer, transfer_summary
+from momentum_ssl.plumbing.results import transfer_summary
+from momentum_ssl.stages.pretrain import pretrain
+from momentum_ssl.stages.transfer import transfer
 
 
 def test_transfer_probes_the_frozen_student_on_each_target(tiny):

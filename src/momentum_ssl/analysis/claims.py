@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import METHODS, ClaimConfig
+from ..config import METHODS, ClaimConfig
 from .stats import Effect, equivalence, one_sample, paired, spearman, summarize, verdict
 
 NOT_TESTED = "not tested"

@@ -12,10 +12,10 @@ curve ends where the probe starts. A fixed subset of each split, ``pretrain.moni
 ``pretrain.monitor_test`` images drawn class-stratified with a seed (:func:`stratified_sample`),
 is decoded once as the eval loader decodes it (un-augmented, normalised) and kept in memory on
 the training device. Each evaluation then costs only the forward passes and the kNN: the learner
-goes to eval mode, :class:`~momentum_ssl.features.Encoders` embeds both subsets under no_grad
+goes to eval mode, :class:`~momentum_ssl.core.encoders.Encoders` embeds both subsets under no_grad
 (the student's pooled backbone output, and the teacher's when it owns backbone blocks: scopes
 full and last_k), every module's train/eval mode is restored, and
-:func:`~momentum_ssl.probes.knn_probe` scores the weighted kNN with the first k of
+:func:`~momentum_ssl.analysis.classifiers.knn_probe` scores the weighted kNN with the first k of
 ``probe.knn_k`` and ``probe.temperature`` (the report's headline kNN). Eval mode leaves
 BatchNorm's running statistics alone and nothing draws random numbers, so a run's weights do
 not depend on the monitor. DVCLive logs ``monitor/knn_student`` and ``monitor/knn_teacher`` at
@@ -31,12 +31,11 @@ import time
 import numpy as np
 import torch
 
-from .config import Params
-from .data.augment import EvalTransform
-from .data.loaders import (EvalLoader, beton_folder, beton_records, read_labels,
-                           read_raw_images)
-from .features import Encoders
-from .probes import knn_probe
+from ..config import Params
+from ..core.encoders import Encoders
+from ..data.augment import EvalTransform
+from ..data.loaders import EvalLoader, beton_folder, beton_records, read_labels, read_raw_images
+from .classifiers import knn_probe
 
 SPLIT_STREAMS = {"train": 1, "test": 2}  # one seeded stream per split
 # Images per forward pass. Eval mode makes features independent of the batch; 512 embedded the

@@ -80,7 +80,7 @@ class Learner(nn.Module):
 def build_learner(params, run) -> Learner:
     """The learner of one grid cell (a :class:`~momentum_ssl.config.RunSpec`), with the run's
     recipe (:func:`~momentum_ssl.config.resolve`) applied."""
-    from .config import resolve
+    from ..config import resolve
 
     params = resolve(params, run)
     model = params.model

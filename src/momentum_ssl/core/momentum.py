@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import SCOPES
+from ..config import SCOPES
 from .models.backbones import Backbone
 
 

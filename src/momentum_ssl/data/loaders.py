@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts import BETON_IMAGE_MODES, check_beton
 from ..config import AugmentConfig, LoaderConfig, Params
+from ..plumbing.artifacts import BETON_IMAGE_MODES, check_beton
 from .augment import EvalTransform, ViewAugment, stream_seed, torchvision_view
 from .convert import BETON_FIELDS, REWRITE, beton_path, read_meta, stratified_subset
 from .datasets import ImageSource, load_source

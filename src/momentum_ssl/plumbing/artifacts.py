@@ -159,7 +159,8 @@ def read_parquet(path: Path, rewrite: str, meta_key: bytes | None = None):
 
 # The .beton layout, ffcv 1.0.2's (ffcv/types.py, ffcv/fields/{basics,rgb_image}.py), written
 # out here so that checking a file, or reading raw pixels from it, does not import FFCV (about
-# 4 s of numba compilation per process). tests/test_artifacts.py holds them equal to FFCV's.
+# 4 s of numba compilation per process). tests/plumbing/test_artifacts.py holds them equal to
+# FFCV's.
 BETON_VERSION = 2
 BETON_HEADER = dict(names=["version", "num_fields", "page_size", "num_samples",
                            "alloc_table_ptr"],

@@ -1,4 +1,5 @@
-"""GPU slots: a GPU job claims free device indices by itself.
+"""Which device a stage runs on: :func:`resolve_device` turns ``pretrain.device`` into one, and
+GPU slots: a GPU job claims free device indices by itself.
 
 Snakemake's ``gpu`` resource only counts jobs; it does not say which GPU a job should use. So a
 GPU stage calls :func:`claim` before CUDA starts: it takes an exclusive ``flock`` on one lock
@@ -99,3 +100,14 @@ def claim(count: int = 1, wait_s: float = 3600.0, poll_s: float = 1.0) -> list[s
                                f"{wait_s:.0f} s; locks in {lock_dir()}")
         time.sleep(poll_s)
 
+
+def resolve_device(choice: str):
+    """The torch.device ``pretrain.device`` names (auto: CUDA when visible, else the CPU)."""
+    import torch  # here: claim() runs before CUDA starts and needs no torch
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("pretrain.device is cuda but no CUDA device is visible; use auto or "
+                           "cpu")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import atomic_torch_save, atomic_write_text, commit, partial_path
-from .config import ConfigError, Params, params_hash, run_params, with_seed
-from .data.convert import read_meta
-from .data.loaders import beton_folder
-from .learner import Learner
-from .models.backbones import Backbone
-from .paths import cell, export_dir
+from ..config import ConfigError, Params, params_hash, run_params, with_seed
+from ..core.learner import Learner
+from ..core.models.backbones import Backbone
+from ..data.convert import read_meta
+from ..data.loaders import beton_folder
+from ..plumbing.artifacts import atomic_torch_save, atomic_write_text, commit, partial_path
+from ..plumbing.paths import cell, export_dir
 
 TORCHVISION = ("resnet18", "resnet50")
 STEM = {"0": "conv1", "1": "bn1"}  # the stem's modules with weights; relu and max-pool have none
@@ -101,7 +101,7 @@ def load_lines(name: str, width: int, cifar_stem: bool, weights: str) -> list[st
                 "strict=False)  # missing: fc.weight, fc.bias",
                 "model.fc = torch.nn.Identity()  # (N, 3, H, W) -> pooled features"]
     return ["import torch",
-            "from momentum_ssl.models.backbones import resnet_tiny",
+            "from momentum_ssl.core.models.backbones import resnet_tiny",
             f"model = resnet_tiny(width={width}, cifar_stem={cifar_stem})",
             f"model.load_state_dict(torch.load({weights!r}))  # (N, 3, H, W) -> pooled features"]
 
@@ -144,7 +144,7 @@ def write_export(learner: Learner, backbone_name: str, width: int, cifar_stem: b
             meta["torchvision"]["cifar_stem_snippet"] = cifar_stem_snippet()
     else:
         meta["width"] = width
-        meta["constructor"] = ("momentum_ssl.models.backbones.resnet_tiny("
+        meta["constructor"] = ("momentum_ssl.core.models.backbones.resnet_tiny("
                                f"width={width}, cifar_stem={cifar_stem})")
     if note:
         meta["teacher_composition"] = note
@@ -166,7 +166,7 @@ def export(params: Params, name: str, teacher: bool = False, out: Path | None = 
     """Export grid run ``name``'s trained student (or teacher) backbone, trained with ``seed``;
     returns the metadata file. Refuses a model.pt trained with other params than ``params``
     give the run."""
-    from .features import load_learner
+    from ..core.encoders import load_learner
 
     params = with_seed(params, seed)
     runs = {run.name: run for run in params.grid}

@@ -36,17 +36,18 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from .artifacts import atomic_torch_save, atomic_write_text
-from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
-from .config import (ConfigError, Params, RunSpec, params_hash, resolve, run_params,
-                     to_dict, with_seed)
-from .data.loaders import train_loader
-from .health import HealthMonitor
-from .learner import build_learner
-from .momentum import cosine_tau
-from .monitor import KnnMonitor
-from .paths import cell, run_dir
-from .telemetry import StabilityMonitor
+from ..analysis.health import HealthMonitor
+from ..analysis.monitor import KnnMonitor
+from ..analysis.telemetry import StabilityMonitor
+from ..config import (ConfigError, Params, RunSpec, params_hash, resolve, run_params, to_dict,
+                      with_seed)
+from ..core.learner import build_learner
+from ..core.momentum import cosine_tau
+from ..data.loaders import train_loader
+from ..plumbing.artifacts import atomic_torch_save, atomic_write_text
+from ..plumbing.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
+from ..plumbing.devices import resolve_device
+from ..plumbing.paths import cell, run_dir
 
 
 class TrainingDiverged(RuntimeError):
@@ -144,15 +145,6 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, lr: float, peak: float)
     for a ``constant`` group (SimSiam's predictor: never warmed up nor decayed)."""
     for group in optimizer.param_groups:
         group["lr"] = group["lr_scale"] * (peak if group["constant"] else lr)
-
-
-def resolve_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("pretrain.device is cuda but no CUDA device is visible; use auto or "
-                           "cpu")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
 
 
 def init_distributed(choice: str) -> tuple[torch.device, int, int]:

@@ -6,8 +6,8 @@ The frozen student backbone of a grid run (or a baseline: raw pixels, the random
 backbone) encodes each target in ``params.transfer.targets``: its images resized to
 ``augment.size`` and normalised with the pretraining data's mean and std, as the evaluation
 images of the pretraining data are. The features go through the same probes as in ``probe``
-(probes.py). Targets are read from their sources directly (no ``.beton``): they are small in
-the embedded default (scikit-learn's digits) and read once.
+(analysis/classifiers.py). Targets are read from their sources directly (no ``.beton``): they
+are small in the embedded default (scikit-learn's digits) and read once.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import atomic_write_text, corrupt, read_json
-from .config import DataConfig, Params, params_hash, to_dict, with_seed
-from .data.augment import EvalTransform
-from .data.convert import read_meta, stratified_subset
-from .data.datasets import SPLITS, load_source
-from .data.loaders import beton_folder
-from .features import (Encoders, SingleEncoder, encode, encode_device, encoder_for,
-                       single_channel)
-from .paths import cell, transfer_file
-from .probes import headline_knn, probe_features
+from ..analysis.classifiers import headline_knn, probe_features
+from ..config import DataConfig, Params, params_hash, to_dict, with_seed
+from ..core.encoders import (Encoders, SingleEncoder, encode, encode_device, encoder_for,
+                             single_channel)
+from ..data.augment import EvalTransform
+from ..data.convert import read_meta, stratified_subset
+from ..data.datasets import SPLITS, load_source
+from ..data.loaders import beton_folder
+from ..plumbing.artifacts import atomic_write_text
+from ..plumbing.paths import cell, transfer_file
 
 
 def target_batches(target: DataConfig, split: str, transform: EvalTransform, batch_size: int,
@@ -80,21 +80,4 @@ def transfer(params: Params, name: str, out: Path | None = None,
     return out
 
 
-def transfer_summary(path: Path, rewrite: str | None = None) -> dict[str, float]:
-    """{target: headline kNN top-1 of the first encoder} of a transfer JSON
-    (``results/transfer/<name>[/s<seed>].json``); ``rewrite``: the command that rewrites it."""
-    path = Path(path)
-    rewrite = rewrite or f"python -m momentum_ssl transfer --run {path.stem}"
-    metrics = read_json(path, rewrite, ("knn_headline", "targets"))
-    key = metrics["knn_headline"]
-    out = {}
-    try:
-        for target, scores in metrics["targets"].items():
-            encoder = next(k for k, v in scores.items() if isinstance(v, dict) and "knn" in v)
-            out[target] = scores[encoder]["knn"][key]
-    except (AttributeError, KeyError, StopIteration, TypeError):
-        raise corrupt(path, "lacks a target's headline kNN score", rewrite) from None
-    return out
-
-
-__all__ = ["target_batches", "transfer", "transfer_summary"]
+__all__ = ["target_batches", "transfer"]

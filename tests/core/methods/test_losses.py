@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from momentum_ssl import losses as L
+from momentum_ssl.core import losses as L
 
 N, D = 6, 5
 

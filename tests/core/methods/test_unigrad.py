@@ -7,7 +7,7 @@ import torch
 def test_unigrads_moving_average_of_f_stays_fp32_under_bf16_autocast():
     """Autocast runs matrix products in bf16 whatever the inputs' dtype; F's batch statistics
     are computed outside it (the GPU path trains under bf16 autocast; the CPU's does too here)."""
-    from momentum_ssl.methods import build_method
+    from momentum_ssl.core.methods import build_method
 
     g = torch.Generator().manual_seed(0)
     u1, u2 = (torch.nn.functional.normalize(torch.randn(64, 32, generator=g), dim=1)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from momentum_ssl.models.backbones import build_backbone, count_parameters
-from momentum_ssl.models.heads import mlp
+from momentum_ssl.core.models.backbones import build_backbone, count_parameters
+from momentum_ssl.core.models.heads import mlp
 
 
 @pytest.mark.parametrize("name,dim", [("resnet18", 512), ("resnet50", 2048), ("resnet_tiny", 128)])
@@ -64,7 +64,7 @@ def test_simclr_projector_is_simclrs_code_unless_switched_off():
     off give solo-learn's Linear-ReLU-Linear."""
     import torch
 
-    from momentum_ssl.methods.simclr import SimCLR, SimCLRConfig
+    from momentum_ssl.core.methods.simclr import SimCLR, SimCLRConfig
 
     head = SimCLR(SimCLRConfig(proj_hidden=32, proj_out=4)).projector(8)
     assert [type(m).__name__ for m in head] == ["Linear", "BatchNorm1d", "ReLU", "Linear",
@@ -90,7 +90,7 @@ def test_simclr_projector_is_simclrs_code_unless_switched_off():
 def test_zero_init_residual_starts_every_block_as_the_identity(name):
     from torchvision.models import resnet
 
-    from momentum_ssl.models import backbones
+    from momentum_ssl.core.models import backbones
 
     BasicBlock = resnet.BasicBlock if name == "resnet18" else backbones.BasicBlock
     backbone = build_backbone(name, width=8, zero_init_residual=True)
@@ -109,7 +109,7 @@ def test_resnet_tiny_blocks_are_torchvisions_bit_for_bit(monkeypatch, cifar_stem
     # gives the same weights, and a forward and backward the same bits
     from torchvision.models.resnet import BasicBlock as Theirs
 
-    from momentum_ssl.models import backbones
+    from momentum_ssl.core.models import backbones
 
     def build_and_step():
         torch.manual_seed(3)
@@ -136,7 +136,7 @@ def test_building_resnet_tiny_does_not_import_torchvision():
     import subprocess
     import sys
 
-    code = ("import sys; from momentum_ssl.models.backbones import build_backbone; "
+    code = ("import sys; from momentum_ssl.core.models.backbones import build_backbone; "
             "build_backbone('resnet_tiny', width=8); print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()

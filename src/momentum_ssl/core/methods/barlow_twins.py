@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..distributed import gather_with_grad
+from ...plumbing.distributed import gather_with_grad
 from ..models.heads import mlp
 from .base import Method, check_pair, two_branch
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..distributed import gather_local_first, world_size
+from ...plumbing.distributed import gather_local_first, world_size
 from ..models.heads import mlp
 from .base import Method, check_pair, normalized, target
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..distributed import gather_local_first
+from ...plumbing.distributed import gather_local_first
 from ..models.heads import mlp
 from .base import Method, target
 

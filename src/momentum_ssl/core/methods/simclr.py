@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..distributed import gather_with_grad
+from ...plumbing.distributed import gather_with_grad
 from ..models.heads import mlp
 from .base import Method, check_pair, two_branch
 

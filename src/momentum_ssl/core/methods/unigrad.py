@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..distributed import all_reduce_mean
+from ...plumbing.distributed import all_reduce_mean
 from ..models.heads import mlp
 from .base import Method, check_pair, normalized, target
 

@@ -70,7 +70,7 @@ class BasicBlock(nn.Module):
     (or ``downsample`` of it) added before the last ReLU. The same modules, registered in the
     same order and computed in the same order as torchvision's ``BasicBlock``, so the same
     seed draws the same weights and a step computes the same bits
-    (tests/models/test_backbones.py); defined here so that a ``resnet_tiny`` stage does not
+    (tests/core/models/test_backbones.py); defined here so that a ``resnet_tiny`` stage does not
     import torchvision (1.5 s, every model family, in each stage's process)."""
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
