@@ -60,6 +60,15 @@ def tiny(tmp_path, monkeypatch):
     return params
 
 
+def blobs(n, dim=12, classes=4, seed=0):
+    """``n`` float32 features of ``dim`` dimensions around ``classes`` Gaussian centres, and
+    their labels: what the probes separate (tests/analysis/test_classifiers.py)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim))
+    y = rng.integers(0, classes, n)
+    return (centres[y] + rng.normal(scale=1.5, size=(n, dim))).astype(np.float32), y
+
+
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
     """An IDX file of unsigned bytes, as in LeCun's MNIST format."""
     header = (0x0800 + array.ndim).to_bytes(4, "big")

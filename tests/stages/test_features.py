@@ -7,8 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from momentum_ssl.config import ConfigError, params_hash, run_params
-from momentum_ssl.features import extract, read_features
-from momentum_ssl.train import pretrain
+from momentum_ssl.plumbing.results import read_features
+from momentum_ssl.stages.features import extract
+from momentum_ssl.stages.pretrain import pretrain
 
 
 def sha(path):
@@ -75,11 +76,3 @@ def test_extract_refuses_a_model_trained_with_other_params(trained):
         extract(params, "dino-full")
     with pytest.raises(FileNotFoundError, match="pretrain --run simclr-none first"):
         extract(params, "simclr-none")
-
-
-def test_a_corrupt_features_file_says_what_to_do(tmp_path):
-    bad = tmp_path / "train.parquet"
-    bad.write_bytes(b"PAR1 not really")
-    with pytest.raises(ValueError, match="not a readable Parquet file.*rewrite it: python -m "
-                                         "momentum_ssl extract$"):
-        read_features(bad)
