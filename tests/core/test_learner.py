@@ -1,31 +1,15 @@
-import dataclasses
 import io
 
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, tiny_learner, tiny_method
 from momentum_ssl.config import RunSpec, load_params
 from momentum_ssl.core.learner import Learner, build_learner
 from momentum_ssl.core.methods import METHODS, build_method
 from momentum_ssl.core.models.backbones import resnet_tiny
 
 SCOPES = ("none", "projector", "last_k", "full")
-TINY = {"proj_hidden": 32, "proj_out": 16, "pred_hidden": 32, "queue_size": 64}
-
-
-def tiny_method(name: str, **overrides):
-    cls = METHODS[name]
-    names = {f.name for f in dataclasses.fields(cls.Config)}
-    kwargs = {k: v for k, v in {**TINY, **overrides}.items() if k in names}
-    return build_method(name, cls.Config(**kwargs))
-
-
-def tiny_learner(name="byol", scope="full", k=2, residual_weight=0.0, **overrides):
-    torch.manual_seed(0)
-    return Learner(resnet_tiny(8), tiny_method(name, **overrides), scope, k, residual_weight)
-
-
 def views(seed=0, n=8):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, 16, 16, generator=g), torch.randn(n, 3, 16, 16, generator=g)

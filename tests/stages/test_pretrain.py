@@ -5,10 +5,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
+from conftest import REPO, tiny_learner
 from momentum_ssl.config import ParamGroupConfig, PretrainConfig, RunSpec, load_params, resolve
-from momentum_ssl.stages.pretrain import (LARS, TrainingDiverged, build_optimizer, learning_rate, pretrain, set_learning_rates)
-from test_learner import tiny_learner
+from momentum_ssl.stages.pretrain import (LARS, TrainingDiverged, build_optimizer, learning_rate,
+                                          pretrain, set_learning_rates)
 
 def test_learning_rate_warms_up_then_decays_to_zero():
     assert learning_rate(0, 100, 10, 1.0) == pytest.approx(0.1)
