@@ -42,10 +42,10 @@ def main() -> None:
 
     import torch
 
-    from momentum_ssl.learner import Learner
-    from momentum_ssl.methods import build_method
-    from momentum_ssl.models.backbones import build_backbone
-    from momentum_ssl.momentum import ema_update_
+    from momentum_ssl.core.learner import Learner
+    from momentum_ssl.core.methods import build_method
+    from momentum_ssl.core.models.backbones import build_backbone
+    from momentum_ssl.core.momentum import ema_update_
 
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -65,7 +65,7 @@ def splits(params):
 def raw_size(batch) -> int:
     """The raw baseline's feature size for a ``batch`` of evaluation images: the pixels extract
     keeps (one channel of gray ones)."""
-    from momentum_ssl.features import single_channel
+    from momentum_ssl.core.encoders import single_channel
 
     return single_channel(batch.flatten(1).numpy()).shape[1]
 
@@ -94,8 +94,8 @@ def work(params) -> list[Work]:
     import torch
 
     from momentum_ssl.config import resolve, with_seed
-    from momentum_ssl.features import Encoders, PixelEncoder, SingleEncoder, random_backbone
-    from momentum_ssl.learner import build_learner
+    from momentum_ssl.core.encoders import Encoders, PixelEncoder, SingleEncoder, random_backbone
+    from momentum_ssl.core.learner import build_learner
 
     n_train, n_test, like = splits(params)
     batch = params.loader.batch_size
@@ -148,9 +148,9 @@ def rates(params, repeats: int = 10, warmup: int = 3) -> dict[str, float]:
     import torch
 
     from momentum_ssl.config import resolve, with_seed
-    from momentum_ssl.features import SingleEncoder
-    from momentum_ssl.learner import build_learner
-    from momentum_ssl.train import build_optimizer
+    from momentum_ssl.core.encoders import SingleEncoder
+    from momentum_ssl.core.learner import build_learner
+    from momentum_ssl.stages.pretrain import build_optimizer
     from pipeline import train_step
 
     _, _, like = splits(params)

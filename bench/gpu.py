@@ -4,7 +4,7 @@ at 32x32, bf16 autocast and channels_last, one GPU.
     python bench/gpu.py [--methods byol,mocov3] [--batch 512] [--steps 50] [--device cuda]
                         [--compile] [--deterministic]
 
-Each step is the training loop's (train.py): forward of both views under bf16 autocast, the
+Each step is the training loop's (pretrain.py): forward of both views under bf16 autocast, the
 NaN guard, backward, SGD, the EMA update. The views are random tensors already on the device,
 so the figure is the model's side of pretraining (the loader is bench/loader.py); an image is
 one pair of views. ``--warmup`` steps are not timed. Without a CUDA device it says so and exits
@@ -28,9 +28,9 @@ def images_per_second(method: str, batch: int, steps: int, warmup: int, device,
                       compile_model: bool = False) -> float:
     import torch
 
-    from momentum_ssl.learner import Learner
-    from momentum_ssl.methods import build_method
-    from momentum_ssl.models.backbones import build_backbone
+    from momentum_ssl.core.learner import Learner
+    from momentum_ssl.core.methods import build_method
+    from momentum_ssl.core.models.backbones import build_backbone
 
     torch.manual_seed(0)
     learner = Learner(build_backbone("resnet18", cifar_stem=True), build_method(method),
@@ -82,7 +82,7 @@ def main() -> None:
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"CPU, {torch.get_num_threads()} threads")
     if args.deterministic:
-        from momentum_ssl.compute import configure
+        from momentum_ssl.plumbing.compute import configure
         from momentum_ssl.config import ComputeConfig
 
         configure(ComputeConfig(deterministic=True), device.type)

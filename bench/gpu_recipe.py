@@ -8,7 +8,7 @@ channels_last, the training loop's own step.
 The images (N x 32 x 32 x 3 uint8, 10 classes, seeded noise) sit on the device once; each batch's
 two views come from the recipe's seeded ViewAugment on the device, as they do after FFCV's
 decoding in the training loader (FFCV itself is not needed, so the check runs on a GPU machine
-that lacks it). The step is train.py's: the recipe's lr schedule and parameter groups
+that lacks it). The step is stages/pretrain.py's: the recipe's lr schedule and parameter groups
 (build_optimizer, set_learning_rates), its tau schedule, the NaN guard, the EMA. Prints, per
 method: images/s (an image is one pair of views) over the epoch after ``--warmup`` steps, peak
 GPU memory, and the loss at the first and last step. ``--device cpu`` runs the same code (a test
@@ -30,9 +30,9 @@ def one_epoch(params, method: str, images, device, warmup: int, backbone: str | 
 
     from momentum_ssl.config import resolve
     from momentum_ssl.data.augment import ViewAugment
-    from momentum_ssl.learner import build_learner
-    from momentum_ssl.momentum import cosine_tau
-    from momentum_ssl.train import build_optimizer, learning_rate, set_learning_rates
+    from momentum_ssl.core.learner import build_learner
+    from momentum_ssl.core.momentum import cosine_tau
+    from momentum_ssl.stages.pretrain import build_optimizer, learning_rate, set_learning_rates
 
     runs = [r for r in params.grid if r.method == method]
     run = next((r for r in runs if r.scope == "full" and not r.residual), runs[0])

@@ -4,7 +4,7 @@ params' SimCLR run, trained both ways, then the same kNN evaluation of each back
     python bench/peer.py [--params params.yaml] [--run simclr-none] [--seeds 0,1,2]
                          [--per-class K] [--sides momentum-ssl,lightly]
 
-- momentum-ssl: what a user gets, ``momentum_ssl.train.pretrain(params, run, seed=S)`` for one
+- momentum-ssl: what a user gets, ``momentum_ssl.stages.pretrain.pretrain(params, run, seed=S)`` for one
   epoch with the in-training kNN monitor off (``pretrain.monitor_train`` and ``monitor_test``
   0: work lightly's side does not do); the data converted first if needed (not timed). Wall
   time: from the call to its return; "loop s": ``time/pretrain_s`` of its dvclive summary
@@ -88,7 +88,7 @@ def load(params_path: str, run_name: str, per_class: int | None, out_dir: str | 
 def train_momentum_ssl(params, run, seed: int, out: Path) -> dict:
     import torch
 
-    from momentum_ssl.train import pretrain
+    from momentum_ssl.stages.pretrain import pretrain
 
     start = time.perf_counter()
     folder = pretrain(params, run, out=out / f"momentum-ssl-s{seed}", seed=seed)
@@ -170,8 +170,8 @@ def train_lightly(params, run, seed: int, out: Path) -> dict:
     from momentum_ssl.data.convert import read_meta, stratified_subset
     from momentum_ssl.data.datasets import load_source
     from momentum_ssl.data.loaders import beton_folder
-    from momentum_ssl.models.backbones import build_backbone
-    from momentum_ssl.train import learning_rate
+    from momentum_ssl.core.models.backbones import build_backbone
+    from momentum_ssl.stages.pretrain import learning_rate
 
     data_seed = params.seed  # the .beton's subset; the run's seed draws the rest
     params = resolve(with_seed(params, seed), run)  # as pretrain() trains the run
@@ -225,7 +225,7 @@ def split_features(params, backbone, split: str) -> tuple:
     import torch
 
     from momentum_ssl.data.loaders import eval_batches
-    from momentum_ssl.features import SingleEncoder, encode
+    from momentum_ssl.core.encoders import SingleEncoder, encode
 
     columns, labels = encode(SingleEncoder(backbone), eval_batches(params, split),
                              torch.device("cpu"))
@@ -237,8 +237,8 @@ def evaluate(params, out: Path, sides: list[str], seed: int) -> dict:
     augmentation."""
     import torch
 
-    from momentum_ssl.models.backbones import build_backbone
-    from momentum_ssl.probes import knn_probe
+    from momentum_ssl.core.models.backbones import build_backbone
+    from momentum_ssl.analysis.classifiers import knn_probe
 
     model = params.model
     scores = {}
@@ -394,7 +394,7 @@ def ceiling(results: dict, seeds: list[int]) -> str | None:
 
 def comparison(results: dict, seeds: list[int]) -> str:
     """The last line: the summed wall times' ratio, and the kNN difference paired by seed."""
-    from momentum_ssl.stats import CONTRADICTED, SUPPORTED, paired, verdict
+    from momentum_ssl.analysis.stats import CONTRADICTED, SUPPORTED, paired, verdict
 
     wall = {side: sum(results[side, seed]["wall_s"] for seed in seeds)
             for side in ("momentum-ssl", "lightly")}

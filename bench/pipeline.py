@@ -53,8 +53,8 @@ def setup(params, run, seed: int):
 
     from momentum_ssl.config import resolve, with_seed
     from momentum_ssl.data.loaders import train_loader
-    from momentum_ssl.learner import build_learner
-    from momentum_ssl.train import build_optimizer
+    from momentum_ssl.core.learner import build_learner
+    from momentum_ssl.stages.pretrain import build_optimizer
 
     params = resolve(with_seed(params, seed), run)
     torch.manual_seed(params.seed)
@@ -118,7 +118,7 @@ def measure_pretrain(params_path: str, run_name: str) -> dict:
     import torch
 
     from momentum_ssl.config import load_params
-    from momentum_ssl.train import pretrain
+    from momentum_ssl.stages.pretrain import pretrain
 
     params = load_params(params_path)
     run = {r.name: r for r in params.grid}[run_name]

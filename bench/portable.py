@@ -27,7 +27,7 @@ def measure(params_path: str, run_name: str, steps: int) -> dict:
 
     from pipeline import _setup, model_step
 
-    from momentum_ssl.compute import configure
+    from momentum_ssl.plumbing.compute import configure
     from momentum_ssl.config import load_params
 
     params = load_params(params_path)
@@ -39,7 +39,7 @@ def measure(params_path: str, run_name: str, steps: int) -> dict:
 
 
 def child(portable: bool, args: argparse.Namespace) -> dict:
-    from momentum_ssl.compute import PORTABLE_ENV, environment
+    from momentum_ssl.plumbing.compute import PORTABLE_ENV, environment
     from momentum_ssl.config import load_params
 
     params = load_params(args.params)

@@ -8,7 +8,7 @@ relu(pixels @ W) with W ~ N(0, 1/784) of ``--dim`` columns (seed 0): class struc
 weak encoder's, and reproducible without a trained model. Both sides run in a process of their
 own, timed from its start (imports included) with its peak memory (RSS sampled every 0.2 s):
 
-- the probe stage: ``momentum_ssl.probes.probe`` with the params file's ``probe`` section
+- the probe stage: ``momentum_ssl.stages.probes.probe`` with the params file's ``probe`` section
   (kNN k 20 and 200, weighted and majority; logistic regression with C chosen on
   ``c_search_max_train`` images and fitted on all 60,000), reading and writing Parquet;
 - scikit-learn, the way one would write the same probes by hand:
@@ -36,7 +36,7 @@ from common import ROOT, machine, measured, print_table
 STAGE = """
 import json, sys
 from momentum_ssl.config import load_params
-from momentum_ssl.probes import probe
+from momentum_ssl.stages.probes import probe
 folder = sys.argv[2]
 probe(load_params(sys.argv[1]), "bench", features=folder, out=folder + "/probe.json",
       predictions_out=folder + "/predictions.parquet")
@@ -49,7 +49,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from momentum_ssl.features import read_features
+from momentum_ssl.plumbing.results import read_features
 k, temperature, folder = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 c, tol = float(sys.argv[4]), float(sys.argv[5])
 (train, train_y, _), (test, test_y, _) = (read_features(f"{folder}/{split}.parquet")
@@ -104,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from momentum_ssl.config import load_params
-    from momentum_ssl.features import write_features
+    from momentum_ssl.plumbing.results import write_features
 
     params = load_params(args.params)
     cfg = params.probe

@@ -28,9 +28,9 @@ SCOPES = [("none", 1), ("projector", 1), ("last_k", 1), ("last_k", 2), ("last_k"
 def learners(method: str, scopes: list[tuple[str, int]]):
     import torch
 
-    from momentum_ssl.learner import Learner
-    from momentum_ssl.methods import build_method
-    from momentum_ssl.models.backbones import build_backbone
+    from momentum_ssl.core.learner import Learner
+    from momentum_ssl.core.methods import build_method
+    from momentum_ssl.core.models.backbones import build_backbone
 
     for scope, k in scopes:
         torch.manual_seed(0)
@@ -45,7 +45,7 @@ def step_seconds(method: str, scopes: list[tuple[str, int]], batch: int,
     learner takes 3.6 to 5.7 s, so single cells move by 15% or more between runs."""
     import torch
 
-    from momentum_ssl.momentum import cosine_tau
+    from momentum_ssl.core.momentum import cosine_tau
 
     runs = []
     for learner in learners(method, scopes):

@@ -60,6 +60,43 @@ def tiny(tmp_path, monkeypatch):
     return params
 
 
+# Heads small enough for a forward and backward in milliseconds (tiny_method).
+TINY_HEADS = {"proj_hidden": 32, "proj_out": 16, "pred_hidden": 32, "queue_size": 64}
+
+
+def tiny_method(name: str, **overrides):
+    """Method ``name`` with TINY_HEADS (the keys its settings have) and ``overrides``."""
+    import dataclasses
+
+    from momentum_ssl.core.methods import METHODS, build_method
+
+    cls = METHODS[name]
+    names = {f.name for f in dataclasses.fields(cls.Config)}
+    kwargs = {k: v for k, v in {**TINY_HEADS, **overrides}.items() if k in names}
+    return build_method(name, cls.Config(**kwargs))
+
+
+def tiny_learner(name="byol", scope="full", k=2, residual_weight=0.0, **overrides):
+    """A seeded learner on an 8-channel resnet_tiny (tests/core/test_learner.py,
+    tests/stages/test_pretrain.py)."""
+    import torch
+
+    from momentum_ssl.core.learner import Learner
+    from momentum_ssl.core.models.backbones import resnet_tiny
+
+    torch.manual_seed(0)
+    return Learner(resnet_tiny(8), tiny_method(name, **overrides), scope, k, residual_weight)
+
+
+def blobs(n, dim=12, classes=4, seed=0):
+    """``n`` float32 features of ``dim`` dimensions around ``classes`` Gaussian centres, and
+    their labels: what the probes separate (tests/analysis/test_classifiers.py)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim))
+    y = rng.integers(0, classes, n)
+    return (centres[y] + rng.normal(scale=1.5, size=(n, dim))).astype(np.float32), y
+
+
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
     """An IDX file of unsigned bytes, as in LeCun's MNIST format."""
     header = (0x0800 + array.ndim).to_bytes(4, "big")

@@ -96,7 +96,7 @@ def test_peer_bench_trains_one_epoch_each_way_and_evaluates_both_backbones(tiny,
     import yaml
 
     from momentum_ssl.config import to_dict
-    from momentum_ssl.stats import summarize
+    from momentum_ssl.analysis.stats import summarize
 
     try:
         import lightly  # noqa: F401
@@ -209,7 +209,7 @@ def test_flops_counts_steps_times_a_step_and_the_encoders_over_both_splits(tiny)
     from torch.utils.flop_counter import FlopCounterMode
 
     from momentum_ssl.config import resolve, with_seed
-    from momentum_ssl.learner import build_learner
+    from momentum_ssl.core.learner import build_learner
 
     cells = {c.name: c for c in flops.work(tiny)}
     assert list(cells) == ["byol-full/s0", "byol-projector/s0", "simclr-none/s0", "raw",
@@ -294,7 +294,7 @@ def test_portable_bench_times_native_and_pinned_kernels_at_the_profiles_threads(
     the AVX2 pins, both at compute.threads; the last line is the table's ratio."""
     import yaml
 
-    from momentum_ssl.compute import is_x86_64
+    from momentum_ssl.plumbing.compute import is_x86_64
     from momentum_ssl.config import to_dict
 
     data = to_dict(tiny)

@@ -74,7 +74,7 @@ def test_the_declared_metrics_are_the_headline_numbers_only(repo):
     """`dvc metrics show` (and so `dvc metrics diff`) reads results/metrics.json alone: per run
     and baseline the student's kNN, logistic and transfer, per tested claim its effect; the
     per-seed values, hashes and flags stay in outputs that are not metrics."""
-    from momentum_ssl.headline import headline
+    from momentum_ssl.analysis.headline import headline
 
     root, _ = repo
     shown = json.loads(dvc(root, "metrics", "show", "--json").stdout)

@@ -11,8 +11,8 @@ import torch
 
 from conftest import REPO
 from momentum_ssl.config import RunSpec, load_params, resolve
-from momentum_ssl.learner import build_learner
-from momentum_ssl.train import build_optimizer, set_learning_rates
+from momentum_ssl.core.learner import build_learner
+from momentum_ssl.stages.pretrain import build_optimizer, set_learning_rates
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -52,7 +52,7 @@ def test_a_bf16_channels_last_step_on_cuda_matches_the_cpu_in_fp32(method):
                     importlib.util.find_spec("dvclive") is None,
                     reason="the training loop needs ffcv and dvclive")
 def test_pretrain_runs_on_cuda_through_the_ffcv_loader(tiny, tmp_path):
-    from momentum_ssl.train import pretrain
+    from momentum_ssl.stages.pretrain import pretrain
 
     params = dataclasses.replace(tiny, pretrain=dataclasses.replace(tiny.pretrain,
                                                                    device="cuda"))
@@ -87,8 +87,8 @@ def test_the_training_loops_telemetry_runs_on_cuda_under_bf16():
     """Gradient stability and the health statistics (svdvals) of a bf16 step on the device."""
     import math
 
-    from momentum_ssl.health import HealthMonitor
-    from momentum_ssl.telemetry import StabilityMonitor
+    from momentum_ssl.analysis.health import HealthMonitor
+    from momentum_ssl.analysis.telemetry import StabilityMonitor
 
     params = small(load_params(REPO / "params/cifar10.yaml"))
     learner = build_learner(params, RunSpec("byol", "full")).to(

@@ -54,7 +54,8 @@ def cluster():
 def job_env(cluster: Cluster) -> dict:
     env = cluster.env({**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
     env.pop("CUDA_VISIBLE_DEVICES", None)  # SLURM's GRES sets it for the GPU jobs
-    # the devices gpus.py would claim by itself: seeing 7 in a log means it ignored SLURM's
+    # the devices plumbing/devices.py would claim by itself: seeing 7 in a log means it
+    # ignored SLURM's
     env["MOMENTUM_SSL_GPUS"] = "7"
     env["PYTHONUNBUFFERED"] = "1"  # a job killed by SLURM still shows what it printed
     return env
@@ -62,7 +63,8 @@ def job_env(cluster: Cluster) -> dict:
 
 def make_repo(path: Path, **changes) -> Path:
     """A Git + DVC repository of the sources with the tiny profile, one grid run (byol-full)
-    and pretraining on device `auto` (so the GPU jobs ask gpus.py for their devices)."""
+    and pretraining on device `auto` (so the GPU jobs ask plumbing/devices.py for their
+    devices)."""
     shutil.copytree(REPO / "src", path / "src",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(REPO / "workflow", path / "workflow")

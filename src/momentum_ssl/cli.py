@@ -24,7 +24,7 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _grid_run(params, args: argparse.Namespace, baselines: bool = False):
-    from .paths import BASELINES
+    from .plumbing.paths import BASELINES
 
     runs = {run.name: run for run in params.grid}
     if args.run in runs or (baselines and args.run in BASELINES):
@@ -37,7 +37,7 @@ def _grid_run(params, args: argparse.Namespace, baselines: bool = False):
 def _seed(params, args: argparse.Namespace) -> int | None:
     """The training seed a per-run stage works on: ``--seed``, which must be one of
     ``params.seeds`` (it may be left out when there is only one); None for raw pixels."""
-    from .paths import SEEDLESS
+    from .plumbing.paths import SEEDLESS
 
     if args.run in SEEDLESS:
         if args.seed is not None:
@@ -58,7 +58,7 @@ def _seed(params, args: argparse.Namespace) -> int | None:
 def _load_for_torch(args: argparse.Namespace):
     """The params of a stage that runs torch, with the ``compute`` section's thread count and
     CUDA determinism applied (its CPU pins were set before torch loaded, in ``__main__``)."""
-    from .compute import configure
+    from .plumbing.compute import configure
 
     params = load_params(args.params)
     configure(params.compute, params.pretrain.device)
@@ -66,53 +66,20 @@ def _load_for_torch(args: argparse.Namespace):
 
 
 def _plan(args: argparse.Namespace) -> None:
-    import yaml
-
-    from .artifacts import atomic_write_text
-    from .config import run_params, with_seed
-    from .paths import cell, plan_file
+    from .stages.plan import write_plan
 
     params = load_params(args.params)
-    run, seed = _grid_run(params, args), _seed(params, args)
-    path = plan_file(cell(run.name, seed))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(run_params(with_seed(params, seed), run), sort_keys=False)
-    # the same bytes are not written again: the file's mtime, which Snakemake reruns on, moves
-    # only with its content (dvc.yaml keeps it in place while the stage runs: persist)
-    if path.is_file() and path.read_text() == text:
-        print(f"{path} is up to date")
-        return
-    atomic_write_text(path, text)
-    print(f"wrote {path}")
-
-
-def _check_plan(params, run, seed: int, params_path: str) -> None:
-    """DVC and Snakemake decide whether a run is up to date from results/plan/<run>/s<seed>.yaml;
-    a plan that no longer matches the params would record a run under the wrong params."""
-    import yaml
-
-    from .artifacts import read_yaml
-    from .config import run_params, with_seed
-    from .paths import cell, plan_file, seed_flag
-
-    path = plan_file(cell(run.name, seed))
-    if not path.is_file():
-        return
-    command = f"python -m momentum_ssl plan --run {run.name}{seed_flag(seed)}"
-    expected = yaml.safe_load(yaml.safe_dump(run_params(with_seed(params, seed), run),
-                                             sort_keys=False))
-    if read_yaml(path, command) != expected:
-        raise ConfigError(f"{path} was written for other params than {params_path} gives "
-                          f"{run.name}; rerun {command} first (dvc repro and snakemake do)")
+    path, written = write_plan(params, _grid_run(params, args), _seed(params, args))
+    print(f"wrote {path}" if written else f"{path} is up to date")
 
 
 def _claim_gpus(params, count: int = 1) -> list[str] | None:
-    """Claim free GPUs before CUDA starts (gpus.py); None on a machine without one."""
+    """Claim free GPUs before CUDA starts (plumbing/devices.py); None on a machine without one."""
     if params.pretrain.device == "cpu":
         return None
     import os
 
-    from .gpus import claim
+    from .plumbing.devices import claim
 
     preset = os.environ.get("CUDA_VISIBLE_DEVICES")
     gpus = claim(count)
@@ -126,11 +93,12 @@ def _pretrain(args: argparse.Namespace) -> None:
     import os
     import subprocess
 
-    from .train import pretrain
+    from .stages.plan import check_plan
+    from .stages.pretrain import pretrain
 
     params = _load_for_torch(args)
     run, seed = _grid_run(params, args), _seed(params, args)
-    _check_plan(params, run, seed, args.params)
+    check_plan(params, run, seed, args.params)
     gpus = _claim_gpus(params, run.gpus if "WORLD_SIZE" not in os.environ else 1)
     if run.gpus > 1 and "WORLD_SIZE" not in os.environ:
         if gpus is None:
@@ -156,14 +124,15 @@ def _verify(args: argparse.Namespace) -> None:
 
     import torch
 
-    from .artifacts import read_json
-    from .compute import provenance, state_digest
-    from .paths import RESULTS, cell, run_dir
-    from .train import pretrain
+    from .plumbing.artifacts import read_json
+    from .plumbing.compute import provenance, state_digest
+    from .plumbing.paths import RESULTS, cell, run_dir
+    from .stages.plan import check_plan
+    from .stages.pretrain import pretrain
 
     params = _load_for_torch(args)
     run, seed = _grid_run(params, args), _seed(params, args)
-    _check_plan(params, run, seed, args.params)
+    check_plan(params, run, seed, args.params)
     stored = run_dir(cell(run.name, seed)) / "model.pt"
     if not stored.is_file():
         raise ConfigError(f"{stored} not found: run `dvc repro pretrain@{run.name}-{seed}` or "
@@ -192,7 +161,8 @@ def _verify(args: argparse.Namespace) -> None:
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from .features import extract, needs_accelerator
+    from .core.encoders import needs_accelerator
+    from .stages.features import extract
 
     params = _load_for_torch(args)
     _grid_run(params, args, baselines=True)
@@ -203,7 +173,7 @@ def _extract(args: argparse.Namespace) -> None:
 
 
 def _probe(args: argparse.Namespace) -> None:
-    from .probes import probe
+    from .stages.probes import probe
 
     params = _load_for_torch(args)
     _grid_run(params, args, baselines=True)
@@ -220,8 +190,8 @@ def _print_probe(out) -> None:
 
 
 def _transfer(args: argparse.Namespace) -> None:
-    from .features import needs_accelerator
-    from .transfer import transfer
+    from .core.encoders import needs_accelerator
+    from .stages.transfer import transfer
 
     params = _load_for_torch(args)
     _grid_run(params, args, baselines=True)
@@ -232,7 +202,7 @@ def _transfer(args: argparse.Namespace) -> None:
 
 
 def _print_transfer(out) -> None:
-    from .transfer import transfer_summary
+    from .plumbing.results import transfer_summary
 
     scores = ", ".join(f"{t} kNN {v:.4f}" for t, v in transfer_summary(out).items())
     print(f"wrote {out}: {scores}")
@@ -243,9 +213,10 @@ def _evaluate(args: argparse.Namespace) -> None:
     stage (each is also a command of its own). One process pays the imports (torch,
     scikit-learn, pyarrow: about 2 s) and DVC's bookkeeping (about 1.3 s a stage) once,
     not three times."""
-    from .features import extract, needs_accelerator
-    from .probes import probe
-    from .transfer import transfer
+    from .core.encoders import needs_accelerator
+    from .stages.features import extract
+    from .stages.probes import probe
+    from .stages.transfer import transfer
 
     params = _load_for_torch(args)
     _grid_run(params, args, baselines=True)
@@ -258,7 +229,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import export
+    from .stages.export import export
 
     params = _load_for_torch(args)
     run = _grid_run(params, args)
@@ -271,7 +242,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from .report import report
+    from .stages.report import report
 
     print(f"wrote {report(load_params(args.params))}")
 
@@ -347,12 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .artifacts import CorruptArtifact, MissingArtifact
+    from .plumbing.artifacts import CorruptArtifact, MissingArtifact
     from .data.datasets import DataError, DatasetNotFound
 
     expected: tuple = (ConfigError, DataError, DatasetNotFound, MissingArtifact, CorruptArtifact)
     if args.stage in ("pretrain", "verify"):  # only these pay for importing the training loop
-        from .train import TrainingDiverged
+        from .stages.pretrain import TrainingDiverged
 
         expected += (TrainingDiverged,)
     try:

@@ -11,7 +11,7 @@ import yaml
 from .config import (ConfigError, Params, params_from_dict, params_hash, run_params, to_dict,
                      with_seed)
 from .data.loaders import beton_folder
-from .paths import BASELINES, SEEDLESS, cell
+from .plumbing.paths import BASELINES, SEEDLESS, cell
 
 # the params sections each baseline's evaluate reads besides probe and transfer (as in dvc.yaml)
 _BASELINE_PARAMS = {"raw": ("data", "augment.size", "compute"),

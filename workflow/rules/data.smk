@@ -2,7 +2,7 @@ rule convert:
     input:
         "src/momentum_ssl/data/convert.py",
         "src/momentum_ssl/data/datasets.py",
-        "src/momentum_ssl/artifacts.py",
+        "src/momentum_ssl/plumbing/artifacts.py",
     output:
         directory(BETON),
     params:
@@ -17,7 +17,8 @@ rule convert:
 
 rule plan:
     input:
-        "src/momentum_ssl/config.py",
+        "src/momentum_ssl/config",
+        "src/momentum_ssl/stages/plan.py",
     output:
         "results/plan/{run}/s{seed}.yaml",
     params:

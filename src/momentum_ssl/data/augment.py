@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import AugmentConfig
+from ..config.data import local_size
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # as torchvision's rgb_to_grayscale on tensors
 
@@ -286,12 +287,6 @@ def local_crop_config(cfg: AugmentConfig) -> AugmentConfig:
     return dataclasses.replace(cfg, size=local_size(cfg), crop_scale=cfg.local_crop_scale,
                                blur_p=(cfg.local_blur_p, cfg.local_blur_p),
                                solarize_p=(0.0, 0.0))
-
-
-def local_size(cfg: AugmentConfig) -> int:
-    """``local_size``, or DINO's 96 px at 224 scaled to ``size`` (at least 8, the smallest
-    view) when null."""
-    return cfg.local_size if cfg.local_size is not None else max(8, round(cfg.size * 96 / 224))
 
 
 class LocalCropAugment(ViewAugment):

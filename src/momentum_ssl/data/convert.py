@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..artifacts import (MissingArtifact, atomic_write_text, check_beton, commit, corrupt,
-                         partial_path, read_json)
 from ..config import DataConfig, Params
+from ..plumbing.artifacts import (MissingArtifact, atomic_write_text, check_beton, commit, corrupt,
+                                  partial_path, read_json)
 from .datasets import SPLITS, DataError, ImageSource, load_source
 
 BETON_FIELDS = ("image", "label")

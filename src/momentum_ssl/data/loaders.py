@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts import BETON_IMAGE_MODES, check_beton
-from ..compute import restore_threads
 from ..config import AugmentConfig, LoaderConfig, Params
+from ..plumbing.artifacts import BETON_IMAGE_MODES, check_beton
+from ..plumbing.compute import restore_threads
 from .augment import (EvalTransform, LocalCropAugment, ViewAugment, stream_seed,
                       torchvision_view)
 from .convert import BETON_FIELDS, REWRITE, beton_path, read_meta, stratified_subset

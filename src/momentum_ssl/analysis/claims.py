@@ -1,0 +1,359 @@
+"""Claims judged from seeds: each claim of params.yaml's ``claims`` (config.ClaimConfig) against
+the per-seed metrics of the grid's runs (docs/STATISTICS.md).
+
+    values = {"byol-full": {0: {"knn_student": 0.77, ...}, 1: {...}}, ...}   # run -> seed -> metric
+    for verdict in judge(params.claims, values, unfit={"byol-full": "did not learn: ..."}):
+        print(verdict.label, verdict.status, verdict.p, verdict.p_adjusted)
+
+``values[run][seed]`` maps metric names to numbers, and ``cv`` and ``rel_change`` to mappings of
+block names to numbers (telemetry.py). ``unfit`` names the runs no claim may be judged on (they
+did not learn, or collapsed): a row that compares one is **not testable**, never a verdict.
+
+Each claim has one primary row (its first listed method's runs; for ``{other}``, the claim
+against every other method at once, which holds only if each comparison does); the other
+methods' rows are secondary. Holm's adjustment runs over the primary rows, and separately over
+the secondary ones, and every verdict is decided on the adjusted p-value. The maths is
+stats.py's; this module expands the claims' templates, pairs the seeds and adjusts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from itertools import combinations
+
+from ..config import BLOCK_METRICS, METHODS, ClaimConfig
+from .stats import (ALPHA, CONTRADICTED, INCONCLUSIVE, SUPPORTED, Effect, Test, Trend,
+                    detectable, direction, equivalence, holm, noninferiority, one_sample, paired,
+                    seeds_needed, trend)
+
+NOT_TESTED = "not tested"      # the grid lacks the runs, or they logged no such metric
+NOT_TESTABLE = "not testable"  # the runs exist, but one did not learn
+
+Values = Mapping[str, Mapping[int, Mapping]]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One judged claim row: the runs it contrasted, the paired effect over their common seeds
+    (a - b; a's own values without b), the test (or the trend for a rising claim), the raw and
+    Holm-adjusted p-values, and for an inconclusive row the seeds that would give 80% power at
+    the claim's declared effect and the smallest effect its seeds detect."""
+
+    claim: ClaimConfig
+    a: str
+    b: str | None
+    status: str
+    effect: Effect | None = None
+    note: str = ""
+    primary: bool = True
+    test: Test | None = None
+    trend: Trend | None = None
+    p: float | None = None
+    p_adjusted: float | None = None
+    seeds_needed: int | None = None
+    detectable: float | None = None
+    alpha: float | None = None  # the level the seeds needed are stated at (Holm's first step)
+
+    @property
+    def label(self) -> str:
+        return f"{self.a} vs {self.b}" if self.b else self.a
+
+
+@dataclass(frozen=True)
+class Learning:
+    """Whether a run learned: its student's kNN minus the random-init backbone's at the same
+    seed (``effect``, 95% interval), and the seeds at which the health telemetry found its
+    projector output collapsed. It learned when that interval lies above zero and it never
+    collapsed; a claim that compares a run that did not is not testable."""
+
+    run: str
+    effect: Effect | None
+    collapsed: tuple[int, ...] = ()
+
+    @property
+    def learned(self) -> bool:
+        s = None if self.effect is None else self.effect.summary
+        return not self.collapsed and s is not None and s.low is not None and s.low > 0
+
+    @property
+    def reason(self) -> str:
+        """'' when it learned, else why not (as a claim's note names it)."""
+        if self.learned:
+            return ""
+        why = []
+        s = None if self.effect is None else self.effect.summary
+        if s is None:
+            why.append("no seed in common with the random-init baseline")
+        elif s.low is None:
+            why.append(f"kNN {100 * s.mean:+.2f} points over random-init at one seed: no "
+                       "interval")
+        elif s.low <= 0:
+            why.append(f"kNN {100 * s.mean:+.2f} [{100 * s.low:+.2f}, {100 * s.high:+.2f}] "
+                       "points over random-init: the interval does not lie above zero")
+        if self.collapsed:
+            seeds = ", ".join(map(str, self.collapsed))
+            why.append(f"collapsed at seed{'s' * (len(self.collapsed) > 1)} {seeds}")
+        return "did not learn: " + "; ".join(why)
+
+
+def learning(values: Values, baseline: Mapping[int, Mapping],
+             collapsed: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Learning]:
+    """Each run's :class:`Learning` from its per-seed ``knn_student`` and the random-init
+    baseline's (``baseline``: seed -> metrics); ``collapsed``: run -> seeds found collapsed."""
+    collapsed = collapsed or {}
+    random = {seed: m["knn_student"] for seed, m in baseline.items()}
+    out = {}
+    for run, seeds in values.items():
+        student = {seed: m["knn_student"] for seed, m in seeds.items()}
+        effect = paired(student, random) if set(student) & set(random) else None
+        out[run] = Learning(run, effect, tuple(sorted(collapsed.get(run, ()))))
+    return out
+
+
+def _method_of(run: str) -> str | None:
+    return next((m for m in METHODS if run.startswith(f"{m}-")), None)
+
+
+def _matches(template: str, runs: Mapping) -> list[str]:
+    """The runs a filled template names: itself, or with ``{k}`` every last_k run."""
+    if "{k}" not in template:
+        return [template] if template in runs else []
+    pattern = re.escape(template).replace(re.escape("{k}"), r"[1-9][0-9]*")
+    return sorted((r for r in runs if re.fullmatch(pattern, r)), key=lambda r: (len(r), r))
+
+
+def expand(claim: ClaimConfig, values: Values) -> list[tuple[str, str | None]]:
+    """The (a, b) run pairs a claim stands for in this grid, the primary method's first;
+    empty when none is in it."""
+    methods = claim.methods or METHODS
+    fills = [m for m in methods] if "{method}" in claim.a else [""]
+    pairs = []
+    for i, method in enumerate(fills):
+        for a in _matches(claim.a.replace("{method}", method), values):
+            if claim.b is None:
+                pairs.append((a, None))
+                continue
+            b_template = claim.b.replace("{method}", method)
+            if "{other}" in b_template:
+                own = method or _method_of(a)
+                # with {method} in a: each unordered pair once, in the listed order
+                others = (fills[i + 1:] if method else [m for m in METHODS if m != own])
+                bs = [r for o in others for r in _matches(b_template.replace("{other}", o),
+                                                          values)]
+            else:
+                bs = _matches(b_template, values)
+            pairs += [(a, b) for b in bs]
+    return pairs
+
+
+def _per_seed(values: Values, run: str, claim: ClaimConfig) -> dict[int, float]:
+    """Run's metric per seed; a per-block metric averaged over the claim's blocks (nan when a
+    block's value is)."""
+    out = {}
+    for seed, metrics in values[run].items():
+        if claim.metric in BLOCK_METRICS:
+            blocks = metrics.get(claim.metric) or {}
+            if all(b in blocks for b in claim.blocks):
+                out[seed] = sum(float(blocks[b]) for b in claim.blocks) / len(claim.blocks)
+        elif metrics.get(claim.metric) is not None:
+            out[seed] = float(metrics[claim.metric])
+    return out
+
+
+def _test(claim: ClaimConfig, effect: Effect) -> Test:
+    if claim.kind == "equivalent":
+        return equivalence(effect, claim.margin)
+    if claim.kind == "noninferior":
+        return noninferiority(effect, claim.margin)
+    return direction(effect, "greater" if claim.kind == "dominant" else claim.kind)
+
+
+def _row_p(test: Test | Trend) -> float | None:
+    """The p-value of any verdict on the row: the smaller of the claim's and its opposite's.
+    Their nulls exclude each other (mean <= -margin or not, say), so at most one is true and
+    taking the smaller adds no false verdict; a trend's two one-sided tests share one null
+    (no order), so theirs is doubled."""
+    if test.p is None:
+        return None
+    if isinstance(test, Trend):
+        return min(1.0, 2 * min(test.p, test.p_against))
+    return min(test.p, test.p_against)
+
+
+def _unfit_note(runs: list[str], unfit: Mapping[str, str]) -> str:
+    return "; ".join(f"{run} {unfit[run]}" for run in dict.fromkeys(runs) if run in unfit)
+
+
+def _pair_row(claim: ClaimConfig, a: str, b: str | None, values: Values,
+              unfit: Mapping[str, str], primary: bool) -> Verdict:
+    runs = [a] if b is None else [a, b]
+    if any(r in unfit for r in runs):
+        return Verdict(claim, a, b, NOT_TESTABLE, note=_unfit_note(runs, unfit),
+                       primary=primary)
+    if claim.kind == "rising":
+        per_block = {}
+        for seed, metrics in values[a].items():
+            blocks = metrics.get(claim.metric) or {}
+            if all(block in blocks for block in claim.blocks):
+                per_block[seed] = [blocks[block] for block in claim.blocks]
+        if not per_block:
+            return Verdict(claim, a, None, NOT_TESTED, primary=primary,
+                           note=f"{a} logged no {claim.metric} for {list(claim.blocks)}")
+        result = trend(per_block)
+        if result.reason:  # too few seeds: inconclusive; nan or no order: nothing to test
+            few = "a verdict needs" in result.reason
+            return Verdict(claim, a, None, INCONCLUSIVE if few else NOT_TESTED, trend=result,
+                           primary=primary, note=f"no verdict: {result.reason}")
+        return Verdict(claim, a, None, INCONCLUSIVE, trend=result, primary=primary,
+                       p=_row_p(result),
+                       note=f"Page's L = {result.statistic:g} over {len(result.seeds)} seeds x "
+                            f"{len(claim.blocks)} blocks; mean Spearman rho {result.rho:+.2f}")
+    first = _per_seed(values, a, claim)
+    second = {seed: 0.0 for seed in first} if b is None else _per_seed(values, b, claim)
+    if not set(first) & set(second):
+        return Verdict(claim, a, b, NOT_TESTED, primary=primary,
+                       note=f"no seed with {claim.metric} for {' and '.join(runs)}")
+    bad = _not_finite({a: first, **({b: second} if b else {})})
+    if bad:
+        return Verdict(claim, a, b, NOT_TESTED, primary=primary, note=bad)
+    return _tested(claim, a, b, paired(first, second), values, primary)
+
+
+def _not_finite(per_run: Mapping[str, Mapping[int, float]]) -> str:
+    """'no verdict: ...' naming each run and seed whose value is nan or infinite, else ''."""
+    cells = [f"{run} seed {seed}" for run, seeds in per_run.items()
+             for seed, v in sorted(seeds.items()) if not math.isfinite(v)]
+    return f"no verdict: not a finite value at {', '.join(cells)}" if cells else ""
+
+
+def _tested(claim: ClaimConfig, a: str, b: str | None, effect: Effect, values: Values,
+            primary: bool, note: str = "") -> Verdict:
+    test = _test(claim, effect)
+    notes = [note] if note else []
+    if test.reason:
+        notes.append(f"no verdict: {test.reason}")
+    if claim.cost and b is not None:
+        cost_a, cost_b = (_per_seed(values, r, replace(claim, metric="step_s")) for r in (a, b))
+        common = set(cost_a) & set(cost_b)
+        if common:
+            ratio = sum(cost_a[s] for s in common) / sum(cost_b[s] for s in common)
+            notes.append(f"step time {a} / {b} = {ratio:.2f}")
+    return Verdict(claim, a, b, INCONCLUSIVE, effect, "; ".join(notes), primary, test,
+                   p=_row_p(test))
+
+
+def _dominant(claim: ClaimConfig, values: Values, unfit: Mapping[str, str]) -> Verdict:
+    """Per seed, the mean over methods of (a - b) minus the largest |a_m - a_m'| between two
+    methods' a runs: the momentum effect beyond the differences between methods."""
+    methods = [m for m in (claim.methods or METHODS)
+               if claim.a.replace("{method}", m) in values
+               and claim.b.replace("{method}", m) in values]
+    a_runs = [claim.a.replace("{method}", m) for m in methods]
+    b_runs = [claim.b.replace("{method}", m) for m in methods]
+    label_a, label_b = ", ".join(a_runs) or claim.a, ", ".join(b_runs) or claim.b
+    if len(methods) < 2:
+        return Verdict(claim, claim.a, claim.b, NOT_TESTED,
+                       note="needs two methods with both runs in the grid, "
+                            f"has {len(methods)}")
+    if any(r in unfit for r in a_runs + b_runs):
+        return Verdict(claim, label_a, label_b, NOT_TESTABLE,
+                       note=_unfit_note(a_runs + b_runs, unfit))
+    per_run = {r: _per_seed(values, r, claim) for r in a_runs + b_runs}
+    seeds = sorted(set.intersection(*(set(v) for v in per_run.values())))
+    if not seeds:
+        return Verdict(claim, label_a, label_b, NOT_TESTED,
+                       note=f"no seed with {claim.metric} for every run")
+    bad = _not_finite(per_run)
+    if bad:
+        return Verdict(claim, label_a, label_b, NOT_TESTED, note=bad)
+    gain = {s: sum(per_run[a][s] - per_run[b][s] for a, b in zip(a_runs, b_runs)) / len(a_runs)
+            - max(abs(per_run[x][s] - per_run[y][s]) for x, y in combinations(a_runs, 2))
+            for s in seeds}
+    return _tested(claim, label_a, label_b, one_sample(gain), values, True,
+                   note="mean (a - b) over methods minus the largest difference between "
+                        "methods' a runs")
+
+
+def _weakest(claim: ClaimConfig, rows: list[Verdict]) -> Verdict:
+    """The claim against every other method at once (an intersection-union test): it holds
+    only if every row does, so its p is the largest row p (no adjustment needed); it fails if
+    any row fails, so the opposite p is the smallest, times the number of rows (Bonferroni)."""
+    if any(r.status == NOT_TESTABLE for r in rows):
+        bad = [r for r in rows if r.status == NOT_TESTABLE]
+        return replace(bad[0], primary=True, note="; ".join(dict.fromkeys(r.note for r in bad)))
+    if any(r.test is None or r.test.p is None for r in rows):
+        bad = next(r for r in rows if r.test is None or r.test.p is None)
+        return replace(bad, primary=True, p=None)
+    worst = max(rows, key=lambda r: r.test.p)
+    against = min(1.0, len(rows) * min(r.test.p_against for r in rows))
+    test = replace(worst.test, p=worst.test.p, p_against=against)
+    note = (f"the weakest of {len(rows)} comparisons ({', '.join(r.label for r in rows)}); "
+            "holds only if each does")
+    return replace(worst, primary=True, test=test, p=min(test.p, against),
+                   note="; ".join(n for n in (note, worst.note) if n))
+
+
+def judge_one(claim: ClaimConfig, values: Values,
+              unfit: Mapping[str, str] | None = None) -> list[Verdict]:
+    """One claim's rows, primary first, before Holm's adjustment (statuses not yet decided:
+    tested rows read inconclusive until :func:`judge` adjusts them)."""
+    unfit = unfit or {}
+    if claim.kind == "dominant":
+        return [_dominant(claim, values, unfit)]
+    pairs = expand(claim, values)
+    if not pairs:
+        runs = claim.a if claim.b is None else f"{claim.a} and {claim.b}"
+        templated = any(t in runs for t in ("{method}", "{other}", "{k}"))
+        return [Verdict(claim, claim.a, claim.b, NOT_TESTED,
+                        note=f"no method has {runs} in the grid" if templated
+                        else f"the grid lacks {runs}")]
+    rows = [_pair_row(claim, a, b, values, unfit, primary=False) for a, b in pairs]
+    if claim.b is not None and "{other}" in claim.b:
+        return [_weakest(claim, rows), *rows]
+    return [replace(rows[0], primary=True), *rows[1:]]
+
+
+def _adjust(rows: list[Verdict], alpha: float) -> list[Verdict]:
+    """Holm over the rows that have a p-value; each decided on its adjusted p, and an
+    inconclusive one given its seeds needed at Holm's first-step level alpha / m."""
+    tested = [i for i, r in enumerate(rows) if r.p is not None]
+    adjusted = holm([rows[i].p for i in tested])
+    out = list(rows)
+    level = alpha / max(1, len(tested))
+    for i, p_adj in zip(tested, adjusted):
+        r = rows[i]
+        source = r.trend or r.test
+        status = INCONCLUSIVE
+        if p_adj < alpha:
+            status = SUPPORTED if source.p <= source.p_against else CONTRADICTED
+        out[i] = replace(r, status=status, p_adjusted=p_adj)
+    for i, r in enumerate(out):
+        if r.status != INCONCLUSIVE or r.test is None or r.effect is None:
+            continue
+        sd, n = r.effect.summary.std, r.effect.summary.n
+        if not sd or n < 2:  # no spread to plan from
+            continue
+        planned = r.claim.planned_effect
+        kind = "greater" if r.test.kind in ("greater", "less") else r.test.kind
+        needed = seeds_needed(kind, sd, planned, level) if planned else None
+        out[i] = replace(r, seeds_needed=needed, detectable=detectable(kind, n, sd, level),
+                         alpha=level)
+    return out
+
+
+def judge(claims: tuple[ClaimConfig, ...], values: Values,
+          unfit: Mapping[str, str] | None = None, alpha: float = ALPHA) -> list[Verdict]:
+    """Every claim's rows in the claims' order (each claim's primary row first), decided on
+    Holm-adjusted p-values: over the primary rows, and over the secondary rows apart."""
+    rows = [v for claim in claims for v in judge_one(claim, values, unfit)]
+    primary = _adjust([r for r in rows if r.primary], alpha)
+    secondary = _adjust([r for r in rows if not r.primary], alpha)
+    done = iter(primary), iter(secondary)
+    return [next(done[0]) if r.primary else next(done[1]) for r in rows]
+
+
+__all__ = ["Learning", "NOT_TESTABLE", "NOT_TESTED", "Verdict", "expand", "judge", "judge_one",
+           "learning"]

@@ -1,0 +1,144 @@
+"""Vision Transformers (Dosovitskiy et al., 2021, arXiv 2010.11929) as a sequence of blocks.
+
+The same :class:`~momentum_ssl.core.models.backbones.Backbone` as the ResNets: ``blocks[0]``, the
+"stem", is the patch embedding (a p x p stride-p convolution, the class token prepended, the
+position embedding added), ``blocks[1..depth]`` the transformer blocks (pre-norm attention and
+MLP, each with a residual). The final LayerNorm sits inside the last block, so that every scope
+works unchanged: ``last_k`` owns the last k transformer blocks and the final norm, ``projector``
+continues from sg(the normed tokens), and the pooled feature is the normed class token, as in
+DINO's and timm's ViT (``pool='token'``). Tokens between blocks are (N, 1 + L, dim).
+
+Sizes as timm's ``vit_tiny_patch16_224`` (dim 192, 3 heads) and ``vit_small_patch16_224`` (dim
+384, 6 heads), depth 12, MLP ratio 4, qkv bias, LayerNorm eps 1e-6; the module names inside a
+block are timm's (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``),
+so export.py maps our state dict onto timm's names by renaming the block index only.
+Initialisation as timm's default: truncated normal (std 0.02) for Linear weights and the position
+embedding, zero biases, the class token N(0, 1e-6).
+
+An image of another side than ``image_size`` (DINO's local crops) gets the position embedding
+resampled to its grid (bicubic, as DINO's ``interpolate_pos_encoding``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import Backbone
+
+# name: (embed dim, depth, heads), timm's vision_transformer.py
+VITS = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
+
+
+class PatchEmbed(nn.Module):
+    """(N, 3, H, W) -> tokens (N, 1 + (H // p) * (W // p), dim): the class token, then one token
+    per patch, each plus its position embedding."""
+
+    def __init__(self, dim: int, patch_size: int, image_size: int):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image size {image_size} must be a multiple of the patch size "
+                             f"{patch_size}")
+        self.patch_size, self.grid = patch_size, image_size // patch_size
+        self.proj = nn.Conv2d(3, dim, patch_size, patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid ** 2, dim))
+
+    def position(self, h: int, w: int) -> Tensor:
+        """The position embedding for an (h, w) patch grid, (1, 1 + h * w, dim)."""
+        if h == w == self.grid:
+            return self.pos_embed
+        cls, grid = self.pos_embed[:, :1], self.pos_embed[:, 1:]
+        dim = grid.shape[-1]
+        grid = grid.reshape(1, self.grid, self.grid, dim).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+        return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, h * w, dim)], dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.proj(x)  # N x dim x h x w
+        h, w = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)  # N x hw x dim
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
+        return x + self.position(h, w)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, length, dim = x.shape
+        qkv = self.qkv(x).reshape(n, length, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each N x heads x L x dim/heads
+        x = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d)) v
+        return self.proj(x.transpose(1, 2).reshape(n, length, dim))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """x + attn(norm1(x)), then + mlp(norm2(x)); ``final_norm``: the ViT's last LayerNorm
+    after it (the last block only)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, final_norm: bool = False):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.norm = nn.LayerNorm(dim, eps=1e-6) if final_norm else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        x = x + self.mlp(self.norm2(x))
+        return self.norm(x) if self.norm is not None else x
+
+
+def class_token(h: Tensor) -> Tensor:
+    """The pooled feature of a ViT: the (normed) class token, (N, 1 + L, dim) -> (N, dim)."""
+    return h[:, 0]
+
+
+def vit(name: str, patch_size: int = 16, image_size: int = 224,
+        freeze_patch_embed: bool = False):
+    """ViT-Tiny or ViT-Small as a :class:`Backbone` of ``depth`` stages.
+    ``freeze_patch_embed``: MoCo v3's fix for training instability (Chen, Xie & He, 2021,
+    sec. 4.1, ``stop_grad_conv1``): the patch projection stays at its random initialisation,
+    which moco-v3 draws uniform in +-sqrt(6 / (3 p^2 + dim)) (vits.py)."""
+
+    if name not in VITS:
+        raise ValueError(f"unknown ViT {name!r}; choose one of {', '.join(VITS)}")
+    dim, depth, heads = VITS[name]
+    stem = PatchEmbed(dim, patch_size, image_size)
+    blocks = [Block(dim, heads, final_norm=i == depth - 1) for i in range(depth)]
+    backbone = Backbone(stem, blocks, dim, pool=class_token)
+    for m in backbone.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+    nn.init.trunc_normal_(stem.pos_embed, std=0.02)
+    nn.init.normal_(stem.cls_token, std=1e-6)
+    if freeze_patch_embed:
+        bound = math.sqrt(6.0 / (3 * patch_size ** 2 + dim))
+        nn.init.uniform_(stem.proj.weight, -bound, bound)
+        nn.init.zeros_(stem.proj.bias)
+        stem.proj.requires_grad_(False)
+    return backbone
+
+
+__all__ = ["Block", "PatchEmbed", "VITS", "class_token", "vit"]

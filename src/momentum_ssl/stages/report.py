@@ -1,0 +1,425 @@
+"""The comparison report: the ``report`` stage.
+
+    report(params)   # results/report.md, summary.json, metrics.json, plots/*.png
+
+Every grid run and both baselines, over the training seeds (``seeds``): a table of means with
+their 95% interval (kNN of the student and of the teacher, their gap, logistic regression,
+transfer, pretraining time) and whether each run learned (its kNN over the random-init
+backbone at the same seed), the per-seed values behind it, the claims and their verdicts
+(analysis/claims.py, analysis/stats.py: only on runs that learned, Holm-adjusted, with the
+seeds an inconclusive claim needs; docs/STATISTICS.md), a table of gradient stability per
+block, and the plots (analysis/plots.py): loss and student-teacher gap curves, each block's gradient norm, kNN by momentum
+variant with error bars, the claims as a forest plot, the kNN monitor's student and teacher
+scores against steps (monitor.py) and the health statistics against steps (health.py), with
+the Findings: each run and seed whose projector output collapsed for a whole epoch.
+results/summary.json holds the same summaries with every seed's value and where each run
+ran; results/metrics.json, its headline numbers (analysis/headline.py), is what ``dvc metrics
+show/diff`` compares. Everything is read from the stages' outputs (probe and transfer JSON,
+each run's DVCLive folder and provenance); the statistics are stats.py's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..analysis.claims import NOT_TESTABLE, Learning, Verdict, judge, learning
+from ..analysis.headline import write_headline
+from ..analysis.health import collapsed_epochs
+from ..analysis.plots import (plot_accuracy, plot_claims, plot_curves, plot_health, plot_knn,
+                              plot_stability)
+from ..analysis.stats import MIN_SEEDS, Summary
+from ..analysis.summaries import (claim_interval, in_points, live_summary, read_history,
+                                  summaries)
+from ..analysis.telemetry import block_names
+from ..config import Params, RunSpec
+from ..plumbing.artifacts import atomic_write_text, read_json
+from ..plumbing.compute import collect_provenance, render_provenance
+from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag,
+                              transfer_file)
+from ..plumbing.results import transfer_summary
+
+BASELINE_LABELS = {"raw": "baseline: raw pixels", "random": "baseline: random-init backbone"}
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
+def cell_metrics(params: Params, name: str, run: RunSpec | None, seed: int | None,
+                 root: Path = RESULTS) -> dict:
+    """The numbers of one grid run (or baseline) at one seed: probes, transfer, training."""
+    label, flag = cell(name, seed), seed_flag(seed)
+    probes = read_json(probe_file(label, root), f"python -m momentum_ssl probe --run {name}{flag}",
+                       ("knn_headline",))
+    key = probes["knn_headline"]
+    main = "student" if "student" in probes else "raw"
+    out: dict = {"knn_student": probes[main]["knn"][key],
+                 "logistic_student": probes[main]["logistic"]["top1"],
+                 # False only where the probe says its final fit stopped short of its tolerance
+                 "logistic_converged": probes[main]["logistic"].get("converged", True)
+                 is not False}
+    if "teacher" in probes:
+        out["knn_teacher"] = probes["teacher"]["knn"][key]
+        out["logistic_teacher"] = probes["teacher"]["logistic"]["top1"]
+        out["knn_gap"] = out["knn_student"] - out["knn_teacher"]
+        out["logistic_gap"] = out["logistic_student"] - out["logistic_teacher"]
+    transfer = transfer_summary(transfer_file(label, root),
+                                f"python -m momentum_ssl transfer --run {name}{flag}")
+    out.update({f"transfer_{target}": score for target, score in transfer.items()})
+    if transfer:  # the claims' `transfer`: the mean over the targets
+        out["transfer"] = sum(transfer.values()) / len(transfer)
+    if run is not None:
+        summary = read_json(run_dir(label, root) / "dvclive" / "metrics.json",
+                            f"python -m momentum_ssl pretrain --run {name}{flag}")
+        time = summary.get("time", {})
+        if "pretrain_s" in time:
+            out["pretrain_s"] = time["pretrain_s"]
+            if time.get("steps"):
+                out["step_s"] = time["pretrain_s"] / time["steps"]
+        for level in ("backbone", "projector"):
+            if f"gap_{level}" in summary.get("train", {}):
+                out[f"gap_{level}"] = summary["train"][f"gap_{level}"]
+        stability = summary.get("stability", {})
+        out["stability"] = stability
+        out["cv"] = {block: stats["cv"] for block, stats in stability.items()}
+        out["rel_change"] = {block: stats["rel_change"] for block, stats in stability.items()
+                             if "rel_change" in stats}
+    return out
+
+
+def collect(params: Params, root: Path = RESULTS) -> dict[str, dict]:
+    """{name: {"run", "label", "seeds": {seed: metrics}}} for every grid run, then the
+    baselines (raw pixels under seed None)."""
+    out = {}
+    entries = [(run.name, run) for run in params.grid] + [(b, None) for b in BASELINES]
+    for name, run in entries:
+        seeds = [None] if name in SEEDLESS else list(params.seeds)
+        out[name] = {"run": run, "label": BASELINE_LABELS.get(name, name),
+                     "seeds": {s: cell_metrics(params, name, run, s, root) for s in seeds}}
+    return out
+
+
+def _learning_json(learned: dict[str, Learning]) -> dict:
+    out = {}
+    for run, item in learned.items():
+        entry = {"learned": item.learned, "collapsed_seeds": list(item.collapsed)}
+        if item.reason:
+            entry["reason"] = item.reason
+        if item.effect is not None:
+            entry["knn_over_random"] = {k: x for k, x in item.effect.summary.as_dict().items()
+                                        if x is not None}
+            entry["knn_over_random"]["seeds"] = {str(s): d for s, d in
+                                                 zip(item.effect.seeds, item.effect.differences)}
+        out[run] = entry
+    return out
+
+
+def _summary_json(collected: dict, verdicts: list[Verdict],
+                  learned: dict[str, Learning] | None = None) -> dict:
+    """results/summary.json: per run and metric the mean, std and interval over seeds, with
+    the per-seed values; whether each run learned (``learning``: its kNN over the random-init
+    backbone, paired by seed); then every claim row's verdict with its raw and Holm-adjusted
+    p-value. Absent values (std of one seed) are left out, so ``dvc metrics diff`` compares
+    numbers only."""
+    runs = {}
+    for name, entry in collected.items():
+        runs[name] = {}
+        for metric, s in summaries(entry).items():
+            values = {str("raw" if seed is None else seed): m[metric]
+                      for seed, m in entry["seeds"].items()}
+            runs[name][metric] = {k: v for k, v in s.as_dict().items() if v is not None}
+            runs[name][metric]["seeds"] = values
+    claims = []
+    for v in verdicts:
+        item = {"claim": v.claim.name, "source": v.claim.source, "a": v.a, "b": v.b,
+                "metric": v.claim.metric, "kind": v.claim.kind, "status": v.status,
+                "note": v.note, "primary": v.primary, "p": v.p, "p_adjusted": v.p_adjusted,
+                "effect": v.claim.planned_effect, "seeds_needed": v.seeds_needed,
+                "detectable": v.detectable, "power_alpha": v.alpha}
+        if v.claim.margin is not None:
+            item["margin"] = v.claim.margin
+        if v.effect is not None:
+            item["difference"] = {k: x for k, x in v.effect.summary.as_dict().items()
+                                  if x is not None}
+            item["difference"]["seeds"] = {str(s): d for s, d in zip(v.effect.seeds,
+                                                                      v.effect.differences)}
+        if claim_interval(v) is not None:
+            low, high, level = claim_interval(v)
+            item["decided_on"] = {"ci_low": low, "ci_high": high, "level": level}
+        if v.trend is not None and v.trend.statistic is not None:
+            item["trend"] = {"page_l": v.trend.statistic, "p_rising": v.trend.p,
+                             "p_falling": v.trend.p_against, "mean_rho": v.trend.rho,
+                             "seeds": list(v.trend.seeds)}
+        claims.append({k: x for k, x in item.items() if x is not None})
+    out = {"runs": runs, "claims": claims}
+    if learned is not None:
+        out["learning"] = _learning_json(learned)
+    return out
+
+
+def collapses(params: Params, root: Path = RESULTS) -> list[tuple[str, int, list[int], float,
+                                                                   float]]:
+    """(run, seed, epochs, threshold, last value) for each grid run and seed with an epoch whose
+    ``health/z_std`` stayed below the run's ``health/collapse_threshold`` at every logged step
+    (:func:`~momentum_ssl.analysis.health.collapsed_epochs`); steps per epoch from ``time/steps`` and
+    ``pretrain.epochs``."""
+    out = []
+    for run in params.grid:
+        for seed in params.seeds:
+            live = run_dir(cell(run.name, seed), root) / "dvclive"
+            summary = live_summary(live, run.name, seed)
+            threshold = summary.get("health", {}).get("collapse_threshold")
+            total = summary.get("time", {}).get("steps")
+            steps, values = read_history(live, "health/z_std")
+            if threshold is None or not total or not steps:
+                continue
+            epochs = collapsed_epochs(steps, values, max(1, total // params.pretrain.epochs),
+                                      threshold)
+            if epochs:
+                out.append((run.name, seed, epochs, threshold, values[-1]))
+    return out
+
+
+def collapse_findings(params: Params, root: Path = RESULTS,
+                      found: list | None = None) -> list[str]:
+    """One line per grid run and seed that collapsed (:func:`collapses`)."""
+    lines = []
+    for name, seed, epochs, threshold, last in (collapses(params, root) if found is None
+                                               else found):
+        listed = ", ".join(map(str, epochs))
+        lines.append(f"- **{name}** (seed {seed}) collapsed: the std of its "
+                     f"L2-normalised projector output stayed below {threshold:.4g} at "
+                     f"every logged step of epoch{'s' * (len(epochs) > 1)} {listed} of "
+                     f"{params.pretrain.epochs} (last logged value {last:.3g}).")
+    return lines
+
+
+def _mean_ci(s: Summary | None, points: bool = True, digits: int = 2) -> str:
+    """``mean ± half-width`` (in points for accuracies), or the mean alone for one seed."""
+    if s is None:
+        return "—"
+    scale = 100 if points else 1
+    text = f"{scale * s.mean:.{digits}f}"
+    return text if s.half_width is None else f"{text} ± {scale * s.half_width:.{digits}f}"
+
+
+def _difference(v: Verdict) -> str:
+    """The mean difference with the interval its verdict is read on, and that level; for a
+    rising claim the mean Spearman rho (descriptive: Page's L decides)."""
+    if v.trend is not None and v.trend.rho is not None:
+        return f"rho {v.trend.rho:+.2f} (mean over seeds)"
+    if v.effect is None:
+        return "—"
+    s = v.effect.summary
+    scale, fmt = (100, "{:+.2f}") if in_points(v) else (1, "{:+.3g}")
+    text = fmt.format(scale * s.mean)
+    if claim_interval(v) is not None:
+        low, high, level = claim_interval(v)
+        text += f" [{fmt.format(scale * low)}, {fmt.format(scale * high)}] ({100 * level:g}%)"
+    return text
+
+
+def _p(v: Verdict) -> str:
+    if v.p is None:
+        return "—"
+    return f"{v.p:.3g} / {v.p_adjusted:.3g}" if v.p_adjusted is not None else f"{v.p:.3g}"
+
+
+def _needed(v: Verdict) -> str:
+    """Seeds for 80% power at the declared effect, and the smallest effect the seeds run
+    detect, both at Holm's first-step level; '—' when the row is not inconclusive."""
+    if v.detectable is None:
+        return "—"
+    scale, unit = (100, " points") if in_points(v) else (1, "")
+    planned = v.claim.planned_effect
+    need = ("no declared effect" if planned is None else
+            f"{v.seeds_needed if v.seeds_needed is not None else '> 1000'} seeds at "
+            f"{scale * planned:g}{unit}")
+    return (f"{need}; {v.effect.summary.n} seeds detect {scale * v.detectable:.3g}{unit} "
+            f"(alpha {v.alpha:.3g})")
+
+
+def _learned_cell(item: Learning | None) -> str:
+    if item is None:
+        return "—"
+    s = None if item.effect is None else item.effect.summary
+    text = "—" if s is None else f"{100 * s.mean:+.2f}"
+    if s is not None and s.low is not None:
+        text += f" [{100 * s.low:+.2f}, {100 * s.high:+.2f}]"
+    if item.collapsed:
+        text += ", collapsed"
+    return text if item.learned else f"{text} **did not learn**"
+
+
+def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: list[str],
+           findings: list[str] | None = None,
+           learned: dict[str, Learning] | None = None) -> str:
+    key = f"k{params.probe.knn_k[0]} weighted (T={params.probe.temperature})"
+    stats = {name: summaries(e) for name, e in collected.items()}
+    first = next(iter(collected.values()))
+    targets = sorted(m.removeprefix("transfer_") for m in next(iter(first["seeds"].values()))
+                     if m.startswith("transfer_"))
+    seeds = list(params.seeds)
+    head = (["run", "kNN student", "kNN teacher", "gap", "logistic"]
+            + [f"transfer {t} (kNN)" for t in targets] + ["pretraining (s)"]
+            + (["kNN - random-init [95% CI]"] if learned is not None else []))
+    lines = [
+        "# momentum-ssl report", "",
+        f"Dataset {params.data.dataset}, backbone {params.model.backbone}"
+        + (f" (width {params.model.width})" if params.model.backbone == "resnet_tiny" else "")
+        + f", {params.pretrain.epochs} epoch{'s' * (params.pretrain.epochs != 1)} at batch "
+        f"{params.loader.batch_size}, {len(seeds)} seed{'s' * (len(seeds) != 1)} "
+        f"({', '.join(map(str, seeds))}). Top-1 (%) on "
+        f"the test split: kNN is {key} over cosine similarity, logistic is a standardised "
+        "multinomial logistic regression with C chosen on a validation split of train. "
+        "Gap = kNN student - kNN teacher (points); teacher features exist when the teacher "
+        "owns backbone blocks (scopes full and last_k). Each cell is the mean over seeds ± the "
+        "half-width of its 95% Student-t interval (no interval with one seed); raw pixels draw "
+        "nothing and have one value."
+        + (" The last column is the student's kNN minus the random-init backbone's at the same "
+           "seed (points, mean and 95% interval over seeds): a run whose interval does not lie "
+           "above zero, or that collapsed, **did not learn**, and no claim is judged on it."
+           if learned is not None else ""), "",
+        "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, entry in collected.items():
+        s = stats[name]
+        converged = all(m["logistic_converged"] for m in entry["seeds"].values())
+        cells = [entry["label"], _mean_ci(s.get("knn_student")), _mean_ci(s.get("knn_teacher")),
+                 _mean_ci(s.get("knn_gap")),
+                 _mean_ci(s.get("logistic_student")) + ("" if converged else " †")]
+        cells += [_mean_ci(s.get(f"transfer_{t}")) for t in targets]
+        cells.append(_mean_ci(s.get("pretrain_s"), points=False, digits=0))
+        if learned is not None:
+            cells.append(_learned_cell(learned.get(name)))
+        lines.append("| " + " | ".join(cells) + " |")
+    unconverged = [cell(name, seed) for name, entry in collected.items()
+                   for seed, m in entry["seeds"].items() if not m["logistic_converged"]]
+    if unconverged:
+        lines += ["", "† The logistic fit stopped before converging (max_iter reached with the "
+                  "gradient above tol; iterations and gradient norm in "
+                  f"results/probes/<run>/s<seed>.json): {', '.join(unconverged)}. Raise "
+                  "probe.max_iter."]
+    runs = [n for n, e in collected.items() if e["run"] is not None]
+    best = max(runs, key=lambda n: stats[n]["knn_student"].mean)
+    top = stats[best]["knn_student"].mean
+    lines += ["", f"Best run: **{best}**, kNN {_pct(top)}: "
+              f"{100 * (top - stats['random']['knn_student'].mean):+.2f} points over "
+              f"the random-init backbone, "
+              f"{100 * (top - stats['raw']['knn_student'].mean):+.2f} over raw pixels "
+              "(means over seeds).", ""]
+
+    lines += ["## Claims", "",
+              "Each claim is judged from paired differences over seeds (a - b, the same seed for "
+              "both runs: the same initialisation draws and data order; docs/STATISTICS.md). A "
+              "direction claim is read on the 95% Student-t interval, an equivalence (two "
+              "one-sided tests at 0.05) and a non-inferiority (one-sided at 0.05) on the 90% "
+              "interval, against the margin; a rising claim by Page's L over blocks x seeds. "
+              "The p-values are adjusted with Holm's method across the claims' primary rows "
+              "(and apart across the secondary rows, the other methods' expansions), and the "
+              "verdict is decided on the adjusted one: **supported**, **contradicted**, or "
+              "**inconclusive**, which then states the seeds that would give 80% power at the "
+              "claim's declared effect and the smallest effect its seeds detect. Fewer than "
+              f"{MIN_SEEDS} seeds, or differences without spread, give no verdict. A claim "
+              "that compares a run that did not learn is **not testable**; one whose runs are "
+              "not in the grid is **not tested**. Differences of accuracies are in points.", "",
+              "| claim | source | runs (a vs b) | metric | a - b [CI] | p raw / Holm | verdict "
+              "| seeds needed (80% power) | note |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for v in verdicts:
+        margin = "" if v.claim.margin is None else (
+            f" (non-inferiority margin {_margin(v)})" if v.claim.kind == "noninferior"
+            else f" (margin ±{_margin(v)})")
+        runs_cell = v.label if v.primary else f"{v.label} (secondary)"
+        lines.append(f"| {v.claim.name}{margin} | {v.claim.source} | {runs_cell} | "
+                     f"{v.claim.metric} | {_difference(v)} | {_p(v)} | **{v.status}** | "
+                     f"{_needed(v)} | {v.note or ''} |")
+    primary = [v for v in verdicts if v.primary]
+    tested = sum(v.p_adjusted is not None for v in primary)
+    untestable = sum(v.status == NOT_TESTABLE for v in primary)
+    lines += ["", f"{tested} of {len(primary)} claims tested (Holm over {tested}); "
+              f"{untestable} not testable (a run did not learn); the others need runs or seeds "
+              "the grid does not have.", ""]
+
+    lines += ["## Per-seed values", "", "kNN student / logistic (%) of each run at each seed.",
+              "", "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|" + "---|" * (len(seeds) + 1)]
+    for name, entry in collected.items():
+        cells = []
+        for seed in seeds:
+            m = entry["seeds"].get(seed) or entry["seeds"].get(None)
+            cells.append(f"{_pct(m['knn_student'])} / {_pct(m['logistic_student'])}")
+        lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+
+    lines += ["", "## Gradient stability per block", "",
+              "Coefficient of variation of ||dL/d(block output)|| over all steps / mean relative "
+              "change from one step to the next (lower is steadier), averaged over seeds.", "",
+              "| run | " + " | ".join(blocks) + " |", "|" + "---|" * (len(blocks) + 1)]
+    for name in runs:
+        per_seed = [m["stability"] for m in collected[name]["seeds"].values()]
+        cells = []
+        for b in blocks:
+            if all(b in st for st in per_seed):
+                cv = sum(st[b]["cv"] for st in per_seed) / len(per_seed)
+                rel = sum(st[b]["rel_change"] for st in per_seed) / len(per_seed)
+                cells.append(f"{cv:.3f} / {rel:.3f}")
+            else:
+                cells.append("—")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Findings", "",
+              "Health telemetry: a run is noted when the std of its L2-normalised projector "
+              "output stayed below `pretrain.collapse_std` / sqrt(d) at every logged step of an "
+              "epoch (a collapse; a finding, not a failure).", ""]
+    lines += findings or ["No run's projector output collapsed for a whole epoch."]
+    lines += ["", "## Plots", "", "![loss and gap](plots/curves.png)", "",
+              "![gradient stability](plots/stability.png)", "",
+              "![accuracy by momentum variant](plots/accuracy.png)", "",
+              "![claims](plots/claims.png)", "",
+              "![kNN monitor against steps, student and teacher](plots/knn.png)", "",
+              "![health: output std and effective ranks](plots/health.png)", ""]
+    return "\n".join(lines)
+
+
+def _margin(v: Verdict) -> str:
+    return f"{100 * v.claim.margin:g} points" if in_points(v) else f"{v.claim.margin:g}"
+
+
+def report(params: Params, root: Path = RESULTS) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    collected = collect(params, root)
+    found = collapses(params, root)
+    collapsed: dict[str, tuple[int, ...]] = {}
+    for name, seed, *_ in found:
+        collapsed[name] = (*collapsed.get(name, ()), seed)
+    values = {n: e["seeds"] for n, e in collected.items() if e["run"] is not None}
+    learned = learning(values, collected["random"]["seeds"], collapsed)
+    verdicts = judge(params.claims, values,
+                     unfit={run: item.reason for run, item in learned.items() if item.reason})
+    blocks = block_names(4)
+    for entry in collected.values():
+        stability = next(iter(entry["seeds"].values())).get("stability")
+        if stability:
+            blocks = list(stability)
+            break
+    plots = root / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    plot_curves(params, root, plots / "curves.png")
+    plot_stability(params, root, plots / "stability.png", blocks)
+    plot_accuracy(collected, plots / "accuracy.png")
+    plot_claims(verdicts, plots / "claims.png")
+    plot_knn(params, root, plots / "knn.png")
+    plot_health(params, root, plots / "health.png")
+    machines = collect_provenance([(cell(run.name, seed), run_dir(cell(run.name, seed), root))
+                                   for run in params.grid for seed in params.seeds])
+    summary = _summary_json(collected, verdicts, learned)
+    summary["provenance"] = machines
+    atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_headline(root)  # results/metrics.json: what `dvc metrics diff` compares
+    out = root / "report.md"
+    text = render(params, collected, verdicts, blocks, collapse_findings(params, root, found),
+                  learned)
+    atomic_write_text(out, text.rstrip("\n") + "\n\n" + "\n".join(render_provenance(machines))
+                      + "\n")
+    return out

@@ -1,0 +1,221 @@
+"""stats.py against scipy and hand computations on fixed numbers, each test on constructed
+inputs, and the power figures against a simulation and a textbook value."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sp
+
+from momentum_ssl.analysis.stats import (CONTRADICTED, INCONCLUSIVE, SUPPORTED, decide,
+                                         detectable, direction, equivalence, holm, no_verdict,
+                                         noninferiority, one_sample, paired, power,
+                                         seeds_needed, spearman, summarize, tost, trend, verdict)
+
+A = {0: 0.7812, 1: 0.7764, 2: 0.7903, 3: 0.7851, 4: 0.7799}
+B = {0: 0.7711, 1: 0.7702, 2: 0.7795, 3: 0.7790, 4: 0.7688}
+
+
+def test_summary_is_the_student_t_interval_of_the_mean():
+    values = list(A.values())
+    s = summarize(values)
+    low, high = sp.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=sp.sem(values))
+    assert s.n == 5 and s.mean == pytest.approx(np.mean(values))
+    assert s.std == pytest.approx(np.std(values, ddof=1))
+    assert (s.low, s.high) == (pytest.approx(low), pytest.approx(high))
+    assert s.half_width == pytest.approx((high - low) / 2)
+    one = summarize([0.5])
+    assert one.mean == 0.5 and one.std is None and one.low is None and one.half_width is None
+    with pytest.raises(ValueError, match="finite"):
+        summarize([0.5, math.nan])
+
+
+def test_paired_difference_matches_scipys_paired_t_test():
+    effect = paired(A, {**B, 9: 0.1})  # seed 9 has no partner: left out
+    assert effect.seeds == (0, 1, 2, 3, 4)
+    a, b = np.array(list(A.values())), np.array(list(B.values()))
+    reference = sp.ttest_rel(a, b).confidence_interval(0.95)
+    assert effect.summary.mean == pytest.approx((a - b).mean())
+    assert (effect.summary.low, effect.summary.high) == (pytest.approx(reference.low),
+                                                       pytest.approx(reference.high))
+    with pytest.raises(ValueError, match="no seed in common"):
+        paired({0: 1.0}, {1: 1.0})
+
+
+def test_direction_p_values_are_the_paired_t_test_split_by_side():
+    effect = paired(A, B)
+    d = np.array(list(A.values())) - np.array(list(B.values()))
+    test = direction(effect, "greater")
+    assert test.p == pytest.approx(2 * sp.ttest_1samp(d, 0, alternative="greater").pvalue)
+    less = sp.ttest_1samp(d, 0, alternative="less").pvalue
+    assert test.p_against == pytest.approx(min(1, 2 * less))
+    assert min(test.p, test.p_against) == pytest.approx(sp.ttest_1samp(d, 0).pvalue)
+    assert (test.low, test.high, test.level) == (pytest.approx(effect.summary.low),
+                                                 pytest.approx(effect.summary.high), 0.95)
+
+
+def test_tost_p_values_are_two_one_sided_t_tests():
+    effect = paired(A, B)
+    d = np.array(list(A.values())) - np.array(list(B.values()))
+    lower, upper = tost(effect, margin=0.02)
+    assert lower == pytest.approx(sp.ttest_1samp(d, -0.02, alternative="greater").pvalue)
+    assert upper == pytest.approx(sp.ttest_1samp(d, 0.02, alternative="less").pvalue)
+    assert equivalence(effect, 0.02).p == pytest.approx(max(lower, upper))
+
+
+def noisy(mean: float, sd: float, n: int = 5, seed: int = 0) -> dict[int, float]:
+    rng = np.random.default_rng(seed)
+    return {s: float(v) for s, v in enumerate(mean + sd * rng.standard_normal(n))}
+
+
+def test_direction_verdicts_on_constructed_effects():
+    base = noisy(0.75, 0.01)
+    clear = {s: v + 0.03 + 0.002 * (s % 2) for s, v in base.items()}  # +3 points every seed
+    assert verdict(paired(clear, base), "greater") == SUPPORTED
+    assert verdict(paired(clear, base), "less") == CONTRADICTED
+    assert verdict(paired(base, clear), "greater") == CONTRADICTED  # the reverse effect
+    noise = noisy(0.75, 0.01, seed=1)  # the same mean, independent noise
+    assert verdict(paired(noise, base), "greater") == INCONCLUSIVE
+    assert verdict(paired({0: 0.9}, {0: 0.1}), "greater") == INCONCLUSIVE  # one seed
+    with pytest.raises(ValueError, match="direction"):
+        verdict(paired(clear, base), "up")
+
+
+def test_equivalence_is_decided_and_printed_on_the_90_percent_interval():
+    """Differences 0 / 0.3 / 0.6 points against a 1-point margin: TOST at 0.05 supports them,
+    and the interval the test carries (the one printed) is the 90% one, inside the margin;
+    the 95% one, [-0.45, +1.05], crosses it and was printed beside a "supported" before."""
+    effect = one_sample({0: 0.0, 1: 0.003, 2: 0.006})
+    test = equivalence(effect, margin=0.01)
+    assert decide(test.p, test.p_against) == SUPPORTED
+    assert test.level == pytest.approx(0.90)
+    low, high = sp.t.interval(0.90, 2, loc=0.003, scale=0.003 / math.sqrt(3))
+    assert (test.low, test.high) == (pytest.approx(low), pytest.approx(high))
+    assert -0.01 < test.low and test.high < 0.01
+    assert effect.summary.high > 0.01  # the 95% interval crosses the margin
+    # alpha is honoured: at 0.01 the 98% interval crosses the margin, no verdict
+    strict = equivalence(effect, margin=0.01, alpha=0.01)
+    assert strict.level == pytest.approx(0.98) and strict.high > 0.01
+    assert decide(strict.p, strict.p_against, alpha=0.01) == INCONCLUSIVE
+
+
+def test_equivalence_and_noninferiority_verdicts_inside_and_outside_the_margin():
+    base = noisy(0.75, 0.01)
+    inside = {s: v + 0.001 * (-1) ** s for s, v in base.items()}  # within +-0.2 points
+    outside = {s: v + 0.03 + 0.001 * (-1) ** s for s, v in base.items()}  # 3 points above
+    below = {s: v - 0.03 + 0.001 * (-1) ** s for s, v in base.items()}  # 3 points below
+    wide = {s: v + 0.02 * (-1) ** s for s, v in base.items()}  # too noisy to tell
+    judge = lambda t: decide(t.p, t.p_against)  # noqa: E731
+    assert judge(equivalence(paired(inside, base), margin=0.01)) == SUPPORTED
+    assert judge(equivalence(paired(outside, base), margin=0.01)) == CONTRADICTED
+    assert judge(equivalence(paired(wide, base), margin=0.01)) == INCONCLUSIVE
+    # non-inferiority: better is fine, 3 points worse is inferior
+    assert judge(noninferiority(paired(outside, base), margin=0.01)) == SUPPORTED
+    assert judge(noninferiority(paired(inside, base), margin=0.01)) == SUPPORTED
+    assert judge(noninferiority(paired(below, base), margin=0.01)) == CONTRADICTED
+    d = np.array([inside[s] - base[s] for s in base])
+    ni = noninferiority(paired(inside, base), margin=0.01)
+    assert ni.p == pytest.approx(sp.ttest_1samp(d, -0.01, alternative="greater").pvalue)
+    assert ni.level == pytest.approx(0.90) and ni.low > -0.01
+
+
+@pytest.mark.parametrize("differences, reason", [
+    ({0: 0.01, 1: 0.01}, "2 seeds: a verdict needs 3"),  # was "supported [1.00, 1.00]"
+    ({0: 0.01, 1: 0.01, 2: 0.01}, "no spread"),
+    ({0: 0.9}, "1 seed: a verdict needs 3")])
+def test_no_verdict_on_few_seeds_or_zero_spread(differences, reason):
+    effect = one_sample(differences)
+    for test in (direction(effect, "greater"), equivalence(effect, 0.02),
+                 noninferiority(effect, 0.02)):
+        assert reason in test.reason and test.p is None
+        assert decide(test.p, test.p_against) == INCONCLUSIVE
+    assert no_verdict([0.01, 0.02, math.nan]) == "a value is not finite"
+
+
+def page_l_exact(rows: list[list[float]]) -> tuple[float, float]:
+    """Page's L and its exact p-value by enumerating every seed's rank permutations."""
+    ranks = [sp.rankdata(r) for r in rows]
+    k = len(rows[0])
+    weights = np.arange(1, k + 1)
+    observed = sum(float(weights @ r) for r in ranks)
+    perms = [float(weights @ np.array(p)) for p in itertools.permutations(range(1, k + 1))]
+    totals = [sum(c) for c in itertools.product(perms, repeat=len(rows))]
+    return observed, sum(t >= observed - 1e-9 for t in totals) / len(totals)
+
+
+def test_trend_is_pages_l_with_its_exact_p_and_rho_within_bounds():
+    rows = {0: [0.1, 0.3, 0.2, 0.5], 1: [0.2, 0.1, 0.4, 0.6], 2: [0.1, 0.2, 0.3, 0.2]}
+    result = trend(rows)
+    statistic, p = page_l_exact(list(rows.values()))
+    assert result.statistic == pytest.approx(statistic) and result.p == pytest.approx(p)
+    reverse_stat, reverse_p = page_l_exact([r[::-1] for r in rows.values()])
+    assert result.p_against == pytest.approx(reverse_p)
+    rhos = [sp.spearmanr(range(4), r).statistic for r in rows.values()]
+    assert result.rho == pytest.approx(np.mean(rhos))
+    # three perfectly ordered seeds: rho exactly 1, never a bound outside [-1, 1] (a t interval
+    # over per-seed rhos gave -0.933 [-1.08, -0.79])
+    falling = trend({s: [5, 4, 3, 2, 1] for s in range(3)})
+    assert falling.rho == pytest.approx(-1.0) and falling.p_against < 0.05 < falling.p
+    assert -1 <= result.rho <= 1
+
+
+def test_trend_without_order_or_with_nan_gives_a_reason_not_a_crash():
+    assert "not finite" in trend({0: [1, 2, math.nan], 1: [1, 2, 3], 2: [1, 2, 3]}).reason
+    assert "same value" in trend({s: [0.2, 0.2, 0.2] for s in range(3)}).reason
+    assert "2 seeds" in trend({0: [1, 2, 3], 1: [1, 2, 3]}).reason
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))
+
+
+def test_holm_against_a_hand_computation():
+    # sorted 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> 0.06)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+    # nine claims at 5% each: an uncorrected test errs somewhere with chance 1 - 0.95^9 = 37%
+    assert 1 - 0.95 ** 9 == pytest.approx(0.37, abs=0.005)
+
+
+def test_power_against_a_table_value_and_a_simulation():
+    # paired t, two-sided 0.05, effect = 1 sd: 10 pairs give 80.3% (Cohen 1988, G*Power)
+    assert power("greater", 10, 1.0, 1.0) == pytest.approx(0.8031, abs=5e-4)
+    assert seeds_needed("greater", 1.0, 1.0) == 10
+    rng = np.random.default_rng(0)
+    n, sd, effect, trials = 4, 1.0, 1.5, 40000
+    draws = effect + sd * rng.standard_normal((trials, n))
+    t_stat = draws.mean(1) / (draws.std(1, ddof=1) / math.sqrt(n))
+    crit = sp.t.ppf(0.975, n - 1)
+    assert power("greater", n, sd, effect) == pytest.approx(np.mean(np.abs(t_stat) > crit),
+                                                            abs=0.01)
+    # non-inferiority with a true difference of 0, margin 1.5 sd
+    null = draws - effect
+    ni_stat = (null.mean(1) + effect) / (null.std(1, ddof=1) / math.sqrt(n))
+    assert power("noninferior", n, sd, effect) == pytest.approx(
+        np.mean(ni_stat > sp.t.ppf(0.95, n - 1)), abs=0.01)
+    # TOST: the bound never exceeds the simulated power, and is close near 80%
+    n = 12
+    zero = sd * rng.standard_normal((trials, n))
+    sem = zero.std(1, ddof=1) / math.sqrt(n)
+    c = sp.t.ppf(0.95, n - 1)
+    both = np.mean(((zero.mean(1) + 1.0) / sem > c) & ((zero.mean(1) - 1.0) / sem < -c))
+    bound = power("equivalent", n, sd, 1.0)
+    assert bound <= both + 0.01 and bound == pytest.approx(both, abs=0.03)
+
+
+def test_seeds_needed_is_the_first_n_with_80_percent_and_beats_the_normal_formula():
+    sd, effect, alpha = 0.01, 0.01, 0.05 / 9  # 1 point, a 1-point spread, Holm's first step
+    n = seeds_needed("greater", sd, effect, alpha)
+    assert power("greater", n, sd, effect, alpha) >= 0.8 > power("greater", n - 1, sd, effect,
+                                                                   alpha)
+    normal = math.ceil(((sp.norm.ppf(1 - alpha / 2) + sp.norm.ppf(0.8)) * sd / effect) ** 2)
+    assert n > normal  # the normal formula is too optimistic at few degrees of freedom
+    assert sp.t.ppf(0.975, 2) == pytest.approx(4.30, abs=0.01)  # against 1.96
+    mde = detectable("greater", 3, sd, alpha)
+    assert power("greater", 3, sd, mde, alpha) == pytest.approx(0.8, abs=1e-6)
+    assert seeds_needed("greater", 1.0, 1e-4, most=50) is None
+
+
+def test_spearman_matches_scipy():
+    assert spearman([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.9]) == pytest.approx(
+        sp.spearmanr([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.9]).statistic)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)

@@ -1,0 +1,150 @@
+"""ViT backbones: shapes, the position embedding at other sides, and every momentum scope."""
+
+import pytest
+import torch
+from torch import nn
+
+from momentum_ssl.core.learner import Learner
+from momentum_ssl.core.methods import build_method
+from momentum_ssl.core.methods.byol import BYOLConfig
+from momentum_ssl.core.models.backbones import build_backbone, count_parameters
+from momentum_ssl.core.models.vit import class_token
+from momentum_ssl.core.momentum import residual_momentum_loss
+from momentum_ssl.analysis.telemetry import StabilityMonitor
+
+
+def tiny_vit(**kwargs):
+    torch.manual_seed(0)
+    return build_backbone("vit_tiny", patch_size=4, image_size=16, **kwargs)
+
+
+def test_vit_sizes_match_timm_and_blocks_are_patch_embedding_then_twelve_blocks():
+    # timm's vit_tiny_patch16_224 has 5,717,416 parameters with its 1000-class head
+    # (192 * 1000 + 1000 = 193,000), 5,524,416 without
+    backbone = build_backbone("vit_tiny", patch_size=16, image_size=224)
+    assert count_parameters(backbone) == 5_524_416
+    small = build_backbone("vit_small", patch_size=16, image_size=224)
+    assert count_parameters(small) == 21_665_664  # timm's vit_small_patch16_224, num_classes=0
+    assert backbone.num_stages == 12 and backbone.dim == 192 and small.dim == 384
+
+
+def test_forward_pools_the_normed_class_token_and_tap_gives_tokens():
+    backbone = tiny_vit()
+    x = torch.randn(3, 3, 16, 16)
+    y, entry = backbone.forward_tap(x, 5)
+    assert y.shape == (3, 192) and entry.shape == (3, 1 + 16, 192)  # 4x4 patches + class
+    h = entry
+    for block in backbone.blocks[5:]:
+        h = block(h)
+    torch.testing.assert_close(class_token(h), y)
+    # the final LayerNorm (no affine change at init): the class token has mean 0, variance 1
+    torch.testing.assert_close(y.mean(1), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(1, unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+
+
+def test_other_sides_resample_the_position_embedding():
+    backbone = tiny_vit()
+    stem = backbone.blocks[0]
+    assert stem(torch.randn(2, 3, 8, 8)).shape == (2, 1 + 4, 192)  # a local crop: 2x2 patches
+    torch.testing.assert_close(stem.position(4, 4), stem.pos_embed)
+    # resampling a grid to its own size is the identity; to 2x2, the class position is kept
+    two = stem.position(2, 2)
+    torch.testing.assert_close(two[:, 0], stem.pos_embed[:, 0])
+    assert backbone(torch.randn(2, 3, 8, 8)).shape == (2, 192)
+
+
+def test_frozen_patch_embedding_is_moco_v3s_uniform_init_without_gradients():
+    backbone = tiny_vit(freeze_patch_embed=True)
+    proj = backbone.blocks[0].proj
+    bound = (6 / (3 * 16 + 192)) ** 0.5
+    assert not proj.weight.requires_grad and not proj.bias.requires_grad
+    assert proj.weight.abs().max() <= bound and proj.weight.abs().max() > 0.9 * bound
+    assert backbone.blocks[0].pos_embed.requires_grad
+
+
+def learner(scope, k=1, residual=0.0):
+    method = build_method("byol", BYOLConfig(proj_hidden=16, proj_out=8, pred_hidden=16))
+    return Learner(tiny_vit(), method, scope, k, residual)
+
+
+def owned(learner):
+    """Ids of the student's parameters whose EMA copy the teacher holds."""
+    return {id(p) for s, _ in learner.teacher.pairs for p in s.parameters()}
+
+
+@pytest.mark.parametrize("scope, k, first", [("full", 1, 0), ("last_k", 1, 12),
+                                             ("last_k", 11, 2), ("projector", 1, 13)])
+def test_every_scope_owns_the_right_blocks(scope, k, first):
+    model = learner(scope, k)
+    blocks = model.backbone.blocks
+    assert model.teacher.start == first and len(model.teacher.blocks) == 13 - first
+    ids = owned(model)
+    for i, block in enumerate(blocks):
+        assert all((id(p) in ids) == (i >= first) for p in block.parameters()), i
+    assert all(id(p) in ids for p in model.projector.parameters())
+    assert not any(id(p) in ids for p in model.predictor.parameters())
+    if first <= 12:  # the final norm travels with the last block
+        assert model.teacher.blocks[-1].norm is not None
+    x1, x2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    with torch.no_grad():  # teacher = student at the start: its outputs are the student's
+        _, logs = model(x1, x2)
+    assert float(logs["gap_backbone"]) < 1e-5 and float(logs["gap_projector"]) < 1e-5
+
+
+def test_last_k_bounds_are_the_transformer_blocks():
+    with pytest.raises(ValueError, match=r"1 <= k <= 11 for a backbone of 12 stages, got k=12"):
+        learner("last_k", 12)
+
+
+def test_residual_term_is_the_gap_between_student_and_teacher_on_the_same_view():
+    model = learner("last_k", 3, residual=0.5)
+    with torch.no_grad():  # move the teacher away from the student
+        for p in model.teacher.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x1, x2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    loss, logs = model(x1, x2)
+    gaps = []
+    for x in (x1, x2):
+        y, entry = model.backbone.forward_tap(x, model.teacher.start)
+        _, z_t = model.teacher(entry)
+        gaps.append(residual_momentum_loss(model.projector(y), z_t))
+    gap = (gaps[0] + gaps[1]) / 2
+    torch.testing.assert_close(logs["residual"], gap.detach())
+    assert gap.item() > 1e-4
+    loss.backward()
+    # the residual term trains the student's blocks, the teacher's EMA copies get no gradient
+    assert model.backbone.blocks[1].attn.qkv.weight.grad is not None
+    assert all(p.grad is None for p in model.teacher.parameters())
+
+
+def test_ema_moves_only_the_owned_blocks_and_telemetry_hooks_every_block():
+    model = learner("last_k", 2)
+    monitor = StabilityMonitor.attach(model)
+    assert monitor.names == ["stem", *[f"stage{i}" for i in range(1, 13)], "projector"]
+    loss, _ = model(torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16))
+    loss.backward()
+    monitor.step()
+    norms = monitor.latest()
+    assert all(norms[name] > 0 for name in monitor.names)
+    before = {n: t.clone() for n, t in model.teacher.named_parameters()}
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(1.0)
+    model.update_teacher(0.5)
+    after = dict(model.teacher.named_parameters())
+    # teacher block j copies student block 11 + j: halfway between its old self and the moved
+    # student; the projector's EMA copy stays (its student did not move)
+    for name, value in after.items():
+        if name.startswith("blocks."):
+            _, j, rest = name.split(".", 2)
+            student = model.backbone.blocks[11 + int(j)].get_parameter(rest)
+            torch.testing.assert_close(value, (before[name] + student) / 2)
+        else:
+            torch.testing.assert_close(value, before[name], rtol=0, atol=1e-7)
+    monitor.remove()
+
+
+def test_the_teacher_pools_with_the_backbones_pool():
+    model = learner("full")
+    assert model.teacher.pool is class_token
+    assert isinstance(model.teacher.blocks[0], nn.Module)

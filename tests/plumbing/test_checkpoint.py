@@ -1,0 +1,95 @@
+import dataclasses
+
+import pytest
+import torch
+
+from momentum_ssl.config import RunSpec
+from momentum_ssl.plumbing.checkpoint import (KEYS, load_checkpoint, previous_path,
+                                              remove_checkpoints, save_checkpoint)
+from momentum_ssl.stages.pretrain import pretrain
+
+
+def state(epoch, stamp="abc"):
+    return {key: epoch for key in KEYS} | {"params_hash": stamp}
+
+
+def test_the_replaced_checkpoint_is_kept_as_the_previous_one(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(state(1), path)
+    assert not previous_path(path).exists()
+    save_checkpoint(state(2), path)
+    assert previous_path(path).name == "checkpoint.prev.pt"
+    assert torch.load(previous_path(path), weights_only=False)["epoch"] == 1
+    assert load_checkpoint(path, "abc", "r")["epoch"] == 2
+    remove_checkpoints(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_checkpoint_is_set_aside_for_the_previous_one(tmp_path, capsys):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(state(1), path)
+    save_checkpoint(state(2), path)
+    path.write_bytes(path.read_bytes()[:100])
+    assert load_checkpoint(path, "abc", "r")["epoch"] == 1
+    out = capsys.readouterr().out.strip()
+    aside = [p.name for p in tmp_path.glob("checkpoint.pt.corrupt-*")]
+    assert len(aside) == 1 and not path.exists()
+    assert out.startswith(f"{path} is truncated or garbled: torch.load failed (")
+    assert out.endswith(f"set aside as {tmp_path / aside[0]}; resuming from the previous "
+                        "epoch's checkpoint")
+
+
+def test_with_no_good_checkpoint_the_run_starts_from_scratch(tmp_path, capsys):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(state(1), path)
+    save_checkpoint({"epoch": 2}, path)  # a dict, but not a checkpoint of this version
+    previous_path(path).write_bytes(b"garbage")
+    assert load_checkpoint(path, "abc", "r", set_aside=False) is None  # rank > 0: look only
+    assert {p.name for p in tmp_path.iterdir()} == {"checkpoint.pt", "checkpoint.prev.pt"}
+    assert load_checkpoint(path, "abc", "r") is None
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "lacks 'learner', 'optimizer'" in lines[-2] and lines[-1].endswith("starting r from "
+                                                                            "scratch")
+    assert len(list(tmp_path.glob("*.corrupt-*"))) == 2 and not any(
+        p.exists() for p in (path, previous_path(path)))
+
+
+def test_a_checkpoint_of_other_params_is_ignored(tmp_path, capsys):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(state(1, stamp="old"), path)
+    assert load_checkpoint(path, "new", "r") is None
+    assert "is from other run params; starting r from scratch" in capsys.readouterr().out
+    assert path.exists()  # not damaged: left where it is
+
+
+def test_a_run_resumes_from_the_previous_epoch_when_its_checkpoint_is_damaged(
+        tiny, tmp_path, monkeypatch, capsys):
+    params = dataclasses.replace(tiny, pretrain=dataclasses.replace(tiny.pretrain, epochs=3))
+    run = RunSpec("byol", "full")
+    straight = pretrain(params, run, tmp_path / "straight")
+
+    import momentum_ssl.stages.pretrain as train
+
+    real = train.cosine_tau
+
+    def dying(step, total, *tau):  # the process dies during the third epoch (5 steps each)
+        if step == 12:
+            raise KeyboardInterrupt
+        return real(step, total, *tau)
+
+    monkeypatch.setattr(train, "cosine_tau", dying)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(params, run, tmp_path / "resumed")
+    monkeypatch.setattr(train, "cosine_tau", real)
+    checkpoint = tmp_path / "resumed" / "checkpoint.pt"
+    assert torch.load(previous_path(checkpoint), weights_only=False)["epoch"] == 1
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-1000])  # a cut copy
+    capsys.readouterr()
+    resumed = pretrain(params, run, tmp_path / "resumed")
+    out = capsys.readouterr().out
+    assert "set aside as" in out and "byol-full: resuming after epoch 1 (step 5)" in out
+    assert [p.name.split("-")[0] for p in resumed.glob("checkpoint*")] == ["checkpoint.pt.corrupt"]
+    a = torch.load(straight / "model.pt", weights_only=False)["learner"]
+    b = torch.load(resumed / "model.pt", weights_only=False)["learner"]
+    for key in a:  # epochs 2 and 3 replayed: the same weights as the uninterrupted run
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
