@@ -1,6 +1,6 @@
 import sys
 
-from .compute import apply_environment
+from .plumbing.compute import apply_environment
 
 # Before anything imports torch: the kernels and thread pools are chosen when the libraries load.
 apply_environment(sys.argv[1:])
