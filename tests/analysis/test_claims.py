@@ -22,7 +22,7 @@ def cells(knn, gap=0.01, step=1.0, rel=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6), knn_gap=-
     scale = 1 + round(1000 * knn) % 7 if not isinstance(knn, (list, tuple)) else 1
     knn = knn if isinstance(knn, (list, tuple)) else [knn + scale * j for j in JITTER]
     return {s: {"knn_student": knn[i], "logistic_student": knn[i] + 0.01,
-                "gap_projector": gap + 0.001 * s, "step_s": step + 0.01 * JITTER[i],
+                "gap_projector": gap + 0.001 * s, "step_s": step * (1 + 0.01 * JITTER[i]),
                 "knn_gap": knn_gap + JITTER[i], "rel_change": dict(zip(BLOCKS, rel)),
                 "cv": dict(zip(BLOCKS, rel))}
             for i, s in enumerate(SEEDS)}
@@ -77,6 +77,18 @@ def test_the_did_not_learn_guard_on_constructed_runs():
                for v in verdicts if any(r in v.label for r in ("simclr-none", "simclr-full")))
     one_seed = learning({"x-full": {0: {"knn_student": 0.9}}}, {0: {"knn_student": 0.1}})
     assert not one_seed["x-full"].learned and "no interval" in one_seed["x-full"].reason
+
+
+def test_did_not_learn_on_zero_spread_or_a_nan_knn():
+    # Two seeds of +1.0 point (equal up to float noise) used to pass on a zero-width interval.
+    flat = learning({"r": {0: {"knn_student": 0.75}, 1: {"knn_student": 0.76}}},
+                    {0: {"knn_student": 0.74}, 1: {"knn_student": 0.75}})["r"]
+    assert not flat.learned and "no spread" in flat.reason
+    # A NaN kNN used to raise ValueError inside paired().
+    nan = learning({"r": {0: {"knn_student": math.nan}, 1: {"knn_student": 0.76},
+                          2: {"knn_student": 0.7}}},
+                   {s: {"knn_student": 0.7} for s in range(3)})["r"]
+    assert not nan.learned and nan.reason == "did not learn: a value is not finite"
 
 
 def test_holm_across_the_primary_rows_and_decided_on_the_adjusted_p():

@@ -133,6 +133,17 @@ def test_no_verdict_on_few_seeds_or_zero_spread(differences, reason):
     assert no_verdict([0.01, 0.02, math.nan]) == "a value is not finite"
 
 
+def test_no_spread_up_to_float_noise_gives_no_verdict():
+    # +1.00 point at every seed, but the float differences are not bit-identical.
+    a = {0: 7464 / 1e4, 1: 7596 / 1e4, 2: 7708 / 1e4}
+    b = {0: 7364 / 1e4, 1: 7496 / 1e4, 2: 7608 / 1e4}
+    effect = paired(a, b)
+    assert len(set(effect.differences)) > 1  # exact equality would have let this through
+    assert "no spread" in no_verdict(effect.differences)
+    assert direction(effect, "greater").p is None
+    assert no_verdict([0.01, 0.011, 0.012]) == ""
+
+
 def page_l_exact(rows: list[list[float]]) -> tuple[float, float]:
     """Page's L and its exact p-value by enumerating every seed's rank permutations."""
     ranks = [sp.rankdata(r) for r in rows]

@@ -26,7 +26,8 @@ from itertools import combinations
 
 from ..config import BLOCK_METRICS, METHODS, ClaimConfig
 from .stats import (ALPHA, CONTRADICTED, INCONCLUSIVE, SUPPORTED, Effect, Test, Trend,
-                    detectable, direction, equivalence, holm, noninferiority, one_sample, paired,
+                    detectable, direction, equivalence, holm, no_spread, noninferiority, one_sample,
+                    paired,
                     seeds_needed, trend)
 
 NOT_TESTED = "not tested"      # the grid lacks the runs, or they logged no such metric
@@ -72,11 +73,13 @@ class Learning:
     run: str
     effect: Effect | None
     collapsed: tuple[int, ...] = ()
+    invalid: str = ""  # why the differences cannot be judged: a NaN, or no spread
 
     @property
     def learned(self) -> bool:
         s = None if self.effect is None else self.effect.summary
-        return not self.collapsed and s is not None and s.low is not None and s.low > 0
+        return (not self.collapsed and not self.invalid and s is not None
+                and s.low is not None and s.low > 0)
 
     @property
     def reason(self) -> str:
@@ -85,7 +88,9 @@ class Learning:
             return ""
         why = []
         s = None if self.effect is None else self.effect.summary
-        if s is None:
+        if self.invalid:
+            why.append(self.invalid)
+        elif s is None:
             why.append("no seed in common with the random-init baseline")
         elif s.low is None:
             why.append(f"kNN {100 * s.mean:+.2f} points over random-init at one seed: no "
@@ -108,8 +113,18 @@ def learning(values: Values, baseline: Mapping[int, Mapping],
     out = {}
     for run, seeds in values.items():
         student = {seed: m["knn_student"] for seed, m in seeds.items()}
-        effect = paired(student, random) if set(student) & set(random) else None
-        out[run] = Learning(run, effect, tuple(sorted(collapsed.get(run, ()))))
+        common = set(student) & set(random)
+        values_ = [float(v[s]) for v in (student, random) for s in common]
+        invalid, effect = "", None
+        if not all(math.isfinite(v) for v in values_):
+            invalid = "a value is not finite"  # a NaN kNN cannot be paired; say so, no crash
+        elif common:
+            effect = paired(student, random)
+            # A zero-width interval (two seeds of +1.0) is not evidence of learning; the
+            # seeds rule (an interval needs two) stays as it was.
+            if len(common) >= 2 and no_spread(effect.differences):
+                invalid = "the differences have no spread (identical at every seed)"
+        out[run] = Learning(run, effect, tuple(sorted(collapsed.get(run, ()))), invalid)
     return out
 
 

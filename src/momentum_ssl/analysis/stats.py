@@ -104,6 +104,11 @@ def one_sample(values: Mapping[int, float]) -> Effect:
     return paired(values, {seed: 0.0 for seed in values})
 
 
+def no_spread(values: Sequence[float]) -> bool:
+    """Whether the values are identical up to float noise (max - min <= 1e-9 max(1, max|x|))."""
+    return max(values) - min(values) <= 1e-9 * max(1.0, max(abs(float(v)) for v in values))
+
+
 def no_verdict(values: Sequence[float]) -> str:
     """Why these per-seed differences give no verdict ('' when they may): too few seeds, a
     non-finite value, or no spread."""
@@ -111,7 +116,9 @@ def no_verdict(values: Sequence[float]) -> str:
         return "a value is not finite"
     if len(values) < MIN_SEEDS:
         return f"{len(values)} seed{'s' * (len(values) != 1)}: a verdict needs {MIN_SEEDS}"
-    if max(values) == min(values):
+    # Differences of accuracies carry float noise (7464/1e4 - 7364/1e4 != 7596/1e4 - 7496/1e4),
+    # so exact equality misses a spread that is zero up to rounding; a relative tolerance does not.
+    if no_spread(values):
         return "the differences have no spread (identical at every seed)"
     return ""
 
