@@ -46,7 +46,8 @@ def live_summary(live_dir: Path, name: str, seed: int | None) -> dict:
             if path.is_file() else {})
 
 
-SCALARS = ("knn_student", "knn_teacher", "knn_gap", "logistic_student", "logistic_teacher",
+SCALARS = ("knn_student", "knn_teacher", "knn_gap", "knn_gap_abs", "logistic_student",
+           "logistic_teacher",
            "logistic_gap", "gap_backbone", "gap_projector", "pretrain_s", "step_s")
 
 

@@ -12,7 +12,8 @@ import yaml
 from .base import ConfigError, MethodName, _build, _require
 
 
-CLAIM_METRICS = ("knn_student", "knn_teacher", "knn_gap", "logistic_student", "logistic_teacher",
+CLAIM_METRICS = ("knn_student", "knn_teacher", "knn_gap", "knn_gap_abs", "logistic_student",
+                 "logistic_teacher",
                  "logistic_gap", "transfer", "gap_backbone", "gap_projector", "step_s",
                  "pretrain_s", "cv", "rel_change")
 
@@ -42,7 +43,8 @@ class ClaimConfig:
     ``last_k`` run. ``effect``: the effect declared before the runs, in the metric's units, at
     which the seeds needed for 80% power are stated (default: the margin, or 1 point for
     accuracies). ``cost``: also note a's step time over b's. Metrics: ``knn_student``,
-    ``knn_teacher``, ``knn_gap`` and ``logistic_gap`` (student - teacher), ``logistic_student``,
+    ``knn_teacher``, ``knn_gap`` and ``logistic_gap`` (student - teacher), ``knn_gap_abs`` (its
+    size, whichever leads), ``logistic_student``,
     ``logistic_teacher``, ``transfer`` (the mean over transfer targets), ``transfer_<dataset>``,
     ``gap_backbone`` and ``gap_projector`` (training's last logged student-teacher gap,
     1 - cos), ``step_s``, ``pretrain_s``, and per block ``cv`` (coefficient of variation of the

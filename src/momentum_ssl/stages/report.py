@@ -63,6 +63,7 @@ def cell_metrics(params: Params, name: str, run: RunSpec | None, seed: int | Non
         out["knn_teacher"] = probes["teacher"]["knn"][key]
         out["logistic_teacher"] = probes["teacher"]["logistic"]["top1"]
         out["knn_gap"] = out["knn_student"] - out["knn_teacher"]
+        out["knn_gap_abs"] = abs(out["knn_gap"])  # how far apart, whichever of the two leads
         out["logistic_gap"] = out["logistic_student"] - out["logistic_teacher"]
     transfer = transfer_summary(transfer_file(label, root),
                                 f"python -m momentum_ssl transfer --run {name}{flag}")
@@ -317,7 +318,9 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
               "interval, against the margin; a rising claim by Page's L over blocks x seeds. "
               "The p-values are adjusted with Holm's method across the claims' primary rows "
               "(and apart across the secondary rows, the other methods' expansions), and the "
-              "verdict is decided on the adjusted one: **supported**, **contradicted**, or "
+              "verdict is decided on the adjusted one (the printed intervals are not "
+              "adjusted, so an interval clear of zero can sit beside an inconclusive "
+              "verdict): **supported**, **contradicted**, or "
               "**inconclusive**, which then states the seeds that would give 80% power at the "
               "claim's declared effect and the smallest effect its seeds detect. Fewer than "
               f"{MIN_SEEDS} seeds, or differences without spread, give no verdict. A claim "
