@@ -193,9 +193,12 @@ def test_peer_comparison_pairs_knn_by_seed_and_sums_the_wall_times():
     one = peer.comparison(results([0.70], [0.72]), [0])
     assert one == ("ratio lightly / momentum-ssl wall time: 2.50x; k20 weighted kNN "
                    "momentum-ssl - lightly: -2.00 points (one seed: no interval): inconclusive")
-    # the same 2-point deficit at every seed is worse, with an interval of zero width
-    worse = peer.comparison(results([0.70, 0.71, 0.72], [0.72, 0.73, 0.74]), [0, 1, 2])
-    assert worse.endswith("-2.00 points (mean of 3 seeds, 95% CI [-2.00, -2.00]): worse")
+    # the same 2-point deficit at every seed has no spread: no verdict on a zero-width interval
+    flat = peer.comparison(results([0.70, 0.71, 0.72], [0.72, 0.73, 0.74]), [0, 1, 2])
+    assert flat.endswith("-2.00 points (mean of 3 seeds, 95% CI [-2.00, -2.00]): inconclusive")
+    # deficits of 2.0, 2.1, 1.9 points: worse
+    worse = peer.comparison(results([0.70, 0.71, 0.72], [0.72, 0.731, 0.739]), [0, 1, 2])
+    assert worse.endswith("-2.00 points (mean of 3 seeds, 95% CI [-2.25, -1.75]): worse")
     # differences of +1, -1, +3: the interval holds 0
     mixed = peer.comparison(results([0.71, 0.70, 0.73], [0.70, 0.71, 0.70]), [0, 1, 2])
     assert mixed.endswith("): inconclusive") and "+1.00 points (mean of 3 seeds" in mixed

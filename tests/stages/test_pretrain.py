@@ -128,7 +128,8 @@ def tsv_steps(path):
 
 def test_pretrain_writes_model_logs_stability_and_params(tiny, tmp_path):
     out = pretrain(tiny, RunSpec("byol", "full", residual=True), tmp_path / "run")
-    assert {p.name for p in out.iterdir()} == {"model.pt", "params.yaml", "dvclive"}
+    assert {p.name for p in out.iterdir()} == {"model.pt", "params.yaml", "dvclive",
+                                               "provenance.json"}
     assert torch.load(out / "model.pt", weights_only=False)["epochs"] == 2
     metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
     assert {"loss", "lr", "tau", "gap_projector", "residual"} <= set(metrics["train"])

@@ -25,7 +25,7 @@ ENCODER_CODE = [  # what a trained run's encoders are built from
 rule evaluate:
     input:
         "results/runs/{run}/s{seed}/model.pt",
-        "results/plan/{run}/s{seed}.yaml",
+        ancient("results/plan/{run}/s{seed}.yaml"),  # as in pretrain.smk
         BETON,  # meta.json: mean and std (a file inside an output folder cannot be an input)
         EVALUATE_CODE,
         ENCODER_CODE,

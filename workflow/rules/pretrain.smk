@@ -1,6 +1,9 @@
 rule pretrain:
     input:
-        "results/plan/{run}/s{seed}.yaml",
+        # ancient: the plan's mtime is not compared (DVC relinks a plan from its cache when it
+        # reruns the plan stages, with a new mtime and the same bytes); a plan that Snakemake
+        # rewrites because this cell's params changed still reruns what reads it
+        ancient("results/plan/{run}/s{seed}.yaml"),
         BETON,
         "src/momentum_ssl/stages/pretrain.py",
         "src/momentum_ssl/stages/plan.py",

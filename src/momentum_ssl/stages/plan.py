@@ -20,9 +20,8 @@ from ..plumbing.paths import cell, plan_file, seed_flag
 
 
 def write_plan(params: Params, run: RunSpec, seed: int) -> tuple[Path, bool]:
-    """(the plan's path, whether it was written). The same bytes are not written again: the
-    file's mtime, which Snakemake reruns on, moves only with its content (dvc.yaml keeps it in
-    place while the stage runs: persist), so Snakemake reuses what DVC ran."""
+    """(the plan's path, whether it was written). The same bytes are not written again, so a
+    plan's mtime moves only with its content when Snakemake reruns the plan rule."""
     path = plan_file(cell(run.name, seed))
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(run_params(with_seed(params, seed), run), sort_keys=False)
