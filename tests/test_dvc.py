@@ -93,7 +93,8 @@ def test_the_declared_metrics_are_the_headline_numbers_only(repo):
         runs)
     # where the runs ran, so that a diff between two machines shows it
     assert values["where.portable"] is True and values["where.machines"] == 1
-    assert 1 <= len([k for k in values if k.startswith("claims.")]) <= 6
+    # one seed: no claim row is tested (3 seeds at least), so none has an effect to compare
+    assert not [k for k in values if k.startswith("claims.")]
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     cached = {out["path"] for stage in ("report", "pretrain@byol-full-0")
               for out in lock[stage]["outs"]}
