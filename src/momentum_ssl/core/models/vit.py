@@ -16,7 +16,8 @@ Initialisation as timm's default: truncated normal (std 0.02) for Linear weights
 embedding, zero biases, the class token N(0, 1e-6).
 
 An image of another side than ``image_size`` (DINO's local crops) gets the position embedding
-resampled to its grid (bicubic, as DINO's ``interpolate_pos_encoding``).
+resampled to its grid (bicubic to the exact size, as timm's ``resample_abs_pos_embed``; DINO's
+``interpolate_pos_encoding`` samples at (grid + 0.1) / grid instead, slightly other values).
 """
 
 from __future__ import annotations
