@@ -22,13 +22,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + ", "
-    except OSError:
-        pass
-    return ""
+    """The CPU's model name and a separator, as the runs' provenance records it."""
+    from momentum_ssl.plumbing.compute import cpu_model
+
+    return cpu_model() + ", "
 
 
 def machine() -> str:
