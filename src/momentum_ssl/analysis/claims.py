@@ -178,22 +178,30 @@ def _per_seed(values: Values, run: str, claim: ClaimConfig) -> dict[int, float]:
     return out
 
 
-def _test(claim: ClaimConfig, effect: Effect) -> Test:
+def _test(claim: ClaimConfig, effect: Effect, alpha: float = ALPHA) -> Test:
+    """The row's test, its interval at 1 - alpha whatever the kind: a direction claim is
+    two-sided at alpha; an equivalence or non-inferiority claim and its opposite are each
+    one-sided at alpha / 2 (so TOST at alpha / 2 reads the same 1 - alpha interval), because at
+    the margin both of their nulls hold and either verdict would be false (:func:`_row_p`)."""
     if claim.kind == "equivalent":
-        return equivalence(effect, claim.margin)
+        return equivalence(effect, claim.margin, alpha / 2)
     if claim.kind == "noninferior":
-        return noninferiority(effect, claim.margin)
-    return direction(effect, "greater" if claim.kind == "dominant" else claim.kind)
+        return noninferiority(effect, claim.margin, alpha / 2)
+    return direction(effect, "greater" if claim.kind == "dominant" else claim.kind, alpha)
+
+
+ONE_SIDED = ("equivalent", "noninferior")  # kinds whose p and p_against are one-sided
 
 
 def _row_p(test: Test | Trend) -> float | None:
-    """The p-value of any verdict on the row: the smaller of the claim's and its opposite's.
-    Their nulls exclude each other (mean <= -margin or not, say), so at most one is true and
-    taking the smaller adds no false verdict; a trend's two one-sided tests share one null
-    (no order), so theirs is doubled."""
+    """The p-value of any verdict on the row, the claim's or its opposite's. A direction
+    test's two p-values are already two-sided. The others are doubled: a trend's two one-sided
+    tests share one null (no order), and an equivalence's or non-inferiority's two nulls
+    (mean <= -margin, mean >= -margin) both hold at the margin itself, where the smaller of
+    two tests at alpha would err with chance 2 alpha."""
     if test.p is None:
         return None
-    if isinstance(test, Trend):
+    if isinstance(test, Trend) or test.kind in ONE_SIDED:
         return min(1.0, 2 * min(test.p, test.p_against))
     return min(test.p, test.p_against)
 
@@ -203,7 +211,7 @@ def _unfit_note(runs: list[str], unfit: Mapping[str, str]) -> str:
 
 
 def _pair_row(claim: ClaimConfig, a: str, b: str | None, values: Values,
-              unfit: Mapping[str, str], primary: bool) -> Verdict:
+              unfit: Mapping[str, str], primary: bool, alpha: float = ALPHA) -> Verdict:
     runs = [a] if b is None else [a, b]
     if any(r in unfit for r in runs):
         return Verdict(claim, a, b, NOT_TESTABLE, note=_unfit_note(runs, unfit),
@@ -234,7 +242,7 @@ def _pair_row(claim: ClaimConfig, a: str, b: str | None, values: Values,
     bad = _not_finite({a: first, **({b: second} if b else {})})
     if bad:
         return Verdict(claim, a, b, NOT_TESTED, primary=primary, note=bad)
-    return _tested(claim, a, b, paired(first, second), values, primary)
+    return _tested(claim, a, b, paired(first, second), values, primary, alpha=alpha)
 
 
 def _not_finite(per_run: Mapping[str, Mapping[int, float]]) -> str:
@@ -245,8 +253,8 @@ def _not_finite(per_run: Mapping[str, Mapping[int, float]]) -> str:
 
 
 def _tested(claim: ClaimConfig, a: str, b: str | None, effect: Effect, values: Values,
-            primary: bool, note: str = "") -> Verdict:
-    test = _test(claim, effect)
+            primary: bool, note: str = "", alpha: float = ALPHA) -> Verdict:
+    test = _test(claim, effect, alpha)
     notes = [note] if note else []
     if test.reason:
         notes.append(f"no verdict: {test.reason}")
@@ -260,7 +268,8 @@ def _tested(claim: ClaimConfig, a: str, b: str | None, effect: Effect, values: V
                    p=_row_p(test))
 
 
-def _dominant(claim: ClaimConfig, values: Values, unfit: Mapping[str, str]) -> Verdict:
+def _dominant(claim: ClaimConfig, values: Values, unfit: Mapping[str, str],
+              alpha: float = ALPHA) -> Verdict:
     """Per seed, the mean over methods of (a - b) minus the largest |a_m - a_m'| between two
     methods' a runs: the momentum effect beyond the differences between methods."""
     methods = [m for m in (claim.methods or METHODS)
@@ -289,7 +298,7 @@ def _dominant(claim: ClaimConfig, values: Values, unfit: Mapping[str, str]) -> V
             for s in seeds}
     return _tested(claim, label_a, label_b, one_sample(gain), values, True,
                    note="mean (a - b) over methods minus the largest difference between "
-                        "methods' a runs")
+                        "methods' a runs", alpha=alpha)
 
 
 def _weakest(claim: ClaimConfig, rows: list[Verdict]) -> Verdict:
@@ -307,17 +316,17 @@ def _weakest(claim: ClaimConfig, rows: list[Verdict]) -> Verdict:
     test = replace(worst.test, p=worst.test.p, p_against=against)
     note = (f"the weakest of {len(rows)} comparisons ({', '.join(r.label for r in rows)}); "
             "holds only if each does")
-    return replace(worst, primary=True, test=test, p=min(test.p, against),
+    return replace(worst, primary=True, test=test, p=_row_p(test),
                    note="; ".join(n for n in (note, worst.note) if n))
 
 
 def judge_one(claim: ClaimConfig, values: Values,
-              unfit: Mapping[str, str] | None = None) -> list[Verdict]:
+              unfit: Mapping[str, str] | None = None, alpha: float = ALPHA) -> list[Verdict]:
     """One claim's rows, primary first, before Holm's adjustment (statuses not yet decided:
     tested rows read inconclusive until :func:`judge` adjusts them)."""
     unfit = unfit or {}
     if claim.kind == "dominant":
-        return [_dominant(claim, values, unfit)]
+        return [_dominant(claim, values, unfit, alpha)]
     pairs = expand(claim, values)
     if not pairs:
         runs = claim.a if claim.b is None else f"{claim.a} and {claim.b}"
@@ -325,7 +334,8 @@ def judge_one(claim: ClaimConfig, values: Values,
         return [Verdict(claim, claim.a, claim.b, NOT_TESTED,
                         note=f"no method has {runs} in the grid" if templated
                         else f"the grid lacks {runs}")]
-    rows = [_pair_row(claim, a, b, values, unfit, primary=False) for a, b in pairs]
+    rows = [_pair_row(claim, a, b, values, unfit, primary=False, alpha=alpha)
+            for a, b in pairs]
     if claim.b is not None and "{other}" in claim.b:
         return [_weakest(claim, rows), *rows]
     return [replace(rows[0], primary=True), *rows[1:]]
@@ -353,8 +363,10 @@ def _adjust(rows: list[Verdict], alpha: float) -> list[Verdict]:
             continue
         planned = r.claim.planned_effect
         kind = "greater" if r.test.kind in ("greater", "less") else r.test.kind
-        needed = seeds_needed(kind, sd, planned, level) if planned else None
-        out[i] = replace(r, seeds_needed=needed, detectable=detectable(kind, n, sd, level),
+        # a one-sided claim is tested at half the row's level (_row_p doubles its p)
+        side = level / 2 if kind in ONE_SIDED else level
+        needed = seeds_needed(kind, sd, planned, side) if planned else None
+        out[i] = replace(r, seeds_needed=needed, detectable=detectable(kind, n, sd, side),
                          alpha=level)
     return out
 
@@ -363,7 +375,7 @@ def judge(claims: tuple[ClaimConfig, ...], values: Values,
           unfit: Mapping[str, str] | None = None, alpha: float = ALPHA) -> list[Verdict]:
     """Every claim's rows in the claims' order (each claim's primary row first), decided on
     Holm-adjusted p-values: over the primary rows, and over the secondary rows apart."""
-    rows = [v for claim in claims for v in judge_one(claim, values, unfit)]
+    rows = [v for claim in claims for v in judge_one(claim, values, unfit, alpha)]
     primary = _adjust([r for r in rows if r.primary], alpha)
     secondary = _adjust([r for r in rows if not r.primary], alpha)
     done = iter(primary), iter(secondary)

@@ -181,8 +181,8 @@ def plot_health(params: Params, root: Path, path: Path) -> None:
 
 def plot_claims(verdicts: list[Verdict], path: Path) -> None:
     """The claims as a forest plot, one row per tested claim row on its own scale: the mean
-    paired difference (a - b) with the interval its verdict is read on (95%, or 90% for an
-    equivalence or non-inferiority), the zero line and the margins, coloured by verdict."""
+    paired difference (a - b) with the interval its verdict is read on (95%), the zero line
+    and the margins, coloured by verdict."""
     import matplotlib.pyplot as plt
 
     tested = [v for v in verdicts if v.effect is not None and claim_interval(v) is not None]

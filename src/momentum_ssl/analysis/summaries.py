@@ -7,6 +7,8 @@ momentum variant, each metric's summary over seeds, and the unit of a claim's di
 
 from __future__ import annotations
 
+import math
+
 import csv
 from pathlib import Path
 
@@ -52,12 +54,13 @@ SCALARS = ("knn_student", "knn_teacher", "knn_gap", "knn_gap_abs", "logistic_stu
 
 
 def summaries(entry: dict) -> dict[str, Summary]:
-    """Each scalar metric of one run over its seeds (stats.summarize)."""
+    """Each scalar metric of one run over its seeds (stats.summarize); a metric missing at a
+    seed, or not finite there (a nan gap, say), is left out, and the tables print "—"."""
     seeds = list(entry["seeds"].values())
     names = [m for m in SCALARS if m in seeds[0]]
     names += sorted(m for m in seeds[0] if m.startswith("transfer_"))
     return {m: summarize([s[m] for s in seeds]) for m in names
-            if all(m in s for s in seeds)}
+            if all(m in s and s[m] is not None and math.isfinite(s[m]) for s in seeds)}
 
 
 def in_points(v: Verdict) -> bool:
@@ -66,8 +69,8 @@ def in_points(v: Verdict) -> bool:
 
 
 def claim_interval(v: Verdict) -> tuple[float, float, float] | None:
-    """(low, high, level): the interval the row's verdict is read on (95% for a direction,
-    90% for an equivalence or a non-inferiority at alpha 0.05); None without one."""
+    """(low, high, level): the interval the row's verdict is read on (95% at alpha 0.05, for
+    every kind); None without one."""
     if v.test is not None and v.test.low is not None:
         return v.test.low, v.test.high, v.test.level
     return None

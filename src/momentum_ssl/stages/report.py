@@ -313,9 +313,10 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
     lines += ["## Claims", "",
               "Each claim is judged from paired differences over seeds (a - b, the same seed for "
               "both runs: the same initialisation draws and data order; docs/STATISTICS.md). A "
-              "direction claim is read on the 95% Student-t interval, an equivalence (two "
-              "one-sided tests at 0.05) and a non-inferiority (one-sided at 0.05) on the 90% "
-              "interval, against the margin; a rising claim by Page's L over blocks x seeds. "
+              "direction claim is read on the 95% Student-t interval; so are an equivalence "
+              "(two one-sided tests at 0.025) and a non-inferiority (one-sided at 0.025), "
+              "against the margin, since at the margin both a verdict and its opposite would "
+              "be false; a rising claim by Page's L over blocks x seeds. "
               "The p-values are adjusted with Holm's method across the claims' primary rows "
               "(and apart across the secondary rows, the other methods' expansions), and the "
               "verdict is decided on the adjusted one (the printed intervals are not "
