@@ -9,7 +9,7 @@ DEBS := pkg-config libopencv-dev libturbojpeg0-dev dataset-fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup debs bench bench-quick bench-peer
+.PHONY: run test claims setup debs bench bench-quick bench-peer
 
 # The whole DAG on the embedded default through DVC, ending with results/report.md. DVC needs a
 # Git repository with a commit: a copy of the sources without .git gets one first.
@@ -23,6 +23,15 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The claims study (params/claims.yaml): every claim its runs can test, at eight seeds, through
+# DVC in studies/claims (cached: an interrupted study resumes, a clone pulls what a remote
+# holds), then docs/CLAIMS.md from its report. About 2 hours on a 2-core machine.
+claims: setup
+	$(PY) -m momentum_ssl study claims
+	@start=$$(date +%s) && cd studies/claims && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro && \
+	  $(CURDIR)/$(PY) -m momentum_ssl claims-doc --out $(CURDIR)/docs/CLAIMS.md \
+	    --wall-s $$(( $$(date +%s) - start ))
 
 # One script per speed claim (docs/BENCHMARKS.md); each prints a table with its ratio last.
 # bench-quick leaves out the end-to-end run (a clean `dvc repro` of the embedded default, about

@@ -3,7 +3,8 @@
 The package in layers; a module imports only from its own layer's package and the layers below
 (tests/test_layout.py holds it):
 
-    cli.py, __main__.py, workflow.py   entry: the stage commands, the Snakefile's grid
+    cli.py, __main__.py, workflow.py,  entry: the stage commands, the Snakefile's grid, the
+    study.py                           studies' DVC pipelines (studies/<name>/)
     stages/                            what the DAG runs: plan, pretrain, extract, probe,
                                        transfer, report, export
     analysis/                          statistics, claims, diagnostics, probes, plots

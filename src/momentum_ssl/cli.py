@@ -266,6 +266,32 @@ def _params(args: argparse.Namespace) -> None:
     print(yaml.safe_dump({"resolved": resolved}, sort_keys=False), end="")
 
 
+def _study(args: argparse.Namespace) -> None:
+    from .study import write_study
+
+    folder = write_study(args.name)
+    print(f"wrote {folder}/dvc.yaml and {folder}/params.yaml (a link to its profile); run it "
+          f"with: cd {folder} && dvc repro")
+
+
+def _claims_doc(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from .stages.report import claims_doc
+
+    notes_file = Path(args.notes)
+    if not notes_file.is_file():
+        raise ConfigError(f"claims notes {notes_file} not found; run in the study's folder "
+                          "(studies/claims) or pass --notes FILE")
+    notes = yaml.safe_load(notes_file.read_text())
+    if not isinstance(notes, dict):
+        raise ConfigError(f"{notes_file}: expected a mapping of claim name to note")
+    out = claims_doc(load_params(args.params), notes, Path(args.out), wall_s=args.wall_s)
+    print(f"wrote {out}")
+
+
 STAGES = {
     "convert": (_convert, "convert params.data.dataset to data/beton/<dataset>/*.beton"),
     "plan": (_plan, "write the params one grid run reads at one seed to "
@@ -284,6 +310,10 @@ STAGES = {
     "report": (_report, "results/report.md and results/plots/*.png from every probe"),
     "params": (_params, "validate a params file and print it with every default filled in, "
                         "then each run's resolved recipe"),
+    "study": (_study, "write studies/NAME/dvc.yaml (the root pipeline seen from there) and link "
+                      "its params.yaml to the study's profile"),
+    "claims-doc": (_claims_doc, "the claims document (docs/CLAIMS.md) from a finished claims "
+                                "study (run in studies/claims)"),
 }
 
 
@@ -293,6 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name, (_, help_text) in STAGES.items():
         stage = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "study":
+            stage.add_argument("name", help="the study, e.g. claims (profile params/claims.yaml)")
+            continue
+        if name == "claims-doc":
+            stage.add_argument("--wall-s", type=float, default=None,
+                               help="the study's wall time in seconds, to print in the document")
+            stage.add_argument("--notes", default="notes.yaml",
+                               help="what this scale can say about each claim (default: "
+                                    "notes.yaml, in the study's folder)")
+            stage.add_argument("--out", default="CLAIMS.md",
+                               help="the document to write (make claims: docs/CLAIMS.md)")
         stage.add_argument("--params", default="params.yaml",
                            help="params file (default: params.yaml; profiles live in params/)")
         if name in ("plan", "pretrain", "export", "verify"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..analysis.claims import NOT_TESTABLE, Learning, Verdict, judge, learning
+from ..analysis.claims import NOT_TESTABLE, NOT_TESTED, Learning, Verdict, judge, learning
 from ..analysis.headline import write_headline
 from ..analysis.health import collapsed_epochs
 from ..analysis.plots import (plot_accuracy, plot_claims, plot_curves, plot_health, plot_knn,
@@ -32,8 +32,8 @@ from ..analysis.stats import MIN_SEEDS, Summary
 from ..analysis.summaries import (claim_interval, in_points, live_summary, read_history,
                                   summaries)
 from ..analysis.telemetry import block_names
-from ..config import Params, RunSpec
-from ..plumbing.artifacts import atomic_write_text, read_json
+from ..config import ConfigError, Params, RunSpec
+from ..plumbing.artifacts import MissingArtifact, atomic_write_text, read_json
 from ..plumbing.compute import collect_provenance, render_provenance
 from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag,
                               transfer_file)
@@ -388,10 +388,10 @@ def _margin(v: Verdict) -> str:
     return f"{100 * v.claim.margin:g} points" if in_points(v) else f"{v.claim.margin:g}"
 
 
-def report(params: Params, root: Path = RESULTS) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _judged(params: Params, root: Path) -> tuple[dict, list, dict[str, Learning], list[Verdict],
+                                                list[str]]:
+    """What the report and the claims document are made of: every run's values, the collapses
+    found, whether each run learned, the claims' verdicts, and the gradient telemetry's blocks."""
     collected = collect(params, root)
     found = collapses(params, root)
     collapsed: dict[str, tuple[int, ...]] = {}
@@ -407,6 +407,19 @@ def report(params: Params, root: Path = RESULTS) -> Path:
         if stability:
             blocks = list(stability)
             break
+    return collected, found, learned, verdicts, blocks
+
+
+def _machines(params: Params, root: Path) -> list[dict]:
+    return collect_provenance([(cell(run.name, seed), run_dir(cell(run.name, seed), root))
+                               for run in params.grid for seed in params.seeds])
+
+
+def report(params: Params, root: Path = RESULTS) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    collected, found, learned, verdicts, blocks = _judged(params, root)
     plots = root / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     plot_curves(params, root, plots / "curves.png")
@@ -415,8 +428,7 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     plot_claims(verdicts, plots / "claims.png")
     plot_knn(params, root, plots / "knn.png")
     plot_health(params, root, plots / "health.png")
-    machines = collect_provenance([(cell(run.name, seed), run_dir(cell(run.name, seed), root))
-                                   for run in params.grid for seed in params.seeds])
+    machines = _machines(params, root)
     summary = _summary_json(collected, verdicts, learned)
     summary["provenance"] = machines
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -426,4 +438,93 @@ def report(params: Params, root: Path = RESULTS) -> Path:
                   learned)
     atomic_write_text(out, text.rstrip("\n") + "\n\n" + "\n".join(render_provenance(machines))
                       + "\n")
+    return out
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def claims_doc(params: Params, notes: dict[str, str], out: Path, root: Path = RESULTS,
+               wall_s: float | None = None, today: str | None = None) -> Path:
+    """The claims study's document (docs/CLAIMS.md, ``make claims``) from a finished study's
+    results: each claim's verdict (the primary row: interval, raw and Holm p, seeds needed),
+    ``notes[claim name]`` on what this scale can say about the paper's claim, the forest plot,
+    the runs with their gain over random-init, every claim row, and where the runs ran. The
+    verdicts are the report's own (the same function judges both); the plots are copied
+    beside ``out``, in ``<out stem>/``."""
+    import datetime
+    import shutil
+
+    missing = [c.name for c in params.claims if c.name not in notes]
+    unknown = [name for name in notes if name not in {c.name for c in params.claims}]
+    if missing or unknown:
+        raise ConfigError("the claims notes must name each claim of the profile once: "
+                          + "; ".join(([f"missing {missing}"] if missing else [])
+                                      + ([f"unknown {unknown}"] if unknown else []))
+                          + " (claim names as in src/momentum_ssl/config/claims.yaml)")
+    collected, found, learned, verdicts, blocks = _judged(params, root)
+    plots = root / "plots"
+    if not (plots / "claims.png").is_file():
+        raise MissingArtifact(f"{plots}/claims.png is missing: the study's report has not run; "
+                              "run `dvc repro` in the study's folder first")
+    images = out.parent / out.stem.lower()
+    images.mkdir(parents=True, exist_ok=True)
+    for name in ("claims.png", "accuracy.png", "knn.png"):
+        shutil.copyfile(plots / name, images / name)
+    machines = _machines(params, root)
+    where = machines[0]["where"] if len(machines) == 1 else None
+    today = today or datetime.date.today().isoformat()
+    primary = [v for v in verdicts if v.primary]
+    counts = {status: sum(v.status == status for v in primary)
+              for status in ("supported", "contradicted", "inconclusive", NOT_TESTABLE,
+                             NOT_TESTED)}
+    seeds = list(params.seeds)
+    lines = [
+        "# The claims study", "",
+        "Every claim of the papers behind momentum-ssl (src/momentum_ssl/config/claims.yaml), "
+        "judged on runs that a 2-core machine trains: "
+        f"{params.data.dataset}, {params.model.backbone}"
+        + (f" (width {params.model.width})" if params.model.backbone == "resnet_tiny" else "")
+        + f", {params.pretrain.epochs} epoch{'s' * (params.pretrain.epochs != 1)} at batch "
+        f"{params.loader.batch_size}, {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}). The profile "
+        "is params/claims.yaml (its comments say why each run is in the grid and why the "
+        "others are not), its recipes params/recipes/cpu.yaml (what was tried, with each "
+        "measurement). How a claim is judged: docs/STATISTICS.md.", "",
+        f"Generated by `make claims` on {today}"
+        + (f"; the `make claims` that finished it took {_duration(wall_s)}" if wall_s else "")
+        + (f"; trained on {where.get('cpu', '?')} ({where.get('cpu_isa_available', '?')} "
+           f"available, kernels pinned to {where.get('cpu_isa_used', '?')}, "
+           f"{where.get('threads', '?')} threads)" if where else
+           f"; trained on {len(machines)} machines or settings (the table at the end)")
+        + ". Do not edit it: rerun `make claims`, which reruns only what changed (DVC caches "
+        "every stage in studies/claims) and writes this file again.", "",
+        f"**{len(primary)} claims: {counts['supported']} supported, {counts['contradicted']} "
+        f"contradicted, {counts['inconclusive']} inconclusive, {counts[NOT_TESTABLE]} not "
+        f"testable (a run did not learn), {counts[NOT_TESTED]} not tested (their runs are not "
+        "in the grid).** Verdicts are decided on Holm-adjusted p-values across the tested "
+        "claims; an inconclusive one states the seeds it would need.", "",
+        "## Verdicts", "",
+        "| claim | verdict | runs (a vs b) | a - b [CI] | p raw / Holm | seeds needed "
+        "(80% power) |", "|---|---|---|---|---|---|"]
+    for v in primary:
+        lines.append(f"| {v.claim.name} | **{v.status}** | {v.label} | {_difference(v)} | "
+                     f"{_p(v)} | {_needed(v)} |")
+    lines += ["", "![the claims' differences with their intervals](" + images.name + "/claims.png)", "",
+              "## What this scale can say", ""]
+    for v in primary:
+        note = f" ({v.note})" if v.status in (NOT_TESTABLE, NOT_TESTED) and v.note else ""
+        lines += [f"- **{v.claim.name}** ({v.claim.source}): **{v.status}**{note}. "
+                  f"{' '.join(notes[v.claim.name].split())}"]
+    report_text = render(params, collected, verdicts, blocks,
+                         collapse_findings(params, root, found), learned)
+    runs = report_text[report_text.index("Dataset "):report_text.index("## Claims")].rstrip()
+    rows = report_text[report_text.index("## Claims"):report_text.index("## Per-seed")]
+    lines += ["", "## Runs", "", runs, "",
+              "![kNN by momentum variant](" + images.name + "/accuracy.png)", "",
+              "![kNN monitor against steps](" + images.name + "/knn.png)", "",
+              "## Every claim row", "", rows.removeprefix("## Claims").strip(), ""]
+    lines += render_provenance(machines)
+    atomic_write_text(out, "\n".join(lines).rstrip("\n") + "\n")
     return out

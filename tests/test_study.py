@@ -1,0 +1,116 @@
+"""The claims study (params/claims.yaml, studies/claims, make claims, docs/CLAIMS.md): its
+pipeline is the root one seen from its folder, every run resolves, its claims expand to runs of
+its grid, and a tiny version (two seeds, digits) runs end to end and writes the document."""
+
+import copy
+import os
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY
+from momentum_ssl.analysis.claims import expand
+from momentum_ssl.cli import main
+from momentum_ssl.config import load_params
+from momentum_ssl.plumbing.paths import BASELINES, SEEDLESS
+from momentum_ssl.study import STUDIES, study_pipeline, study_text
+
+PROFILE = REPO / "params" / "claims.yaml"
+STUDY = REPO / "studies" / "claims"
+
+
+def test_the_committed_study_pipeline_is_the_root_one_seen_from_its_folder():
+    """studies/claims/dvc.yaml is generated: a change to the root dvc.yaml must be carried
+    over (python -m momentum_ssl study claims), or the study would run stale stages."""
+    assert (STUDY / "dvc.yaml").read_text() == study_text("claims", REPO)
+    assert os.readlink(STUDY / "params.yaml") == "../../params/claims.yaml"
+    assert load_params(STUDY / "params.yaml") == load_params(PROFILE)  # recipes through the link
+    assert STUDIES["claims"] == "params/claims.yaml"
+
+
+def test_a_study_points_code_up_and_keeps_no_metrics_or_plots_of_its_own():
+    root = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    study = study_pipeline(root, recipes="../../params/recipes/cpu.yaml")
+    assert list(study) == ["stages"] and list(study["stages"]) == list(root["stages"])
+    for name, stage in study["stages"].items():
+        body = stage.get("do", stage)
+        assert "metrics" not in body and "plots" not in body, name
+        assert all(not d.startswith("src/") for d in body["deps"]), name
+        assert any(d.startswith("../../src/momentum_ssl/") for d in body["deps"]), name
+    outs = study["stages"]["report"]["outs"]
+    assert "results/metrics.json" in outs  # an out here: `dvc metrics diff` reads the root's
+    assert {"results/runs/${item.run}/s${item.seed}/dvclive/plots/metrics": {"persist": True}} \
+        in study["stages"]["pretrain"]["outs"]
+    assert "../../params/recipes/cpu.yaml" in study["stages"]["plan"]["deps"]
+    assert root == yaml.safe_load((REPO / "dvc.yaml").read_text())  # the root is not touched
+
+
+@pytest.mark.parametrize("run", list(yaml.safe_load(PROFILE.read_text())["grid"]))
+def test_every_run_of_the_claims_profile_resolves(run, capsys):
+    assert main(["params", "--params", str(PROFILE), "--run", run]) == 0
+    assert f"{run}:" in capsys.readouterr().out
+
+
+def test_every_claim_of_the_claims_profile_expands_to_a_pair_of_its_runs():
+    params = load_params(PROFILE)
+    assert len(params.seeds) >= 8
+    values = {run.name: {} for run in params.grid}
+    assert params.claims == load_params(REPO / "params.yaml").claims  # the papers', all of them
+    for claim in params.claims:
+        assert expand(claim, values), f"no runs of the claims grid for: {claim.name}"
+
+
+def test_every_claim_has_a_note_on_what_this_scale_can_say():
+    notes = yaml.safe_load((STUDY / "notes.yaml").read_text())
+    assert set(notes) == {c.name for c in load_params(PROFILE).claims}
+    assert all(len(text.split()) >= 15 for text in notes.values())
+
+
+def test_a_tiny_claims_study_runs_end_to_end_and_writes_the_document(tmp_path, monkeypatch):
+    data = yaml.safe_load(PROFILE.read_text())
+    data["recipes"] = yaml.safe_load((PROFILE.parent / data["recipes"]).read_text())
+    for name, values in copy.deepcopy(TINY).items():
+        if name in ("grid", "seeds", "methods"):
+            continue
+        data[name] = {**data[name], **values} if isinstance(values, dict) else values
+    data["data"]["out_dir"] = str(tmp_path / "beton")
+    data["seeds"] = [0, 1]
+    for recipe in data["recipes"].values():  # heads small enough for 8 px digits
+        recipe["method_settings"] = {"proj_hidden": 16, "proj_out": 8,
+                                     **({"pred_hidden": 16} if "pred_hidden" in
+                                        recipe["method_settings"] else {})}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["convert"]) == 0
+    names = list(data["grid"])
+    for name in names:
+        for seed in data["seeds"]:
+            assert main(["plan", "--run", name, "--seed", str(seed)]) == 0
+            assert main(["pretrain", "--run", name, "--seed", str(seed)]) == 0
+    for name in [*names, *BASELINES]:
+        for seed in ([None] if name in SEEDLESS else data["seeds"]):
+            assert main(["evaluate", "--run", name,
+                         *([] if seed is None else ["--seed", str(seed)])]) == 0
+    assert main(["report"]) == 0
+    out = tmp_path / "docs" / "CLAIMS.md"
+    assert main(["claims-doc", "--notes", str(STUDY / "notes.yaml"), "--out", str(out),
+                 "--wall-s", "4000"]) == 0
+    text = out.read_text()
+    notes = yaml.safe_load((STUDY / "notes.yaml").read_text())
+    assert text.startswith("# The claims study")
+    assert "1 h 07 min" in text and "2 seeds (0-1)" in text
+    for claim, note in notes.items():
+        assert claim in text and " ".join(note.split()) in text
+    for name in names:
+        assert f"| {name} |" in text
+    assert "kNN - random-init [95% CI]" in text and "## Where it ran" in text
+    assert "**0 supported, 0 contradicted, 0 inconclusive" in text  # two seeds judge nothing
+    for image in ("claims.png", "accuracy.png", "knn.png"):
+        assert (tmp_path / "docs" / "claims" / image).stat().st_size > 0
+        assert f"claims/{image}" in text
+
+
+def test_claims_doc_names_a_missing_notes_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["claims-doc", "--params", str(PROFILE)]) == 2
+    assert "claims notes notes.yaml not found" in capsys.readouterr().err
