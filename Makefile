@@ -26,12 +26,13 @@ test: setup
 
 # The claims study (params/claims.yaml): every claim its runs can test, at eight seeds, through
 # DVC in studies/claims (cached: an interrupted study resumes, a clone pulls what a remote
-# holds), then docs/CLAIMS.md from its report. About 2 hours on a 2-core machine.
+# holds), then docs/CLAIMS.md from its report. About 1.5 hours on a 2-core AVX2 machine.
 claims: setup
 	$(PY) -m momentum_ssl study claims
 	@start=$$(date +%s) && cd studies/claims && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro && \
 	  $(CURDIR)/$(PY) -m momentum_ssl claims-doc --out $(CURDIR)/docs/CLAIMS.md \
 	    --wall-s $$(( $$(date +%s) - start ))
+	@sed -n '/^\*\*[0-9]* claims:/p;/^## Verdicts/,/^!\[/p' docs/CLAIMS.md | sed '$$d'
 
 # One script per speed claim (docs/BENCHMARKS.md); each prints a table with its ratio last.
 # bench-quick leaves out the end-to-end run (a clean `dvc repro` of the embedded default, about

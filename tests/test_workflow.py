@@ -47,7 +47,8 @@ def dvc_stages(cwd=REPO) -> dict[str, dict]:
                             "inputs": {str(d.def_path) for d in stage.deps
                                        if not isinstance(d, ParamsDependency)},
                             "outputs": {str(o.def_path) for o in stage.outs}}
-                for stage in repo.index.stages}
+                for stage in repo.index.stages  # studies/ hold pipelines of their own
+                if Path(stage.path).resolve().parent == Path(cwd).resolve()}
 
 
 def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files():
