@@ -166,8 +166,10 @@ def test_a_tiny_dino_vit_run_with_local_crops_goes_through_the_dag(tmp_path):
             params[name] = values
     params["augment"]["size"] = 16  # 4x4 patches of 4 px; the 8 px local crops have 2x2
     params["model"].update({"backbone": "vit_tiny", "patch_size": 4})
-    params["pretrain"].update({"epochs": 1, "optimizer": "adamw", "lr": 0.001,
+    params["pretrain"].update({"epochs": 1, "optimizer": "adamw", "lr": 0.001, "min_lr": 1e-6,
+                               "weight_decay": 0.04, "weight_decay_end": 0.4,
                                "clip_grad": 3.0})
+    params["model"]["drop_path"] = 0.1  # DINO's stochastic depth
     params["methods"]["dino"] = {"proj_hidden": 16, "proj_bottleneck": 8, "proj_out": 32}
     params["recipes"] = {"dino": {"source": "test", "augment": {"local_crops": 2,
                                                                  "local_size": 8}}}
@@ -180,11 +182,14 @@ def test_a_tiny_dino_vit_run_with_local_crops_goes_through_the_dag(tmp_path):
     assert {"pretrain@dino-full-res-0", "evaluate@dino-full-res-0", "report"} <= ran(done.stdout)
     run = repo / "results" / "runs" / "dino-full-res" / "s0"
     metrics = json.loads((run / "dvclive" / "metrics.json").read_text())
-    assert {"loss", "teacher_temperature", "gap_projector", "residual"} <= set(metrics["train"])
+    assert {"loss", "teacher_temperature", "gap_projector", "residual",
+            "weight_decay"} <= set(metrics["train"])
+    assert 0.04 <= metrics["train"]["weight_decay"] <= 0.4  # on its cosine, logged
     assert set(metrics["stability"]) == {"stem", *(f"stage{i}" for i in range(1, 13)),
                                          "projector"}
     saved = yaml.safe_load((run / "params.yaml").read_text())
     assert saved["augment"]["local_crops"] == 2 and saved["model"]["backbone"] == "vit_tiny"
+    assert saved["model"]["drop_path"] == 0.1 and saved["pretrain"]["weight_decay_end"] == 0.4
     summary = json.loads((repo / "results" / "summary.json").read_text())
     assert "dino-full-res" in summary["runs"]
     assert "dino-full-res" in (repo / "results" / "report.md").read_text()

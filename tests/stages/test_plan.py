@@ -36,3 +36,16 @@ def test_check_plan_passes_a_fresh_or_absent_plan_and_refuses_a_stale_one(params
     with pytest.raises(ConfigError, match=f"rerun python -m momentum_ssl plan --run {run.name} "
                                           "--seed 0 first"):
         check_plan(changed, run, 0, "params.yaml")
+
+
+def test_settings_added_later_enter_a_plan_only_when_set(params):
+    """min_lr, weight_decay_end and drop_path at the values that change nothing stay out of the
+    plan, so adding them left every cached plan's bytes (and its DVC stage) as they were."""
+    run = params.grid[0]
+    plan = run_params(params, run)
+    assert not {"min_lr", "weight_decay_end"} & set(plan["pretrain"])
+    assert "drop_path" not in plan["model"]
+    dino_like = dataclasses.replace(params, pretrain=dataclasses.replace(
+        params.pretrain, min_lr=1e-6, weight_decay_end=0.4))
+    plan = run_params(dino_like, run)
+    assert plan["pretrain"]["min_lr"] == 1e-6 and plan["pretrain"]["weight_decay_end"] == 0.4

@@ -8,7 +8,8 @@ import yaml
 from conftest import REPO, tiny_learner
 from momentum_ssl.config import ParamGroupConfig, PretrainConfig, RunSpec, load_params, resolve
 from momentum_ssl.stages.pretrain import (LARS, TrainingDiverged, build_optimizer, learning_rate,
-                                          pretrain, set_learning_rates)
+                                          pretrain, set_learning_rates, set_weight_decay,
+                                          weight_decay)
 
 def test_learning_rate_warms_up_then_decays_to_zero():
     assert learning_rate(0, 100, 10, 1.0) == pytest.approx(0.1)
@@ -16,6 +17,36 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert learning_rate(10, 100, 10, 1.0) == pytest.approx(1.0)
     assert learning_rate(55, 100, 10, 1.0) == pytest.approx(0.5)
     assert learning_rate(100, 100, 10, 1.0) == pytest.approx(0.0)
+
+
+def test_the_lr_cosine_ends_at_min_lr_and_a_zero_floor_changes_no_bit():
+    # DINO's utils.cosine_scheduler(peak, min_lr, ...) after the warm-up
+    assert learning_rate(100, 100, 10, 1.0, 1e-3) == pytest.approx(1e-3)
+    assert learning_rate(55, 100, 10, 1.0, 1e-3) == pytest.approx(1e-3 + (1 - 1e-3) / 2)
+    assert learning_rate(5, 100, 10, 1.0, 1e-3) == learning_rate(5, 100, 10, 1.0)  # warm-up
+    import math
+    for step in range(10, 101):  # the formula before the floor existed, to the bit
+        old = 0.15 * 0.5 * (1 + math.cos(math.pi * min((step - 10) / 90, 1.0)))
+        assert learning_rate(step, 100, 10, 0.15) == old
+
+
+def test_weight_decay_follows_dinos_cosine_from_start_to_end():
+    import numpy as np
+    total, start, end = 40, 0.04, 0.4
+    reference = end + 0.5 * (start - end) * (1 + np.cos(np.pi * np.arange(total) / total))
+    ours = [weight_decay(step, total, start, end) for step in range(total)]
+    assert ours == pytest.approx(reference.tolist())
+    assert ours[0] == pytest.approx(start) and ours == sorted(ours)
+
+
+def test_the_weight_decay_schedule_spares_a_group_with_its_own_weight_decay():
+    cfg = PretrainConfig(optimizer="adamw", weight_decay=0.04, weight_decay_end=0.4,
+                         param_groups=(ParamGroupConfig(select="bias_and_norm",
+                                                        weight_decay=0.0),))
+    optimizer = build_optimizer(tiny_learner(), cfg, 1e-3)
+    set_weight_decay(optimizer, cfg, 0.3)
+    by_select = {g["select"]: g["weight_decay"] for g in optimizer.param_groups}
+    assert by_select == {"bias_and_norm": 0.0, "rest": 0.3}
 
 
 def lars_reference(params, grads, bufs, lr, momentum, wd, eta, clip, exclude, eps=1e-8):

@@ -134,8 +134,16 @@ class ModelConfig:
     patch_size: int = 16
     image_size: Optional[int] = None
     freeze_patch_embed: bool = False
+    # ViTs: stochastic depth (Huang et al., 2016), each block's attention and MLP branch dropped
+    # per sample in training with a rate rising linearly over the blocks from 0 to this (DINO's
+    # --drop_path_rate 0.1, timm's drop_path_rate); 0: off
+    drop_path: float = 0.0
 
     def __post_init__(self) -> None:
+        _require(0 <= self.drop_path < 1, "drop_path", f"must be in [0, 1), got {self.drop_path}")
+        _require(self.drop_path == 0 or self.backbone.startswith("vit_"), "drop_path",
+                 f"stochastic depth is implemented for the ViT backbones only; set it to 0 for "
+                 f"{self.backbone}")
         _require(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
         _require(self.image_size is None or self.image_size >= self.patch_size, "image_size",
                  f"must be null or >= patch_size ({self.patch_size}), got {self.image_size}")

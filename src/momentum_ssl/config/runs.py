@@ -157,7 +157,7 @@ def run_params(params: Params, run: RunSpec) -> dict:
     uses the residual loss. ``dvc.yaml`` tracks this (``results/plan/<run>.yaml``) instead of
     params.yaml, so a change reruns exactly the runs it touches."""
     resolved = resolve(params, run)
-    out = {name: to_dict(getattr(resolved, name))
+    out = {name: _without_unset(name, to_dict(getattr(resolved, name)))
            for name in ("seed", "data", "augment", "loader", "model", "pretrain", "momentum",
                         "compute")}
     if run.residual:
@@ -166,6 +166,20 @@ def run_params(params: Params, run: RunSpec) -> dict:
     out["run"] = {"name": run.name, **{k: v for k, v in to_dict(run).items()
                                        if k not in RECIPE_SECTIONS}}
     return out
+
+
+# Settings added after runs were cached, each with the value that leaves a run as it was: a
+# plan holds one only when it is set otherwise, so that adding it changed no existing plan
+# (and reran no cached stage). recipe() leaves them out alike.
+UNSET: dict[str, dict[str, Any]] = {"pretrain": {"min_lr": 0.0, "weight_decay_end": None},
+                                    "model": {"drop_path": 0.0}}
+
+
+def _without_unset(section: str, values: Any) -> Any:
+    unset = UNSET.get(section, {})
+    if not isinstance(values, dict):
+        return values
+    return {k: v for k, v in values.items() if not (k in unset and v == unset[k])}
 
 
 def recipe(params: Params, run: RunSpec) -> dict:
@@ -184,7 +198,8 @@ def recipe(params: Params, run: RunSpec) -> dict:
             skip = (*skip, "momentum")  # AdamW has betas, not this momentum
         if name == "augment" and resolved.augment.local_crops == 0:
             skip = (*skip, *LOCAL_CROP_KEYS)  # two views: the local crops' recipe is unread
-        return {k: v for k, v in to_dict(getattr(resolved, name)).items() if k not in skip}
+        values = _without_unset(name, to_dict(getattr(resolved, name)))
+        return {k: v for k, v in values.items() if k not in skip}
 
     return {"source": getattr(params.recipes, run.method).source,
             "loader": {"batch_size": resolved.loader.batch_size},
@@ -192,7 +207,8 @@ def recipe(params: Params, run: RunSpec) -> dict:
             "augment": section("augment"),
             "model": ({"zero_init_residual": resolved.model.zero_init_residual}
                       if not resolved.model.backbone.startswith("vit_") else
-                      {"freeze_patch_embed": resolved.model.freeze_patch_embed}),
+                      {"freeze_patch_embed": resolved.model.freeze_patch_embed,
+                       "drop_path": resolved.model.drop_path}),
             "method": to_dict(getattr(resolved.methods, run.method))}
 
 

@@ -80,8 +80,15 @@ class PretrainConfig:
     # main_dino.py, MoCo v3's CONFIG.md)
     optimizer: Literal["sgd", "lars", "adamw"] = "sgd"
     lr: float = 0.3  # per 256 images; the peak is lr * batch_size / 256
+    # the cosine's end (absolute, not scaled with the batch): DINO's --min_lr 1e-6; 0 elsewhere
+    min_lr: float = 0.0
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    # null: weight_decay throughout. A value: the weight decay follows a cosine from
+    # weight_decay at step 0 to this at the last step (DINO's 0.04 -> 0.4, utils.cosine_scheduler
+    # without warm-up), in the parameter groups that take the run's weight decay (not in a
+    # group with its own, such as DINO's biases and norms at 0)
+    weight_decay_end: Optional[float] = None
     lars: LarsConfig = LarsConfig()  # read when optimizer is lars
     warmup_epochs: float = 1.0  # may be a fraction of an epoch
     # the method's loss is multiplied by this (Barlow Twins' scale_loss 0.1 in solo-learn's
@@ -114,6 +121,9 @@ class PretrainConfig:
         _require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
                  f"must be in 0..epochs ({self.epochs}), got {self.warmup_epochs}")
         _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _require(self.min_lr >= 0, "min_lr", f"must be >= 0, got {self.min_lr}")
+        _require(self.weight_decay_end is None or self.weight_decay_end >= 0,
+                 "weight_decay_end", f"must be null or >= 0, got {self.weight_decay_end}")
         _require(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
         _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         _require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")

@@ -89,6 +89,9 @@ class Teacher(nn.Module):
         self.start = start
         self.pool = backbone.pool  # a function: the class token of a ViT, the mean of a ResNet
         self.blocks = nn.ModuleList(copy.deepcopy(b) for b in backbone.blocks[start:])
+        for block in self.blocks:  # stochastic depth is the student's only (DINO's teacher
+            if hasattr(block, "drop_path"):  # is built without it): deterministic targets
+                block.drop_path = 0.0
         self.projector = copy.deepcopy(projector)
         self.requires_grad_(False)
         # (online, teacher) pairs for the EMA; a plain list, so the online modules are not

@@ -2,7 +2,8 @@
 
     out = pretrain(params, run)      # results/runs/<run>/{model.pt, dvclive/, params.yaml}
 
-Per step, in order: (1) the learning rate, linear warm-up then cosine; (2) tau from the loop's
+Per step, in order: (1) the learning rate, linear warm-up then cosine (to ``min_lr``), and
+the weight decay's cosine when ``weight_decay_end`` is set; (2) tau from the loop's
 own step counter (cosine or constant); (3) forward of both views, and of the local crops when
 ``augment.local_crops`` asks for them (bf16 autocast and channels_last on CUDA, fp32 on CPU);
 (4) the NaN guard; (5) backward, the per-parameter gradient clipping of ``pretrain.clip_grad``,
@@ -58,12 +59,20 @@ class TrainingDiverged(RuntimeError):
     """The loss stopped being finite; the message names the step and the last finite values."""
 
 
-def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
-    """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, then cosine decay to 0."""
+def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float,
+                  floor: float = 0.0) -> float:
+    """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, then cosine decay to ``floor``
+    (``pretrain.min_lr``: DINO's 1e-6, 0 elsewhere)."""
     if step < warmup_steps:
         return peak * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def weight_decay(step: int, total_steps: int, start: float, end: float) -> float:
+    """A cosine from ``start`` at step 0 towards ``end`` over ``total_steps``, without warm-up:
+    DINO's weight-decay schedule (``utils.cosine_scheduler(0.04, 0.4, ...)``)."""
+    return end + 0.5 * (start - end) * (1 + math.cos(math.pi * step / max(1, total_steps)))
 
 
 class LARS(torch.optim.Optimizer):
@@ -163,6 +172,15 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, lr: float, peak: float)
         group["lr"] = group["lr_scale"] * (peak if group["constant"] else lr)
 
 
+def set_weight_decay(optimizer: torch.optim.Optimizer, cfg, wd: float) -> None:
+    """``wd`` in every group that takes the run's weight decay; a ``pretrain.param_groups``
+    entry with its own ``weight_decay`` keeps it (DINO: biases and norms stay at 0)."""
+    own = {g.select for g in cfg.param_groups if g.weight_decay is not None}
+    for group in optimizer.param_groups:
+        if group["select"] not in own:
+            group["weight_decay"] = wd
+
+
 def init_distributed(choice: str) -> tuple[torch.device, int, int]:
     """(device, rank, world size). Under ``torchrun`` (WORLD_SIZE > 1) join the process group:
     NCCL with one GPU per local rank, or gloo on the CPU."""
@@ -256,8 +274,12 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
         started = time.perf_counter()
         for *views, _ in tqdm(loader, desc=f"{run.name} epoch {epoch + 1}/{cfg.epochs}",
                               leave=False, disable=rank != 0):
-            lr = learning_rate(step, total, warmup, peak)  # (1)
+            lr = learning_rate(step, total, warmup, peak, cfg.min_lr)  # (1)
             set_learning_rates(optimizer, lr, peak)
+            wd = None if cfg.weight_decay_end is None else weight_decay(
+                step, total, cfg.weight_decay, cfg.weight_decay_end)
+            if wd is not None:
+                set_weight_decay(optimizer, cfg, wd)
             tau = (cosine_tau(step, total, params.momentum.tau, params.momentum.final_tau)  # (2)
                    if params.momentum.schedule == "cosine" else params.momentum.tau)
             with autocast:  # (3)
@@ -278,6 +300,7 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
             learner.update_teacher(tau)  # (6)
             if step % cfg.log_every == 0:  # (7)
                 last_good = {"step": step, "lr": lr, "tau": tau,
+                             **({"weight_decay": wd} if wd is not None else {}),
                              **{k: round(float(v), 6) for k, v in logs.items()}}
                 grads = monitor.latest()
                 if live is not None:

@@ -148,3 +148,60 @@ def test_the_teacher_pools_with_the_backbones_pool():
     model = learner("full")
     assert model.teacher.pool is class_token
     assert isinstance(model.teacher.blocks[0], nn.Module)
+
+
+def test_drop_path_rates_rise_linearly_over_the_blocks_and_eval_never_drops():
+    backbone = tiny_vit(drop_path=0.1)
+    rates = [block.drop_path for block in backbone.blocks[1:]]
+    assert rates == pytest.approx(torch.linspace(0, 0.1, 12).tolist())  # DINO's and timm's
+    x = torch.randn(3, 3, 16, 16)
+    backbone.eval()
+    reference = tiny_vit().eval()
+    reference.load_state_dict(backbone.state_dict())  # no parameters of its own
+    assert torch.equal(backbone(x), reference(x))
+
+
+def test_drop_path_drops_whole_samples_and_keeps_the_expectation():
+    from momentum_ssl.core.models.vit import drop_path
+
+    x = torch.ones(20_000, 3, 4)
+    out = drop_path(x, 0.25, training=True)
+    per_sample = out.flatten(1)
+    assert per_sample.unique().tolist() == pytest.approx([0.0, 1 / 0.75])  # dropped whole
+    assert (per_sample.std(1) == 0).all()
+    assert per_sample.mean().item() == pytest.approx(1.0, abs=0.02)
+    assert drop_path(x, 0.25, training=False) is x
+
+
+def test_a_zero_drop_path_draws_no_random_numbers():
+    """So a ViT run without stochastic depth trains as it did before the setting existed."""
+    backbone = tiny_vit().train()
+    state = torch.get_rng_state()
+    backbone(torch.zeros(2, 3, 16, 16))
+    assert torch.equal(state, torch.get_rng_state())
+    with_drop = tiny_vit(drop_path=0.1).train()
+    with_drop(torch.zeros(2, 3, 16, 16))
+    assert not torch.equal(state, torch.get_rng_state())
+
+
+def test_resnets_reject_drop_path():
+    from momentum_ssl.config import ConfigError, ModelConfig
+
+    with pytest.raises(ConfigError, match="drop_path: stochastic depth is implemented for the "
+                                          "ViT backbones only"):
+        ModelConfig(backbone="resnet_tiny", drop_path=0.1)
+    with pytest.raises(ValueError, match="ViTs only"):
+        build_backbone("resnet_tiny", 8, drop_path=0.1)
+
+
+def test_the_teacher_never_drops_paths():
+    """DINO builds its teacher without stochastic depth (main_dino.py): its targets are the
+    same for the same input, in training too."""
+    from momentum_ssl.core.momentum import Teacher
+
+    backbone = tiny_vit(drop_path=0.5)
+    teacher = Teacher(backbone, nn.Identity(), start=0).train()
+    assert all(b.drop_path == 0.0 for b in teacher.blocks[1:])  # [0]: the patch embedding
+    assert backbone.blocks[-1].drop_path == 0.5  # the student keeps its own
+    x = torch.randn(4, 3, 16, 16)
+    assert torch.equal(teacher(x)[0], teacher(x)[0])

@@ -101,14 +101,17 @@ def resnet_tiny(width: int = 16, cifar_stem: bool = True,
 
 def build_backbone(name: str, width: int = 16, cifar_stem: bool = True,
                    zero_init_residual: bool = False, *, patch_size: int = 16,
-                   image_size: int = 224, freeze_patch_embed: bool = False) -> Backbone:
+                   image_size: int = 224, freeze_patch_embed: bool = False,
+                   drop_path: float = 0.0) -> Backbone:
     """``zero_init_residual``: the last BatchNorm of every residual block starts at weight 0
     (Goyal et al., 2017), as SimSiam, Barlow Twins, VICReg and UniGrad set it (ResNets).
-    ``patch_size``, ``image_size``, ``freeze_patch_embed``: ViTs only (vit.py)."""
+    ``patch_size``, ``image_size``, ``freeze_patch_embed``, ``drop_path``: ViTs only (vit.py)."""
     if name.startswith("vit_"):
         from .vit import vit
 
-        return vit(name, patch_size, image_size, freeze_patch_embed)
+        return vit(name, patch_size, image_size, freeze_patch_embed, drop_path)
+    if drop_path:
+        raise ValueError(f"stochastic depth is implemented for the ViTs only, not {name}")
     if name == "resnet_tiny":
         return resnet_tiny(width, cifar_stem, zero_init_residual)
     if name in ("resnet18", "resnet50"):
@@ -126,7 +129,8 @@ def backbone_from_config(model, size: int) -> Backbone:
     return build_backbone(model.backbone, model.width, model.cifar_stem,
                           model.zero_init_residual, patch_size=model.patch_size,
                           image_size=model.image_size or size,
-                          freeze_patch_embed=model.freeze_patch_embed)
+                          freeze_patch_embed=model.freeze_patch_embed,
+                          drop_path=model.drop_path)
 
 
 __all__ = ["Backbone", "NAMES", "average_pool", "backbone_from_config", "build_backbone",

@@ -92,21 +92,35 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class Block(nn.Module):
-    """x + attn(norm1(x)), then + mlp(norm2(x)); ``final_norm``: the ViT's last LayerNorm
-    after it (the last block only)."""
+def drop_path(x: Tensor, rate: float, training: bool) -> Tensor:
+    """Stochastic depth on a residual branch's output ``x`` (N, ...): in training each sample's
+    branch is zeroed with probability ``rate`` and the kept ones scaled by 1 / (1 - rate), so
+    that its expectation is ``x``; the identity in evaluation or at rate 0 (no draw then)."""
+    if rate == 0.0 or not training:
+        return x
+    keep = 1.0 - rate
+    mask = torch.rand((len(x),) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device) < keep
+    return x * mask / keep
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, final_norm: bool = False):
+
+class Block(nn.Module):
+    """x + attn(norm1(x)), then + mlp(norm2(x)), each branch under stochastic depth at
+    ``drop_path`` in training; ``final_norm``: the ViT's last LayerNorm after it (the last block
+    only)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, final_norm: bool = False,
+                 drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.norm = nn.LayerNorm(dim, eps=1e-6) if final_norm else None
+        self.drop_path = drop_path
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
-        x = x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
         return self.norm(x) if self.norm is not None else x
 
 
@@ -116,17 +130,21 @@ def class_token(h: Tensor) -> Tensor:
 
 
 def vit(name: str, patch_size: int = 16, image_size: int = 224,
-        freeze_patch_embed: bool = False):
+        freeze_patch_embed: bool = False, drop_path_rate: float = 0.0):
     """ViT-Tiny or ViT-Small as a :class:`Backbone` of ``depth`` stages.
     ``freeze_patch_embed``: MoCo v3's fix for training instability (Chen, Xie & He, 2021,
     sec. 4.1, ``stop_grad_conv1``): the patch projection stays at its random initialisation,
-    which moco-v3 draws uniform in +-sqrt(6 / (3 p^2 + dim)) (vits.py)."""
+    which moco-v3 draws uniform in +-sqrt(6 / (3 p^2 + dim)) (vits.py). ``drop_path_rate``:
+    stochastic depth rising linearly from 0 at the first block to this at the last, as DINO's
+    and timm's ``torch.linspace(0, drop_path_rate, depth)``."""
 
     if name not in VITS:
         raise ValueError(f"unknown ViT {name!r}; choose one of {', '.join(VITS)}")
     dim, depth, heads = VITS[name]
     stem = PatchEmbed(dim, patch_size, image_size)
-    blocks = [Block(dim, heads, final_norm=i == depth - 1) for i in range(depth)]
+    rates = torch.linspace(0, drop_path_rate, depth).tolist()
+    blocks = [Block(dim, heads, final_norm=i == depth - 1, drop_path=rates[i])
+              for i in range(depth)]
     backbone = Backbone(stem, blocks, dim, pool=class_token)
     for m in backbone.modules():
         if isinstance(m, nn.Linear):
@@ -142,4 +160,4 @@ def vit(name: str, patch_size: int = 16, image_size: int = 224,
     return backbone
 
 
-__all__ = ["Block", "PatchEmbed", "VITS", "class_token", "vit"]
+__all__ = ["Block", "PatchEmbed", "VITS", "class_token", "drop_path", "vit"]
