@@ -135,17 +135,17 @@ def test_grid_keys_are_the_run_names():
 def test_run_params_hold_only_what_the_run_reads():
     params = params_from_dict(repo_params_dict())
     runs = {run.name: run for run in params.grid}
-    plain, res = (run_params(params, runs[n]) for n in ("mocov3-full", "mocov3-full-res"))
+    plain, res = (run_params(params, runs[n]) for n in ("simclr-full", "simclr-full-res"))
     assert "residual" not in plain and res["residual"] == {"weight": 1.0, "level": "projector"}
-    assert plain["method"] == {"proj_hidden": 512, "proj_out": 128, "pred_hidden": 512,
-                               "proj_layers": 2, "temperature": 0.2}
-    assert plain["run"] == {"name": "mocov3-full", "method": "mocov3", "scope": "full", "k": 1,
+    assert plain["method"] == {**dataclasses.asdict(params.methods.simclr), "proj_hidden": 512,
+                               "proj_out": 128}
+    assert plain["run"] == {"name": "simclr-full", "method": "simclr", "scope": "full", "k": 1,
                             "residual": False, "gpus": 1}
     assert "probe" not in plain and "grid" not in plain
     changed = params_from_dict(with_change("residual.weight", 0.5))
     runs2 = {run.name: run for run in changed.grid}
-    assert params_hash(run_params(changed, runs2["mocov3-full"])) == params_hash(plain)
-    assert params_hash(run_params(changed, runs2["mocov3-full-res"])) != params_hash(res)
+    assert params_hash(run_params(changed, runs2["simclr-full"])) == params_hash(plain)
+    assert params_hash(run_params(changed, runs2["simclr-full-res"])) != params_hash(res)
 
 
 def test_probe_and_transfer_sections_are_checked():
@@ -224,8 +224,10 @@ def test_residual_at_the_backbone_needs_a_teacher_with_a_backbone():
 def with_recipes(recipes: dict, **grid_overrides) -> dict:
     data = copy.deepcopy(repo_params_dict())
     data["recipes"] = recipes
-    for run, over in grid_overrides.items():
-        data["grid"][run].update(over)
+    for run, over in grid_overrides.items():  # a run the default's grid lacks is added
+        method, scope, *res = run.split("-")
+        entry = {"method": method, "scope": scope, **({"residual": True} if res else {})}
+        data["grid"].setdefault(run, entry).update(over)
     return data
 
 
@@ -238,7 +240,7 @@ def test_a_recipe_overrides_the_shared_sections_and_a_grid_entry_overrides_the_r
                                     "augment": {"blur_p": [0.5, 0.5]},
                                     "model": {"zero_init_residual": True},
                                     "method_settings": {"temperature": 0.5}}},
-                        **{"simclr-projector": {"pretrain": {"lr": 0.7}}})
+                        **{"simclr-projector": {"pretrain": {"lr": 0.7}}, "mocov3-full": {}})
     params = params_from_dict(data)
     runs = {run.name: run for run in params.grid}
     none, projector, moco = (resolve(params, runs[n]) for n in
