@@ -270,7 +270,7 @@ def _study(args: argparse.Namespace) -> None:
     from .study import write_study
 
     folder = write_study(args.name)
-    print(f"wrote {folder}/dvc.yaml and {folder}/params.yaml (a link to its profile); run it "
+    print(f"wrote {folder}/dvc.yaml and {folder}/params.yaml (a copy of its profile); run it "
           f"with: cd {folder} && dvc repro")
 
 
@@ -310,8 +310,8 @@ STAGES = {
     "report": (_report, "results/report.md and results/plots/*.png from every probe"),
     "params": (_params, "validate a params file and print it with every default filled in, "
                         "then each run's resolved recipe"),
-    "study": (_study, "write studies/NAME/dvc.yaml (the root pipeline seen from there) and link "
-                      "its params.yaml to the study's profile"),
+    "study": (_study, "write studies/NAME/dvc.yaml (the root pipeline seen from there) and "
+                      "its params.yaml, a copy of the study's profile"),
     "claims-doc": (_claims_doc, "the claims document (docs/CLAIMS.md) from a finished claims "
                                 "study (run in studies/claims)"),
 }

@@ -79,7 +79,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if isinstance(data, Mapping) and isinstance(data.get("recipes"), str):
-        # the folder of the file itself: a study's params.yaml links to its profile in params/
+        # relative to the folder of the file itself (a link's target's folder)
         data = {**data, "recipes": _recipes_file(path.resolve().parent / data["recipes"], path)}
     try:
         return params_from_dict(data)
