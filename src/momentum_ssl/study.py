@@ -102,7 +102,7 @@ def study_params_text(name: str, repo: Path = Path(".")) -> str:
         path = os.path.relpath(profile.parent / match.group(2), folder)
         return f"{match.group(1)}{path}{match.group(3)}"
 
-    text = re.sub(r"^(recipes:\s*)([^\s#{]+)(.*)$", seen_from_study, profile.read_text(),
+    text = re.sub(r"^(recipes:[ \t]*)([^\s#{]+)(.*)$", seen_from_study, profile.read_text(),
                   count=1, flags=re.M)
     return PARAMS_HEADER.format(name=name, profile=STUDIES[name]) + text
 
