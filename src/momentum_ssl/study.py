@@ -121,8 +121,6 @@ def write_study(name: str, repo: Path = Path(".")) -> Path:
     if not pipeline.is_file() or pipeline.read_text() != text:
         atomic_write_text(pipeline, text)
     copy_path, text = folder / "params.yaml", study_params_text(name, repo)
-    if copy_path.is_symlink():  # a study written before the copy
-        copy_path.unlink()
     if not copy_path.is_file() or copy_path.read_text() != text:
-        atomic_write_text(copy_path, text)
+        atomic_write_text(copy_path, text)  # os.replace also replaces a link of older studies
     return folder
