@@ -62,10 +62,10 @@ def anchors(path: Path) -> set[str]:
 def links() -> list[tuple[Path, str]]:
     out = []
     for page in PAGES:
-        for line in prose(page.read_text()):
-            for target in LINK.findall(line):
-                if not re.match(r"[a-z]+:", target):  # http:, https:, mailto: are not ours
-                    out.append((page, target))
+        # the prose as one text: a link's words may wrap onto the next line
+        for target in LINK.findall("\n".join(prose(page.read_text()))):
+            if not re.match(r"[a-z]+:", target):  # http:, https:, mailto: are not ours
+                out.append((page, target))
     return out
 
 
