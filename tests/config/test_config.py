@@ -221,13 +221,14 @@ def test_residual_at_the_backbone_needs_a_teacher_with_a_backbone():
     assert params_from_dict(data).residual.level == "backbone"
 
 
+MOCOV3_FULL = {"method": "mocov3", "scope": "full"}  # a run the default's grid lacks
+
+
 def with_recipes(recipes: dict, **grid_overrides) -> dict:
     data = copy.deepcopy(repo_params_dict())
     data["recipes"] = recipes
     for run, over in grid_overrides.items():  # a run the default's grid lacks is added
-        method, scope, *res = run.split("-")
-        entry = {"method": method, "scope": scope, **({"residual": True} if res else {})}
-        data["grid"].setdefault(run, entry).update(over)
+        data["grid"].setdefault(run, {}).update(over)
     return data
 
 
@@ -240,7 +241,7 @@ def test_a_recipe_overrides_the_shared_sections_and_a_grid_entry_overrides_the_r
                                     "augment": {"blur_p": [0.5, 0.5]},
                                     "model": {"zero_init_residual": True},
                                     "method_settings": {"temperature": 0.5}}},
-                        **{"simclr-projector": {"pretrain": {"lr": 0.7}}, "mocov3-full": {}})
+                        **{"simclr-projector": {"pretrain": {"lr": 0.7}}, "mocov3-full": MOCOV3_FULL})
     params = params_from_dict(data)
     runs = {run.name: run for run in params.grid}
     none, projector, moco = (resolve(params, runs[n]) for n in
@@ -264,7 +265,8 @@ def test_recipe_mistakes_name_the_layer_and_key():
     assert "recipes.simclr.augment.size: is shared by every run" in msg
     msg = error_for(with_recipes({"simclr": {"model": {"width": 32}}}))
     assert "recipes.simclr.model.width: is shared by every run" in msg
-    msg = error_for(with_recipes({}, **{"mocov3-full": {"momentum": {"final_tau": 0.5}}}))
+    msg = error_for(with_recipes({}, **{"mocov3-full": {**MOCOV3_FULL,
+                                                        "momentum": {"final_tau": 0.5}}}))
     assert "grid.mocov3-full.momentum.final_tau: must be in [tau, 1]" in msg
     msg = error_for(with_recipes({"mocov3": {"method_settings": {"proj_layers": 4}}}))
     assert "recipes.mocov3.method_settings.proj_layers: 4 is not allowed" in msg
