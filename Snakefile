@@ -5,7 +5,7 @@
 #
 # Every rule runs the command of the dvc.yaml stage of the same name (a log file added), over
 # the same grid from params.yaml, with the same inputs and outputs; tests/test_workflow.py
-# checks that the two graphs agree. After a successful run, `dvc commit` records the outputs
+# checks that the two graphs agree. After a successful run, `dvc commit dvc.yaml` records the outputs
 # in dvc.lock, so `dvc status` is clean and `dvc metrics diff` sees the results.
 
 from momentum_ssl.workflow import Grid
@@ -38,5 +38,7 @@ rule all:
         "results/report.md",
 
 
+# The pipeline this Snakefile ran, and only it: a bare `dvc commit` would commit every dvc.yaml
+# of the repository (studies/*/dvc.yaml too) and fail on a study's missing outputs.
 onsuccess:
-    shell("dvc commit --force --quiet")
+    shell("dvc commit --force --quiet dvc.yaml")
