@@ -292,6 +292,39 @@ def _claims_doc(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _fingerprint(args: argparse.Namespace) -> None:
+    """This machine's digests of the kernels and of the default's stages on a slice, each
+    against the committed reference (src/momentum_ssl/fingerprint.json)."""
+    from contextlib import redirect_stdout
+    from pathlib import Path
+
+    from .fingerprint import compare, fingerprint, load_reference
+    from .plumbing.compute import provenance
+
+    params = _load_for_torch(args)
+    with redirect_stdout(sys.stderr):  # the stages' own lines: stdout stays the digests
+        ours = fingerprint(Path(args.params))
+    if args.json:
+        print(json.dumps(ours, indent=1))
+        return
+    reference = load_reference()
+    differ = compare(ours, reference)
+    here = provenance(params.compute)
+    print(f"this machine: {here['cpu']}, {here['cpu_isa_available']} available, kernels "
+          f"{here['cpu_isa_used']}, {here['threads']} threads, torch {here['torch']}")
+    for key in sorted(ours):
+        mark = "differs" if key in differ else "same"
+        print(f"  {key:28s} {ours[key]}  {mark}")
+    checked = "; ".join(f"{m['cpu']} ({m['date']})" for m in reference["machines"])
+    if not differ:
+        print(f"every digest equals the reference (checked on: {checked})")
+        return
+    print(f"{len(differ)} of {len(reference['digests'])} digests differ from the reference "
+          f"(checked on: {checked}): this machine will not reproduce the default's numbers bit "
+          "for bit (docs/REPRODUCIBILITY.md)")
+    raise SystemExit(1)
+
+
 STAGES = {
     "convert": (_convert, "convert params.data.dataset to data/beton/<dataset>/*.beton"),
     "plan": (_plan, "write the params one grid run reads at one seed to "
@@ -312,6 +345,9 @@ STAGES = {
                         "then each run's resolved recipe"),
     "study": (_study, "write studies/NAME/dvc.yaml (the root pipeline seen from there) and "
                       "its params.yaml, a copy of the study's profile"),
+    "fingerprint": (_fingerprint, "digests of this machine's kernels and of the default's "
+                                  "stages on a slice of its data, checked against the "
+                                  "committed reference"),
     "claims-doc": (_claims_doc, "the claims document (docs/CLAIMS.md) from a finished claims "
                                 "study (run in studies/claims)"),
 }
@@ -349,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
             stage.add_argument("--seed", type=int, default=None,
                                help="training seed, one of params.seeds (may be left out when "
                                     "there is only one)")
+        if name == "fingerprint":
+            stage.add_argument("--json", action="store_true",
+                               help="print the digests alone, as JSON (for the reference)")
         if name == "export":
             stage.add_argument("--teacher", action="store_true",
                                help="export the teacher's backbone (scopes full and last_k)")
@@ -363,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data.datasets import DataError, DatasetNotFound
 
     expected: tuple = (ConfigError, DataError, DatasetNotFound, MissingArtifact, CorruptArtifact)
-    if args.stage in ("pretrain", "verify"):  # only these pay for importing the training loop
+    if args.stage in ("pretrain", "verify", "fingerprint"):  # only these pay for importing the training loop
         from .stages.pretrain import TrainingDiverged
 
         expected += (TrainingDiverged,)

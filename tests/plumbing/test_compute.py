@@ -25,7 +25,7 @@ def test_the_portable_mode_pins_every_library_and_the_threads():
     env = environment({"portable": True, "threads": 2})
     assert env["ATEN_CPU_CAPABILITY"] == "avx2"
     assert env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
-    assert env["MKL_CBWR"] == "AVX2"
+    assert env["MKL_CBWR"] == "AVX2,STRICT"
     assert env["OPENBLAS_CORETYPE"] == "Haswell"
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2"
     assert "CUBLAS_WORKSPACE_CONFIG" not in env

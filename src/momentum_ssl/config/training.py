@@ -141,7 +141,7 @@ class ComputeConfig:
     """Section ``compute``: how the kernels run (compute.py, docs/REPRODUCIBILITY.md). Every
     value changes a run's bits, so each run's plan holds the section."""
 
-    # CPU kernels pinned to AVX2 in every library (ATen, oneDNN, MKL's CNR branch, OpenBLAS,
+    # CPU kernels pinned to AVX2 in every library (ATen, oneDNN, MKL's strict CNR branch, OpenBLAS,
     # numpy, numba): the same bits on any x86-64 CPU since 2013. false: each library takes the
     # machine's widest kernels (faster on AVX-512; bench/portable.py measures it).
     portable: bool = True

@@ -22,13 +22,15 @@ from typing import Any, Mapping
 
 # One instruction set for every library that dispatches on the CPU. Measured on what changes a
 # training step's bits: ATen's vectorised kernels and oneDNN's convolutions (the step itself),
-# MKL's GEMM (linear layers; its CNR branch also makes Intel and AMD take the same code path),
+# MKL's GEMM (linear layers: only the STRICT form of its CNR branch makes an Intel and an AMD CPU
+# sum in the same order; measured by the kernel probe of docs/REPRODUCIBILITY.md, and checked on
+# each machine by `python -m momentum_ssl fingerprint`),
 # OpenBLAS and numpy's SIMD loops (the probes' fits and reductions), numba (FFCV's decoders and
 # augmentations are compiled for the host CPU unless told a CPU name).
 PORTABLE_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_CBWR": "AVX2",
+    "MKL_CBWR": "AVX2,STRICT",
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",
     "OPENBLAS_CORETYPE": "Haswell",
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
