@@ -85,3 +85,27 @@ class Grid:
     @staticmethod
     def baseline_params(name: str) -> tuple[str, ...]:
         return _BASELINE_PARAMS[name]
+
+
+def record_in_dvc(dvcfile: str | Path = "dvc.yaml") -> str:
+    """After a successful Snakemake run: record in the lock file of ``dvcfile`` (the pipeline
+    this Snakefile ran, never another folder's) every stage whose outputs all exist, as
+    ``dvc commit --force --no-relink`` would, so that ``dvc status`` is clean and ``dvc repro``
+    reuses them. Stages with a missing output (a run of one target) are left out and named in
+    the line returned. ``--no-relink``: the outputs keep their files and mtimes, so Snakemake's
+    next run still finds them up to date."""
+    from dvc.repo import Repo
+
+    path = Path(dvcfile).resolve()
+    with Repo(str(path.parent)) as repo:
+        stages = [s for s in repo.index.stages if Path(s.path).resolve() == path]
+        complete = [s for s in stages if all(out.exists for out in s.outs)]
+        if len(complete) == len(stages):
+            repo.commit(str(path), force=True, relink=False)
+        else:
+            for stage in complete:
+                repo.commit(f"{path}:{stage.addressing.split(':')[-1]}", force=True,
+                            relink=False)
+    missing = len(stages) - len(complete)
+    line = f"dvc commit: {len(complete)} of {len(stages)} stages of {dvcfile} recorded in dvc.lock"
+    return line + (f" ({missing} not run yet: an output is missing)" if missing else "")
