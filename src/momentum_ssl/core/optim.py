@@ -99,8 +99,9 @@ def _lars_steps(ws: list[Tensor], gs: list[Tensor], group: dict) -> list[Tensor]
         torch._foreach_clamp_max_(trust, 1.0)
     decayed = torch._foreach_add(gs, ws, alpha=wd)
     torch._foreach_mul_(decayed, trust)  # each by its own 0-dim trust
-    return [torch.where((w > 0) & (g > 0), d, grad)
-            for w, g, d, grad in zip(w_norms, g_norms, decayed, gs)]
+    # both norms > 0, as min(||w||, ||g||) > 0 (a NaN norm fails both): one kernel for all
+    adapt = torch.stack(torch._foreach_minimum(w_norms, g_norms)) > 0
+    return [torch.where(a, d, g) for a, d, g in zip(adapt.unbind(), decayed, gs)]
 
 
 SELECTORS = {  # pretrain.param_groups[].select: which trainable parameters a group takes
