@@ -26,7 +26,8 @@ test: setup
 
 # The claims study (params/claims.yaml): every claim its runs can test, at eight seeds, through
 # DVC in studies/claims (cached: an interrupted study resumes, a clone pulls what a remote
-# holds), then docs/CLAIMS.md from its report. About 80 minutes on a 2-core machine.
+# holds), then docs/CLAIMS.md from its report. About 85 minutes from scratch on a 2-core
+# machine; a rerun trains only what changed (docs/CONFIGURATION.md).
 claims: setup
 	$(PY) -m momentum_ssl study claims
 	@start=$$(date +%s) && cd studies/claims && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro && \

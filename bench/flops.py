@@ -150,7 +150,7 @@ def rates(params, repeats: int = 10, warmup: int = 3) -> dict[str, float]:
     from momentum_ssl.config import resolve, with_seed
     from momentum_ssl.core.encoders import SingleEncoder
     from momentum_ssl.core.learner import build_learner
-    from momentum_ssl.stages.pretrain import build_optimizer
+    from momentum_ssl.core.optim import build_optimizer
     from pipeline import train_step
 
     _, _, like = splits(params)

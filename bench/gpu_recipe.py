@@ -32,7 +32,7 @@ def one_epoch(params, method: str, images, device, warmup: int, backbone: str | 
     from momentum_ssl.data.augment import ViewAugment
     from momentum_ssl.core.learner import build_learner
     from momentum_ssl.core.momentum import cosine_tau
-    from momentum_ssl.stages.pretrain import build_optimizer, learning_rate, set_learning_rates
+    from momentum_ssl.core.optim import build_optimizer, learning_rate, set_learning_rates
 
     runs = [r for r in params.grid if r.method == method]
     run = next((r for r in runs if r.scope == "full" and not r.residual), runs[0])

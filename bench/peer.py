@@ -171,7 +171,7 @@ def train_lightly(params, run, seed: int, out: Path) -> dict:
     from momentum_ssl.data.datasets import load_source
     from momentum_ssl.data.loaders import beton_folder
     from momentum_ssl.core.models.backbones import build_backbone
-    from momentum_ssl.stages.pretrain import learning_rate
+    from momentum_ssl.core.optim import learning_rate
 
     data_seed = params.seed  # the .beton's subset; the run's seed draws the rest
     params = resolve(with_seed(params, seed), run)  # as pretrain() trains the run

@@ -54,7 +54,7 @@ def setup(params, run, seed: int):
     from momentum_ssl.config import resolve, with_seed
     from momentum_ssl.data.loaders import train_loader
     from momentum_ssl.core.learner import build_learner
-    from momentum_ssl.stages.pretrain import build_optimizer
+    from momentum_ssl.core.optim import build_optimizer
 
     params = resolve(with_seed(params, seed), run)
     torch.manual_seed(params.seed)

@@ -71,3 +71,53 @@ def test_pretrain_refuses_a_stale_plan(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "results/plan/byol-full/s0.yaml was written for other params" in err
     assert "rerun python -m momentum_ssl plan --run byol-full --seed 0 first" in err
+
+
+def tiny_params_file(tmp_path, monkeypatch):
+    from conftest import TINY, make_params
+    from momentum_ssl.config import to_dict
+
+    monkeypatch.chdir(tmp_path)
+    params = make_params(tmp_path, **TINY)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(params), sort_keys=False))
+
+
+def test_verify_names_a_damaged_stored_model_before_it_trains(tmp_path, monkeypatch, capsys):
+    from momentum_ssl.cli import main
+
+    tiny_params_file(tmp_path, monkeypatch)
+    assert main(["plan", "--run", "byol-full"]) == 0
+    stored = tmp_path / "results" / "runs" / "byol-full" / "s0" / "model.pt"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"PK\x03\x04 a cut copy")
+    capsys.readouterr()
+    assert main(["verify", "--run", "byol-full"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "error: results/runs/byol-full/s0/model.pt is truncated or garbled"), err
+    assert err[0].endswith("rewrite it: dvc repro pretrain@byol-full-0")
+    assert not (tmp_path / "results" / "verify").exists()  # nothing trained nor written
+
+
+def test_run_names_a_grid_run_or_for_evaluation_a_baseline(tmp_path, monkeypatch, capsys):
+    from momentum_ssl.cli import main
+
+    tiny_params_file(tmp_path, monkeypatch)
+    assert main(["plan", "--run", "raw"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "choose one of: byol-full, byol-projector, simclr-none")
+    assert main(["probe", "--run", "nope"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "choose one of: byol-full, byol-projector, simclr-none, raw, random")
+
+
+def test_every_command_takes_the_flags_its_table_entry_lists():
+    from momentum_ssl.cli import FLAGS, STAGES, build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "stage").choices
+    assert set(commands) == set(STAGES)
+    for name, stage in STAGES.items():
+        taken = [a.option_strings[0] if a.option_strings else a.dest
+                 for a in commands[name]._actions if a.dest != "help"]
+        assert taken == [FLAGS[f][0][0] for f in stage.flags], name

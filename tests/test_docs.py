@@ -1,6 +1,7 @@
 """The documentation holds: every relative link in README.md and docs/*.md resolves (the file,
-and the heading when the link names one), and every `python -m momentum_ssl` command in the
-code blocks parses, so a reader who copies one gets the stage's help, not a usage error."""
+and the heading when the link names one), every repository path a page names exists inside the
+repository, and every `python -m momentum_ssl` command in the code blocks parses, so a reader
+who copies one gets the stage's help, not a usage error."""
 
 import re
 import runpy
@@ -144,16 +145,49 @@ def test_every_documented_command_parses_without_help(argv):
     assert args.stage == argv[0]
 
 
-REPO_PATH = re.compile(r"`((?:src|tests|bench|params|workflow|docs)/[^`\s]*)`")
+# A repository path in a page, in prose or code, in backticks or not: a top-level folder of the
+# repository, the package (momentum_ssl/...py, or a module of one of its layers, stages/x.py),
+# or a relative path that climbs out of the page's folder (../...). A path with a placeholder
+# (<run>, {a,b}) is a pattern, not a path; * is a glob.
+TOP = r"(?:src|tests|bench|params|workflow|docs|studies)/[\w.*/-]*"
+PACKAGE = r"momentum_ssl/[\w/]+\.py|(?:config|core|data|stages|analysis|plumbing)/[\w/]+\.py"
+UP = r"(?:\.\./)+[\w.*/-]+"
+REPO_PATH = re.compile(rf"(?<![\w./<{{-])({TOP}|{PACKAGE}|{UP})(?![\w/<{{])")
 
 
 def named_paths() -> list[tuple[str, str]]:
-    return sorted({(page.name, path) for page in PAGES
+    return sorted({(page.name, path.rstrip(".,:;")) for page in PAGES
                    for path in REPO_PATH.findall(page.read_text())})
+
+
+def resolves(page: str, path: str) -> bool:
+    """Whether ``path``, named in ``page``, is a file or folder of the repository."""
+    if path.startswith("../"):  # relative to the page's folder, and it must stay inside
+        where = ((REPO / "docs" if page != "README.md" else REPO) / path).resolve()
+        return where.is_relative_to(REPO.resolve()) and where.exists()
+    if path.startswith("momentum_ssl/"):
+        path = f"src/{path}"
+    elif not path.startswith(("src/", "tests/", "bench/", "params/", "workflow/", "docs/",
+                              "studies/")):
+        path = f"src/momentum_ssl/{path}"  # a module of a layer: stages/pretrain.py
+    return bool(list(REPO.glob(path.rstrip("/"))))
+
+
+def test_the_path_finder_sees_what_a_page_may_name():
+    found = REPO_PATH.findall("see `momentum_ssl/gpus.py`, stages/pretrain.py and tests/x.py; "
+                              "(`../shared/docs/METHODS.md`), results/runs/<run>/, "
+                              "solo/data/x.py, src/momentum_ssl/{a,b}.py")
+    assert found == ["momentum_ssl/gpus.py", "stages/pretrain.py", "tests/x.py",
+                     "../shared/docs/METHODS.md"]
+    assert not resolves("RECIPES.md", "../shared/docs/METHODS.md")  # outside the repository
+    assert not resolves("CLUSTER.md", "momentum_ssl/gpus.py")
+    assert resolves("CLUSTER.md", "plumbing/devices.py")
+    assert resolves("TESTING.md", "../tests/test_docs.py")
 
 
 @pytest.mark.parametrize("page, path", named_paths())
 def test_every_repository_path_a_page_names_exists(page, path):
-    """`src/...`, `tests/...`, `bench/...` in a page: a file moved or renamed leaves the page
-    naming nothing."""
-    assert list(REPO.glob(path.rstrip("/"))), f"{page} names {path}, not in the repository"
+    """`src/...`, `tests/...`, `bench/...`, `momentum_ssl/...py` in a page, in prose or code: a
+    file moved or renamed leaves the page naming nothing, and a path out of the repository
+    names a file a user does not have."""
+    assert resolves(page, path), f"{page} names {path}, not in the repository"

@@ -12,7 +12,7 @@ import torch
 from conftest import REPO
 from momentum_ssl.config import RunSpec, load_params, resolve
 from momentum_ssl.core.learner import build_learner
-from momentum_ssl.stages.pretrain import build_optimizer, set_learning_rates
+from momentum_ssl.core.optim import build_optimizer, set_learning_rates
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

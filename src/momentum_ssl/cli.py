@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Callable, NamedTuple
 
 from .config import ConfigError, load_params, to_dict
 
@@ -23,15 +24,25 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"wrote {out}/{{train,test}}.beton ({counts} images)")
 
 
-def _grid_run(params, args: argparse.Namespace, baselines: bool = False):
+def _grid_run(params, args: argparse.Namespace):
+    """The grid run ``--run`` names (a RunSpec); an error naming the choices otherwise."""
+    runs = {run.name: run for run in params.grid}
+    if args.run not in runs:
+        raise ConfigError(f"--run {args.run!r} is not in the grid of {args.params}; choose one "
+                          "of: " + ", ".join(runs))
+    return runs[args.run]
+
+
+def _run_or_baseline(params, args: argparse.Namespace) -> str:
+    """The name ``--run`` gives, a grid run's or a baseline's (raw, random); an error naming
+    the choices otherwise."""
     from .plumbing.paths import BASELINES
 
-    runs = {run.name: run for run in params.grid}
-    if args.run in runs or (baselines and args.run in BASELINES):
-        return runs.get(args.run)
-    choices = [*runs, *(BASELINES if baselines else ())]
-    raise ConfigError(f"--run {args.run!r} is not in the grid of {args.params}; choose one of: "
-                      + ", ".join(choices))
+    names = [*(run.name for run in params.grid), *BASELINES]
+    if args.run not in names:
+        raise ConfigError(f"--run {args.run!r} is not in the grid of {args.params}; choose one "
+                          "of: " + ", ".join(names))
+    return args.run
 
 
 def _seed(params, args: argparse.Namespace) -> int | None:
@@ -63,6 +74,19 @@ def _load_for_torch(args: argparse.Namespace):
     params = load_params(args.params)
     configure(params.compute, params.pretrain.device)
     return params
+
+
+def _evaluation(args: argparse.Namespace, claim: bool = True):
+    """(params, run or baseline name, seed): the set-up of extract, probe, transfer and
+    evaluate; with ``claim``, a GPU is claimed when the run's encoder needs one."""
+    params = _load_for_torch(args)
+    name, seed = _run_or_baseline(params, args), _seed(params, args)
+    if claim:
+        from .core.encoders import needs_accelerator
+
+        if needs_accelerator(name):
+            _claim_gpus(params)
+    return params, name, seed
 
 
 def _plan(args: argparse.Namespace) -> None:
@@ -124,7 +148,7 @@ def _verify(args: argparse.Namespace) -> None:
 
     import torch
 
-    from .plumbing.artifacts import read_json
+    from .plumbing.artifacts import load_torch, read_json
     from .plumbing.compute import provenance, state_digest
     from .plumbing.paths import RESULTS, cell, run_dir
     from .stages.plan import check_plan
@@ -134,18 +158,20 @@ def _verify(args: argparse.Namespace) -> None:
     run, seed = _grid_run(params, args), _seed(params, args)
     check_plan(params, run, seed, args.params)
     stored = run_dir(cell(run.name, seed)) / "model.pt"
+    rewrite = f"dvc repro pretrain@{run.name}-{seed}"
     if not stored.is_file():
-        raise ConfigError(f"{stored} not found: run `dvc repro pretrain@{run.name}-{seed}` or "
-                          "`dvc pull` first, then verify")
+        raise ConfigError(f"{stored} not found: run `{rewrite}` or `dvc pull` first, then "
+                          "verify")
+    # read (and check) what is stored before the retraining writes anything
+    theirs = load_torch(stored, rewrite, ("learner",))["learner"]
+    recorded = stored.parent / "provenance.json"
+    where = read_json(recorded, rewrite) if recorded.is_file() else {"cpu": "unknown"}
     out = RESULTS / "verify" / cell(run.name, seed)
     shutil.rmtree(out, ignore_errors=True)
     pretrain(params, run, out=out, seed=seed)
-    ours = torch.load(out / "model.pt", map_location="cpu", weights_only=False)["learner"]
-    theirs = torch.load(stored, map_location="cpu", weights_only=False)["learner"]
+    ours = load_torch(out / "model.pt", f"python -m momentum_ssl verify --run {run.name}",
+                      ("learner",))["learner"]
     a, b = state_digest(ours), state_digest(theirs)
-    recorded = stored.parent / "provenance.json"
-    where = (read_json(recorded, f"dvc repro pretrain@{run.name}-{seed}")
-             if recorded.is_file() else {"cpu": "unknown"})
     here = provenance(params.compute)
     print(f"stored:  {b}  ({where.get('cpu')}, {where.get('cpu_isa_used')}, "
           f"{where.get('threads')} threads, portable {where.get('portable')})")
@@ -161,23 +187,17 @@ def _verify(args: argparse.Namespace) -> None:
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from .core.encoders import needs_accelerator
     from .stages.features import extract
 
-    params = _load_for_torch(args)
-    _grid_run(params, args, baselines=True)
-    seed = _seed(params, args)
-    if needs_accelerator(args.run):
-        _claim_gpus(params)
-    print(f"wrote {extract(params, args.run, seed=seed)}/{{train,test}}.parquet")
+    params, name, seed = _evaluation(args)
+    print(f"wrote {extract(params, name, seed=seed)}/{{train,test}}.parquet")
 
 
 def _probe(args: argparse.Namespace) -> None:
     from .stages.probes import probe
 
-    params = _load_for_torch(args)
-    _grid_run(params, args, baselines=True)
-    _print_probe(probe(params, args.run, seed=_seed(params, args)))
+    params, name, seed = _evaluation(args, claim=False)
+    _print_probe(probe(params, name, seed=seed))
 
 
 def _print_probe(out) -> None:
@@ -190,15 +210,10 @@ def _print_probe(out) -> None:
 
 
 def _transfer(args: argparse.Namespace) -> None:
-    from .core.encoders import needs_accelerator
     from .stages.transfer import transfer
 
-    params = _load_for_torch(args)
-    _grid_run(params, args, baselines=True)
-    seed = _seed(params, args)
-    if needs_accelerator(args.run):
-        _claim_gpus(params)
-    _print_transfer(transfer(params, args.run, seed=seed))
+    params, name, seed = _evaluation(args)
+    _print_transfer(transfer(params, name, seed=seed))
 
 
 def _print_transfer(out) -> None:
@@ -213,19 +228,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     stage (each is also a command of its own). One process pays the imports (torch,
     scikit-learn, pyarrow: about 2 s) and DVC's bookkeeping (about 1.3 s a stage) once,
     not three times."""
-    from .core.encoders import needs_accelerator
     from .stages.features import extract
     from .stages.probes import probe
     from .stages.transfer import transfer
 
-    params = _load_for_torch(args)
-    _grid_run(params, args, baselines=True)
-    seed = _seed(params, args)
-    if needs_accelerator(args.run):
-        _claim_gpus(params)
-    print(f"wrote {extract(params, args.run, seed=seed)}/{{train,test}}.parquet", flush=True)
-    _print_probe(probe(params, args.run, seed=seed))
-    _print_transfer(transfer(params, args.run, seed=seed))
+    params, name, seed = _evaluation(args)
+    print(f"wrote {extract(params, name, seed=seed)}/{{train,test}}.parquet", flush=True)
+    _print_probe(probe(params, name, seed=seed))
+    _print_transfer(transfer(params, name, seed=seed))
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -325,31 +335,73 @@ def _fingerprint(args: argparse.Namespace) -> None:
     raise SystemExit(1)
 
 
+# Each command's flags, by name, in the order --help lists them (Stage.flags).
+FLAGS = {
+    "name": (("name",), dict(help="the study, e.g. claims (profile params/claims.yaml)")),
+    "wall-s": (("--wall-s",), dict(type=float, default=None, help="the study's wall time in "
+                                   "seconds, to print in the document")),
+    "notes": (("--notes",), dict(default="notes.yaml", help="what this scale can say about "
+                                 "each claim (default: notes.yaml, in the study's folder)")),
+    "doc": (("--out",), dict(default="CLAIMS.md",
+                             help="the document to write (make claims: docs/CLAIMS.md)")),
+    "params": (("--params",), dict(default="params.yaml", help="params file (default: "
+                                   "params.yaml; profiles live in params/)")),
+    "run": (("--run",), dict(required=True, help="grid run name, e.g. byol-full")),
+    "run-or-baseline": (("--run",), dict(required=True, help="grid run name (e.g. byol-full) "
+                                         "or baseline (raw, random)")),
+    "run-recipe": (("--run",), dict(default=None,
+                                    help="print only this grid run's resolved recipe")),
+    "seed": (("--seed",), dict(type=int, default=None, help="training seed, one of "
+                               "params.seeds (may be left out when there is only one)")),
+    "teacher": (("--teacher",), dict(action="store_true", help="export the teacher's backbone "
+                                     "(scopes full and last_k)")),
+    "export-to": (("--out",), dict(help="folder to write to (default: results/export/<run>)")),
+    "json": (("--json",), dict(action="store_true",
+                               help="print the digests alone, as JSON (for the reference)")),
+}
+
+
+class Stage(NamedTuple):
+    command: Callable[[argparse.Namespace], None]
+    help: str
+    flags: tuple[str, ...] = ("params",)  # keys of FLAGS
+    trains: bool = False  # runs the training loop: a diverged loss is an expected failure
+
+
+PER_RUN = ("params", "run", "seed")
+PER_RUN_OR_BASELINE = ("params", "run-or-baseline", "seed")
+
 STAGES = {
-    "convert": (_convert, "convert params.data.dataset to data/beton/<dataset>/*.beton"),
-    "plan": (_plan, "write the params one grid run reads at one seed to "
-                    "results/plan/<run>/s<seed>.yaml"),
-    "pretrain": (_pretrain, "pretrain one grid run (--run NAME), resuming if it was stopped"),
-    "extract": (_extract, "features of a grid run or baseline (raw, random) to Parquet"),
-    "probe": (_probe, "kNN and logistic probes of a grid run's or baseline's features"),
-    "transfer": (_transfer, "probe a grid run's frozen student (or a baseline) on the "
-                            "transfer targets"),
-    "evaluate": (_evaluate, "extract, probe and transfer of a grid run or baseline in one "
-                            "process: the DAG's stage"),
-    "export": (_export, "a grid run's trained backbone as a torchvision (resnet18/50) or "
-                        "momentum_ssl (resnet_tiny) state_dict, plus safetensors"),
-    "verify": (_verify, "train one run-seed again (into results/verify/) and compare its "
-                        "weights with the stored results/runs/<run>/s<seed>/model.pt"),
-    "report": (_report, "results/report.md and results/plots/*.png from every probe"),
-    "params": (_params, "validate a params file and print it with every default filled in, "
-                        "then each run's resolved recipe"),
-    "study": (_study, "write studies/NAME/dvc.yaml (the root pipeline seen from there) and "
-                      "its params.yaml, a copy of the study's profile"),
-    "fingerprint": (_fingerprint, "digests of this machine's kernels and of the default's "
-                                  "stages on a slice of its data, checked against the "
-                                  "committed reference"),
-    "claims-doc": (_claims_doc, "the claims document (docs/CLAIMS.md) from a finished claims "
-                                "study (run in studies/claims)"),
+    "convert": Stage(_convert, "convert params.data.dataset to data/beton/<dataset>/*.beton"),
+    "plan": Stage(_plan, "write the params one grid run reads at one seed to "
+                         "results/plan/<run>/s<seed>.yaml", PER_RUN),
+    "pretrain": Stage(_pretrain, "pretrain one grid run (--run NAME), resuming if it was "
+                                 "stopped", PER_RUN, trains=True),
+    "extract": Stage(_extract, "features of a grid run or baseline (raw, random) to Parquet",
+                     PER_RUN_OR_BASELINE),
+    "probe": Stage(_probe, "kNN and logistic probes of a grid run's or baseline's features",
+                   PER_RUN_OR_BASELINE),
+    "transfer": Stage(_transfer, "probe a grid run's frozen student (or a baseline) on the "
+                                 "transfer targets", PER_RUN_OR_BASELINE),
+    "evaluate": Stage(_evaluate, "extract, probe and transfer of a grid run or baseline in one "
+                                 "process: the DAG's stage", PER_RUN_OR_BASELINE),
+    "export": Stage(_export, "a grid run's trained backbone as a torchvision (resnet18/50) or "
+                             "momentum_ssl (resnet_tiny) state_dict, plus safetensors",
+                    (*PER_RUN, "teacher", "export-to")),
+    "verify": Stage(_verify, "train one run-seed again (into results/verify/) and compare its "
+                             "weights with the stored results/runs/<run>/s<seed>/model.pt",
+                    PER_RUN, trains=True),
+    "report": Stage(_report, "results/report.md and results/plots/*.png from every probe"),
+    "params": Stage(_params, "validate a params file and print it with every default filled "
+                             "in, then each run's resolved recipe", ("params", "run-recipe")),
+    "study": Stage(_study, "write studies/NAME/dvc.yaml (the root pipeline seen from there) "
+                           "and its params.yaml, a copy of the study's profile", ("name",)),
+    "fingerprint": Stage(_fingerprint, "digests of this machine's kernels and of the default's "
+                                       "stages on a slice of its data, checked against the "
+                                       "committed reference", ("params", "json"), trains=True),
+    "claims-doc": Stage(_claims_doc, "the claims document (docs/CLAIMS.md) from a finished "
+                                     "claims study (run in studies/claims)",
+                        ("wall-s", "notes", "doc", "params")),
 }
 
 
@@ -357,42 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m momentum_ssl", description=__doc__.split(
         "\n")[0])
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for name, (_, help_text) in STAGES.items():
-        stage = sub.add_parser(name, help=help_text, description=help_text)
-        if name == "study":
-            stage.add_argument("name", help="the study, e.g. claims (profile params/claims.yaml)")
-            continue
-        if name == "claims-doc":
-            stage.add_argument("--wall-s", type=float, default=None,
-                               help="the study's wall time in seconds, to print in the document")
-            stage.add_argument("--notes", default="notes.yaml",
-                               help="what this scale can say about each claim (default: "
-                                    "notes.yaml, in the study's folder)")
-            stage.add_argument("--out", default="CLAIMS.md",
-                               help="the document to write (make claims: docs/CLAIMS.md)")
-        stage.add_argument("--params", default="params.yaml",
-                           help="params file (default: params.yaml; profiles live in params/)")
-        if name in ("plan", "pretrain", "export", "verify"):
-            stage.add_argument("--run", required=True, help="grid run name, e.g. byol-full")
-        elif name == "params":
-            stage.add_argument("--run", default=None,
-                               help="print only this grid run's resolved recipe")
-        elif name in ("extract", "probe", "transfer", "evaluate"):
-            stage.add_argument("--run", required=True,
-                               help="grid run name (e.g. byol-full) or baseline (raw, random)")
-        if name in ("plan", "pretrain", "extract", "probe", "transfer", "evaluate", "export",
-                    "verify"):
-            stage.add_argument("--seed", type=int, default=None,
-                               help="training seed, one of params.seeds (may be left out when "
-                                    "there is only one)")
-        if name == "fingerprint":
-            stage.add_argument("--json", action="store_true",
-                               help="print the digests alone, as JSON (for the reference)")
-        if name == "export":
-            stage.add_argument("--teacher", action="store_true",
-                               help="export the teacher's backbone (scopes full and last_k)")
-            stage.add_argument("--out", help="folder to write to (default: "
-                                             "results/export/<run>)")
+    for name, stage in STAGES.items():
+        command = sub.add_parser(name, help=stage.help, description=stage.help)
+        for flag in stage.flags:
+            names, options = FLAGS[flag]
+            command.add_argument(*names, **options)
     return parser
 
 
@@ -402,12 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     from .data.datasets import DataError, DatasetNotFound
 
     expected: tuple = (ConfigError, DataError, DatasetNotFound, MissingArtifact, CorruptArtifact)
-    if args.stage in ("pretrain", "verify", "fingerprint"):  # only these pay for importing the training loop
+    if STAGES[args.stage].trains:  # only these pay for importing the training loop
         from .stages.pretrain import TrainingDiverged
 
         expected += (TrainingDiverged,)
     try:
-        STAGES[args.stage][0](args)
+        STAGES[args.stage].command(args)
     except expected as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from conftest import REPO
 from momentum_ssl.config import METHODS, ModelConfig, RunSpec, load_params, recipe, resolve
 from momentum_ssl.core.learner import build_learner
 from momentum_ssl.core.momentum import cosine_tau
-from momentum_ssl.stages.pretrain import build_optimizer, learning_rate, set_learning_rates
+from momentum_ssl.core.optim import build_optimizer, learning_rate, set_learning_rates
 
 DOC = REPO / "docs" / "RECIPES.md"
 

@@ -1,4 +1,8 @@
 import dataclasses
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -52,6 +56,42 @@ def test_with_no_good_checkpoint_the_run_starts_from_scratch(tmp_path, capsys):
                                                                             "scratch")
     assert len(list(tmp_path.glob("*.corrupt-*"))) == 2 and not any(
         p.exists() for p in (path, previous_path(path)))
+
+
+# One rank of a gloo process group: rank 0 waits a second before it reads, so that a rank that
+# did not wait for it would meet the damaged file first.
+RANK_LOADS = """
+import sys, time
+import torch.distributed as dist
+from momentum_ssl.plumbing.checkpoint import load_checkpoint_on_every_rank
+dist.init_process_group("gloo")
+if dist.get_rank() == 0:
+    time.sleep(1.0)
+state = load_checkpoint_on_every_rank(__import__("pathlib").Path(sys.argv[1]), "abc", "r")
+print("epoch", None if state is None else state["epoch"], flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_under_ddp_rank_0_sets_a_damaged_checkpoint_aside_before_the_others_read(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(state(1), path)
+    save_checkpoint(state(2), path)
+    path.write_bytes(path.read_bytes()[:100])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+    ranks = [subprocess.Popen([sys.executable, "-c", RANK_LOADS, str(path)],
+                              env={**env, "RANK": str(r)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for r in range(2)]
+    outs = [r.communicate(timeout=120)[0] for r in ranks]
+    assert [r.returncode for r in ranks] == [0, 0], outs
+    assert all(out.strip().endswith("epoch 1") for out in outs), outs
+    assert "set aside as" in outs[0]
+    assert "truncated or garbled" not in outs[1]  # rank 1 never read the damaged file
+    assert len(list(tmp_path.glob("checkpoint.pt.corrupt-*"))) == 1
 
 
 def test_a_checkpoint_of_other_params_is_ignored(tmp_path, capsys):

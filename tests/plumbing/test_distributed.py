@@ -40,3 +40,17 @@ def test_torchrun_two_processes_train_one_run(tmp_path, run):
     state = torch.load(out / "model.pt", weights_only=False)["learner"]
     assert any("running_mean" in key for key in state)
     assert not (out / "checkpoint.pt").exists()
+
+
+def test_close_distributed_leaves_the_process_group_and_a_lone_barrier_returns():
+    import torch.distributed as dist
+
+    from momentum_ssl.plumbing.distributed import barrier, close_distributed
+
+    barrier()  # no process group: returns at once
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    assert dist.is_initialized()
+    barrier()
+    close_distributed()
+    assert not dist.is_initialized()
+    close_distributed()  # nothing to leave: no error

@@ -9,6 +9,7 @@ rule pretrain:
         "src/momentum_ssl/stages/plan.py",
         "src/momentum_ssl/core/learner.py",
         "src/momentum_ssl/core/momentum.py",
+        "src/momentum_ssl/core/optim.py",
         "src/momentum_ssl/analysis/telemetry.py",
         "src/momentum_ssl/plumbing/checkpoint.py",
         "src/momentum_ssl/analysis/health.py",

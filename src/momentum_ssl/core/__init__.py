@@ -4,6 +4,8 @@
     methods/     one file per method: its settings (a dataclass), its heads, its pure loss
     momentum.py  the teacher: EMA of a scope of the student, tau's schedule, the residual loss
     learner.py   a student (backbone + method) with its teacher: the forward and the losses
+    optim.py     the optimiser (SGD, LARS, AdamW), its parameter groups, lr and weight-decay
+                 schedules, the gradient clipping
     losses.py    every method's loss in one namespace
     encoders.py  a trained learner's (or a baseline's) encoders, and encoding batches of images
 

@@ -5,7 +5,7 @@
     results.py      the result files one stage writes and another reads (features, transfer)
     checkpoint.py   the training checkpoint: save, resume, set aside a damaged one
     devices.py      the device a stage runs on, and claiming free GPUs
-    distributed.py  gathers and reductions across torchrun processes
+    distributed.py  joining and leaving torchrun's process group; gathers and reductions
 
 The bottom layer: imports nothing else of the package.
 """

@@ -10,6 +10,10 @@ damaged ``checkpoint.pt`` is set aside (renamed ``checkpoint.pt.corrupt-<UTC tim
 inspection, with a message) and the run resumes from ``checkpoint.prev.pt``, or from scratch
 when that is damaged or absent too. A resumed epoch replays the same batches (loaders.py), so
 resuming one epoch earlier only costs that epoch's time.
+
+Under DDP every rank reads the checkpoint, but only rank 0 sets a damaged one aside, and the
+others read after it has (:func:`load_checkpoint_on_every_rank`): no rank reads a file while it
+is renamed, and all resume from the same one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 
 from .artifacts import CorruptArtifact, atomic_torch_save, load_torch
+from .distributed import barrier, rank
 
 KEYS = ("learner", "optimizer", "stability", "epoch", "step", "elapsed_s", "torch_rng",
         "params_hash")
@@ -62,6 +67,16 @@ def load_checkpoint(path: Path, stamp: str, run: str, set_aside: bool = True) ->
             return None
         return state
     return None
+
+
+def load_checkpoint_on_every_rank(path: Path, stamp: str, run: str) -> dict | None:
+    """:func:`load_checkpoint` on each rank of a process group: rank 0 first, setting damaged
+    files aside, then, after a barrier, the others, from the files it left. In one process,
+    :func:`load_checkpoint`."""
+    first = rank() == 0
+    state = load_checkpoint(path, stamp, run, set_aside=True) if first else None
+    barrier()
+    return state if first else load_checkpoint(path, stamp, run, set_aside=False)
 
 
 def remove_checkpoints(path: Path) -> None:

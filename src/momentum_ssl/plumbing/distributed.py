@@ -1,9 +1,42 @@
-"""Cross-rank helpers for DDP (torchrun). In a single process each one returns its input."""
+"""DDP (torchrun): joining and leaving the process group, and cross-rank helpers. In a single
+process each helper returns its input (a barrier returns at once)."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
+
+from .devices import resolve_device
+
+
+def init_distributed(choice: str) -> tuple[torch.device, int, int]:
+    """(device, rank, world size) for ``pretrain.device`` = ``choice``. Under ``torchrun``
+    (WORLD_SIZE > 1) join the process group: NCCL with one GPU per local rank, or gloo on the
+    CPU. :func:`close_distributed` leaves it."""
+    device = resolve_device(choice)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return device, 0, 1
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, dist.get_rank(), dist.get_world_size()
+
+
+def close_distributed() -> None:
+    """Leave the process group :func:`init_distributed` joined (NCCL warns at exit otherwise)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank."""
+    if world_size() > 1:
+        dist.barrier()
 
 
 def world_size() -> int:
