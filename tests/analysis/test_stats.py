@@ -292,3 +292,24 @@ def test_spearman_matches_scipy():
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     ties = [0.2, 0.1, 0.2, 0.5, 0.1]
     assert spearman(range(5), ties) == pytest.approx(sp.spearmanr(range(5), ties).statistic)
+
+
+def test_image_half_width_is_the_paired_bootstrap_over_test_images():
+    """Every seed scores the same images: resampling images (each with all its seeds) gives
+    the test set's own error in the mean difference; the formula is that bootstrap's exact
+    variance, and the bound kept for transfer (no per-image predictions) lies above it."""
+    from momentum_ssl.analysis.stats import image_half_width, image_half_width_bound
+
+    rng = np.random.default_rng(0)
+    images, seeds = 360, 4
+    right_a = rng.random((seeds, images)) < 0.93
+    right_b = rng.random((seeds, images)) < 0.90
+    rows = right_a.astype(float) - right_b
+    half = image_half_width(list(rows))
+    e = rows.mean(0)
+    boot = [e[rng.integers(0, images, images)].mean() for _ in range(4000)]
+    assert half == pytest.approx(1.96 * np.std(boot), rel=0.05)
+    bound = image_half_width_bound([(1 - right_a.mean(), 1 - right_b.mean(), images)])
+    assert half < bound < 1.96 * math.sqrt(0.17 / images) * 1.05
+    with pytest.raises(ValueError, match="same test images"):
+        image_half_width([[1.0, 0.0], [1.0]])
