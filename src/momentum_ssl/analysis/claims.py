@@ -315,8 +315,8 @@ def _tested(claim: ClaimConfig, a: str, b: str | None, effect: Effect, values: V
     notes = [note] if note else []
     if test.reason:
         notes.append(f"no verdict: {test.reason}")
-    elif _outlier_note(effect):
-        notes.append(_outlier_note(effect))
+    elif flagged := _outlier_note(effect):
+        notes.append(flagged)
     if claim.cost and b is not None:
         cost_a, cost_b = (_per_seed(values, r, replace(claim, metric="step_s")) for r in (a, b))
         common = set(cost_a) & set(cost_b)

@@ -24,6 +24,7 @@ differences roughly normal; :func:`outlier` flags a seed that makes that doubtfu
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,10 +37,24 @@ MIN_SEEDS = 3  # METHODS.md: one seed is a smoke test; fewer than three give no 
 
 
 def t_quantile(p: float, df: int) -> float:
-    """The p-quantile of Student's t with ``df`` degrees of freedom."""
-    from scipy.stats import t
+    """The p-quantile of Student's t with ``df`` degrees of freedom (scipy.stats.t.ppf's own
+    function, without its argument checks: they cost 0.1 ms a call, and a simulated test
+    judges thousands of rows)."""
+    from scipy.special import stdtrit
 
-    return float(t.ppf(p, df))
+    return float(stdtrit(df, p))
+
+
+def t_cdf(x: float, df: int) -> float:
+    """P(T <= x) for Student's t (scipy.stats.t.cdf's own function)."""
+    from scipy.special import stdtr
+
+    return float(stdtr(df, x))
+
+
+def t_sf(x: float, df: int) -> float:
+    """P(T > x) for Student's t (scipy.stats.t.sf's own function)."""
+    return t_cdf(-x, df)
 
 
 @dataclass(frozen=True)
@@ -161,7 +176,6 @@ def direction(effect: Effect, side: str, alpha: float = ALPHA) -> Test:
     """A direction claim (``greater``: a > b, ``less``: a < b): the two-sided paired t-test,
     its p-value split by side, so that p < alpha on the claimed side is the (1 - alpha)
     interval excluding zero there. Decided and printed on the (1 - alpha) interval."""
-    from scipy.stats import t
 
     if side not in ("greater", "less"):
         raise ValueError(f"direction must be 'greater' or 'less', got {side!r}")
@@ -171,7 +185,7 @@ def direction(effect: Effect, side: str, alpha: float = ALPHA) -> Test:
         return refused
     s, df = effect.summary, effect.summary.n - 1
     stat = s.mean / _sem(effect)
-    p_up, p_down = 2 * float(t.sf(stat, df)), 2 * float(t.cdf(stat, df))
+    p_up, p_down = 2 * t_sf(stat, df), 2 * t_cdf(stat, df)
     p, against = (p_up, p_down) if side == "greater" else (p_down, p_up)
     low, high = effect.interval(level)
     return Test(side, min(p, 1.0), min(against, 1.0), low, high, level)
@@ -180,7 +194,6 @@ def direction(effect: Effect, side: str, alpha: float = ALPHA) -> Test:
 def tost(effect: Effect, margin: float) -> tuple[float, float]:
     """The two one-sided tests of |mean difference| < margin: their p-values (H0: mean <=
     -margin, and H0: mean >= margin), each a one-sided Student-t test on the differences."""
-    from scipy.stats import t
 
     if margin <= 0:
         raise ValueError(f"margin must be > 0, got {margin}")
@@ -188,8 +201,8 @@ def tost(effect: Effect, margin: float) -> tuple[float, float]:
     if s.std is None or s.std == 0:
         raise ValueError("TOST needs at least two differences with spread")
     sem = _sem(effect)
-    lower = float(t.sf((s.mean + margin) / sem, s.n - 1))
-    upper = float(t.cdf((s.mean - margin) / sem, s.n - 1))
+    lower = t_sf((s.mean + margin) / sem, s.n - 1)
+    upper = t_cdf((s.mean - margin) / sem, s.n - 1)
     return lower, upper
 
 
@@ -198,15 +211,14 @@ def equivalence(effect: Effect, margin: float, alpha: float = ALPHA) -> Test:
     larger TOST p-value, and p < alpha is the same as the (1 - 2 alpha) interval lying inside
     +-margin, so that is the interval printed (90% at alpha 0.05). Against it: the one-sided
     test that the mean lies beyond one margin (the same interval wholly outside)."""
-    from scipy.stats import t
 
     level = 1 - 2 * alpha
     refused = _refused("equivalent", effect, level, margin)
     if refused:
         return refused
     s, sem = effect.summary, _sem(effect)
-    outside = min(float(t.sf((s.mean - margin) / sem, s.n - 1)),
-                  float(t.cdf((s.mean + margin) / sem, s.n - 1)))
+    outside = min(t_sf((s.mean - margin) / sem, s.n - 1),
+                  t_cdf((s.mean + margin) / sem, s.n - 1))
     low, high = effect.interval(level)
     return Test("equivalent", max(tost(effect, margin)), outside, low, high, level, margin)
 
@@ -216,7 +228,6 @@ def noninferiority(effect: Effect, margin: float, alpha: float = ALPHA) -> Test:
     at ``alpha`` (H0: mean <= -margin); p < alpha is the (1 - 2 alpha) interval's lower end
     above -margin, the interval printed. Against it: H0 mean >= -margin rejected (its upper end
     below -margin: inferior)."""
-    from scipy.stats import t
 
     if margin <= 0:
         raise ValueError(f"margin must be > 0, got {margin}")
@@ -227,7 +238,7 @@ def noninferiority(effect: Effect, margin: float, alpha: float = ALPHA) -> Test:
     s, sem = effect.summary, _sem(effect)
     stat = (s.mean + margin) / sem
     low, high = effect.interval(level)
-    return Test("noninferior", float(t.sf(stat, s.n - 1)), float(t.cdf(stat, s.n - 1)),
+    return Test("noninferior", t_sf(stat, s.n - 1), t_cdf(stat, s.n - 1),
                 low, high, level, margin)
 
 
@@ -310,7 +321,6 @@ def outlier(values: Sequence[float], alpha: float = ALPHA) -> int | None:
     ``values`` (the largest |x - mean| / sd beyond its critical value), else None; needs 3
     values with spread. The t procedures assume normal differences; one outlying seed (a
     skewed law) can double their one-sided error at 3 and 8 seeds (review 38, item 7)."""
-    from scipy.stats import t
 
     n = len(values)
     if n < 3 or no_spread(values):
@@ -318,7 +328,7 @@ def outlier(values: Sequence[float], alpha: float = ALPHA) -> int | None:
     s = summarize(values)
     index = max(range(n), key=lambda i: abs(values[i] - s.mean))
     g = abs(values[index] - s.mean) / s.std
-    q = float(t.ppf(1 - alpha / (2 * n), n - 2)) if n > 2 else math.inf
+    q = t_quantile(1 - alpha / (2 * n), n - 2) if n > 2 else math.inf
     critical = (n - 1) / math.sqrt(n) * math.sqrt(q * q / (n - 2 + q * q))
     return index if g > critical else None
 
@@ -369,15 +379,14 @@ def power(kind: str, n: int, sd: float, effect: float, alpha: float = ALPHA) -> 
     too optimistic at few degrees of freedom). ``effect``: for ``greater``/``less`` the true
     difference (two-sided test, as :func:`direction`); for ``equivalent``/``noninferior`` the
     margin, with a true difference of zero (TOST's exact power, :func:`_tost_power`)."""
-    from scipy.stats import t
 
     if n < 2 or sd <= 0 or effect <= 0:
         raise ValueError(f"power needs n >= 2, sd > 0 and effect > 0, got {n}, {sd}, {effect}")
     df, shift = n - 1, effect * math.sqrt(n) / sd
     if kind in ("greater", "less"):
-        crit = float(t.ppf(1 - alpha / 2, df))
+        crit = t_quantile(1 - alpha / 2, df)
         return _nct_sf(crit, df, shift) + 1 - _nct_sf(-crit, df, shift)
-    crit = float(t.ppf(1 - alpha, df))
+    crit = t_quantile(1 - alpha, df)
     if kind == "noninferior":
         return _nct_sf(crit, df, shift)
     if kind == "equivalent":
@@ -393,11 +402,17 @@ def _tost_power(df: int, shift: float, crit: float) -> float:
     P(lower test) + P(upper test) - 1 that stood here is loose at few seeds (review D6):
     0.42 against 0.56 at 3 seeds and a 2-sd margin, so it overstated the seeds needed."""
     from scipy.integrate import quad
-    from scipy.stats import chi2, norm
 
     top = df * (shift / crit) ** 2  # beyond this c the two tests cannot both reject
-    value, _ = quad(lambda c: chi2.pdf(c, df) * (2 * norm.cdf(shift - crit * math.sqrt(c / df))
-                                                 - 1), 0.0, top, limit=200)
+    log_norm = (df / 2) * math.log(2) + math.lgamma(df / 2)
+
+    def integrand(c: float) -> float:  # chi2(df) density x P(|Z| < ...), in plain math: the
+        if c <= 0:                     # scipy.stats calls cost 1 ms a point, 40 s a report
+            return 0.0
+        density = math.exp((df / 2 - 1) * math.log(c) - c / 2 - log_norm)
+        return density * math.erf((shift - crit * math.sqrt(c / df)) / math.sqrt(2))
+
+    value, _ = quad(integrand, 0.0, top, limit=200)
     return min(1.0, max(0.0, value))
 
 
@@ -479,6 +494,35 @@ def image_half_width_bound(errors: Sequence[tuple[float, float, int]],
     return float(norm.ppf((1 + level) / 2)) * math.sqrt(total)
 
 
+@functools.lru_cache(maxsize=64)
+def _studies(cov: tuple[tuple[float, ...], ...], n: int, draws: int):
+    """``draws`` simulated studies of ``n`` seeds of K rows with covariance ``cov``: each
+    row's mean difference less its true value (normal, cov / n) and its standard error. The
+    sample variances are the diagonal of a Wishart(n - 1, cov) / (n - 1), drawn by Bartlett's
+    decomposition when n - 1 reaches the rank of cov (the cost does not grow with n), else
+    from n drawn seeds: exact for normal differences. Seeded by n and the rank, so a figure is
+    the same at every call and, on the same draws, rises with the effect."""
+    import numpy as np
+
+    values, vectors = np.linalg.eigh(np.array(cov))
+    keep = values > 1e-12 * max(values.max(), 1e-300)
+    root = vectors[:, keep] * np.sqrt(values[keep])  # K x r, cov = root @ root.T
+    rank, df = root.shape[1], n - 1
+    rng = np.random.default_rng([38, n, rank])
+    means = rng.standard_normal((draws, rank)) @ root.T / math.sqrt(n)
+    if df >= rank:  # Bartlett: W = A A^T, A lower triangular
+        a = np.zeros((draws, rank, rank))
+        rows, cols = np.tril_indices(rank, -1)
+        a[:, rows, cols] = rng.standard_normal((draws, len(rows)))
+        idx = np.arange(rank)
+        a[:, idx, idx] = np.sqrt(rng.chisquare(df - idx, (draws, rank)))
+        spread = np.einsum("kr,drs->dks", root, a)
+    else:  # fewer seeds than the rank: draw them
+        z = rng.standard_normal((draws, rank, n))
+        spread = np.einsum("kr,drn->dkn", root, z - z.mean(axis=2, keepdims=True))
+    return means, np.sqrt((spread ** 2).sum(axis=2) / df / n)
+
+
 DRAWS = 4000  # simulated studies per power figure of a composite rule: +-0.007 at 80% power
 
 
@@ -515,39 +559,14 @@ class Rule:
                     self.level)
 
     def power(self, n: int, effect: float, draws: int = DRAWS) -> float:
-        """The simulated chance that ``n`` seeds pass every row's test at ``effect``. Each
-        study draws the rows' mean differences (normal, cov / n) and their sample variances
-        (the diagonal of a Wishart(n - 1, cov) / (n - 1), by Bartlett's decomposition when
-        n - 1 reaches the rank of cov, else from n drawn seeds): exact for normal
-        differences, in time that does not grow with n. The draws are seeded by n, so the
-        figure is the same at every call and rises with the effect."""
-        import numpy as np
-        from scipy.stats import t
+        """The simulated chance that ``n`` seeds pass every row's test at ``effect`` (the
+        studies are :func:`_studies`'s, the same at every call for one n)."""
 
         if n < 2 or effect <= 0:
             raise ValueError(f"power needs n >= 2 and effect > 0, got {n}, {effect}")
-        cov = np.array(self.cov)
-        values, vectors = np.linalg.eigh(cov)
-        keep = values > 1e-12 * max(values.max(), 1e-300)
-        root = vectors[:, keep] * np.sqrt(values[keep])  # K x r, cov = root @ root.T
-        rank, df = root.shape[1], n - 1
-        rng = np.random.default_rng([38, n, rank])
-        means = rng.standard_normal((draws, rank)) @ root.T / math.sqrt(n)
-        if df >= rank:  # Bartlett: W = A A^T, A lower triangular
-            a = np.zeros((draws, rank, rank))
-            rows, cols = np.tril_indices(rank, -1)
-            a[:, rows, cols] = rng.standard_normal((draws, len(rows)))
-            idx = np.arange(rank)
-            a[:, idx, idx] = np.sqrt(rng.chisquare(df - idx, (draws, rank)))
-            spread = np.einsum("kr,drs->dks", root, a)
-        else:  # fewer seeds than the rank: draw them
-            z = rng.standard_normal((draws, rank, n))
-            spread = np.einsum("kr,drn->dkn", root, z - z.mean(axis=2, keepdims=True))
-        sem = np.sqrt((spread ** 2).sum(axis=2) / df / n)
-        crit = float(t.ppf(1 - self.level, df))
-        if self.kind == "greater":
-            passed = (means + effect) / sem > crit
-        elif self.kind == "noninferior":
+        means, sem = _studies(self.cov, n, draws)
+        crit = t_quantile(1 - self.level, n - 1)
+        if self.kind in ("greater", "noninferior"):  # true difference effect, or 0 vs -margin
             passed = (means + effect) / sem > crit
         elif self.kind == "equivalent":
             passed = ((means + effect) / sem > crit) & ((means - effect) / sem < -crit)
@@ -565,7 +584,7 @@ class Rule:
         low, high = 0.0, math.sqrt(max(row[i] for i, row in enumerate(self.cov)))
         while self.power(n, high) < target:
             low, high = high, 2 * high
-        for _ in range(30):  # the power rises with the effect on the same draws
+        while high - low > 1e-4 * high:  # the power rises with the effect on the same draws
             mid = (low + high) / 2
             low, high = (low, mid) if self.power(n, mid) >= target else (mid, high)
         return high
