@@ -702,11 +702,12 @@ def claims_doc(params: Params, notes: dict[str, str], out: Path, root: Path = RE
         "in the grid).** Verdicts are decided on Holm-adjusted p-values across the tested "
         "claims; an inconclusive one states the seeds it would need.", "",
         "## Verdicts", "",
-        "| claim | verdict | runs (a vs b) | a - b [CI] | p raw / Holm | seeds needed "
-        "(80% power) |", "|---|---|---|---|---|---|"]
-    for v in primary:
-        lines.append(f"| {v.claim.name} | **{v.status}** | {v.label} | {_difference(v)} | "
-                     f"{_p(v)} | {_needed(v)} |")
+        "| claim | verdict | runs (a vs b) | a - b [CI] | test set ± (95%) | p raw / Holm "
+        "| seeds needed (80% power) |", "|---|---|---|---|---|---|---|"]
+    for i, v in enumerate(verdicts):
+        if v.primary:
+            lines.append(f"| {v.claim.name} | **{v.status}** | {v.label} | {_difference(v)} | "
+                         f"{_test_set_cell(v, test_set.get(i))} | {_p(v)} | {_needed(v)} |")
     lines += ["", "![the claims' differences with their intervals](" + images.name + "/claims.png)", "",
               "## What this scale can say", ""]
     for v in primary:
