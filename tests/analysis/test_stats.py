@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from momentum_ssl.analysis.stats import (CONTRADICTED, INCONCLUSIVE, SUPPORTED, decide,
-                                         detectable, direction, equivalence, holm, no_verdict,
-                                         noninferiority, one_sample, paired, power,
-                                         seeds_needed, spearman, summarize, tost, trend, verdict)
+from momentum_ssl.analysis.stats import (CONTRADICTED, INCONCLUSIVE, SUPPORTED, Rule, decide,
+                                         depth_contrast, detectable, direction, equivalence,
+                                         holm, intersection, mean_rho, no_verdict,
+                                         noninferiority, one_sample, outlier, paired, power,
+                                         sd_upper, seeds_needed, spearman, summarize, tost,
+                                         verdict)
 
 A = {0: 0.7812, 1: 0.7764, 2: 0.7903, 3: 0.7851, 4: 0.7799}
 B = {0: 0.7711, 1: 0.7702, 2: 0.7795, 3: 0.7790, 4: 0.7688}
@@ -144,38 +146,43 @@ def test_no_spread_up_to_float_noise_gives_no_verdict():
     assert no_verdict([0.01, 0.011, 0.012]) == ""
 
 
-def page_l_exact(rows: list[list[float]]) -> tuple[float, float]:
-    """Page's L and its exact p-value by enumerating every seed's rank permutations."""
-    ranks = [sp.rankdata(r) for r in rows]
-    k = len(rows[0])
-    weights = np.arange(1, k + 1)
-    observed = sum(float(weights @ r) for r in ranks)
-    perms = [float(weights @ np.array(p)) for p in itertools.permutations(range(1, k + 1))]
-    totals = [sum(c) for c in itertools.product(perms, repeat=len(rows))]
-    return observed, sum(t >= observed - 1e-9 for t in totals) / len(totals)
-
-
-def test_trend_is_pages_l_with_its_exact_p_and_rho_within_bounds():
+def test_depth_contrast_is_the_final_half_minus_the_earlier_per_seed():
     rows = {0: [0.1, 0.3, 0.2, 0.5], 1: [0.2, 0.1, 0.4, 0.6], 2: [0.1, 0.2, 0.3, 0.2]}
-    result = trend(rows)
-    statistic, p = page_l_exact(list(rows.values()))
-    assert result.statistic == pytest.approx(statistic) and result.p == pytest.approx(p)
-    reverse_stat, reverse_p = page_l_exact([r[::-1] for r in rows.values()])
-    assert result.p_against == pytest.approx(reverse_p)
+    effect = depth_contrast(rows)
+    assert effect.seeds == (0, 1, 2)
+    assert effect.differences == pytest.approx([0.35 - 0.2, 0.5 - 0.15, 0.25 - 0.15])
+    odd = depth_contrast({0: [1, 2, 3, 4, 5], 1: [1, 1, 1, 1, 2]})  # 2 final of 5
+    assert odd.differences == pytest.approx([4.5 - 2, 1.5 - 1])
     rhos = [sp.spearmanr(range(4), r).statistic for r in rows.values()]
-    assert result.rho == pytest.approx(np.mean(rhos))
-    # three perfectly ordered seeds: rho exactly 1, never a bound outside [-1, 1] (a t interval
-    # over per-seed rhos gave -0.933 [-1.08, -0.79])
-    falling = trend({s: [5, 4, 3, 2, 1] for s in range(3)})
-    assert falling.rho == pytest.approx(-1.0) and falling.p_against < 0.05 < falling.p
-    assert -1 <= result.rho <= 1
+    assert mean_rho(rows) == pytest.approx(np.mean(rhos))
+    # three perfectly ordered seeds: rho exactly -1, never a bound outside [-1, 1]
+    assert mean_rho({s: [5, 4, 3, 2, 1] for s in range(3)}) == pytest.approx(-1.0)
+    assert mean_rho({s: [2, 2, 2] for s in range(3)}) is None
 
 
-def test_trend_without_order_or_with_nan_gives_a_reason_not_a_crash():
-    assert "not finite" in trend({0: [1, 2, math.nan], 1: [1, 2, 3], 2: [1, 2, 3]}).reason
-    assert "same value" in trend({s: [0.2, 0.2, 0.2] for s in range(3)}).reason
-    assert "2 seeds" in trend({0: [1, 2, 3], 1: [1, 2, 3]}).reason
-    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))
+def test_intersection_takes_the_largest_p_and_bonferroni_on_the_opposite():
+    tests = [direction(one_sample(d), "greater") for d in (
+        {0: 0.1, 1: 0.2, 2: 0.15}, {0: 0.3, 1: 0.25, 2: 0.4}, {0: -0.05, 1: -0.12, 2: -0.08})]
+    both = intersection(tests)
+    assert both.p == max(t.p for t in tests) == tests[2].p
+    assert both.p_against == pytest.approx(min(1, 3 * min(t.p_against for t in tests)))
+    assert tests[2].p_against < 1 / 3  # the Bonferroni product is not capped here
+    assert (both.low, both.high) == (tests[2].low, tests[2].high)
+    refused = direction(one_sample({0: 0.1, 1: 0.2}), "greater")
+    assert intersection([tests[0], refused]) is refused  # no verdict on one: none on all
+
+
+def test_outlier_is_grubbs_test():
+    # Grubbs' two-sided critical value at 0.05, n = 8: 2.1266 (NIST/SEMATECH table)
+    values = [0.0, 0.1, -0.1, 0.05, -0.05, 0.02, -0.02]
+    mean, sd = np.mean(values + [0.0]), np.std(values + [0.0], ddof=1)
+    assert outlier(values + [0.0]) is None
+    for extra, flagged in ((0.5, True), (0.2, False)):
+        data = values + [extra]
+        g = abs(extra - np.mean(data)) / np.std(data, ddof=1)
+        assert (g > 2.1266) == flagged and (outlier(data) == 7) == flagged, g
+    assert outlier([1.0, 1.0, 1.0]) is None and outlier([1.0, 2.0]) is None
+    del mean, sd
 
 
 def test_holm_against_a_hand_computation():
@@ -229,7 +236,80 @@ def test_seeds_needed_is_the_first_n_with_80_percent_and_beats_the_normal_formul
     assert seeds_needed("greater", 1.0, 1e-4, most=50) is None
 
 
+@pytest.mark.parametrize("kind, sd, effect, alpha", [
+    ("greater", 1.0, 0.5, 0.05 / 9), ("noninferior", 1.0, 0.4, 0.0125),
+    ("equivalent", 1.0, 0.7, 0.05 / 18), ("greater", 0.3, 1.0, 0.05)])
+def test_seeds_needed_by_bisection_is_the_linear_scans_answer(kind, sd, effect, alpha):
+    """Power rises with n, so bisection finds the first n a scan from 3 finds: the scan took
+    2.1 s for a row that needs 139 seeds (a numerical integral per n for TOST)."""
+    n = seeds_needed(kind, sd, effect, alpha)
+    assert n == 3 or power(kind, n - 1, sd, effect, alpha) < 0.8 <= power(kind, n, sd, effect,
+                                                                         alpha)
+    assert all(power(kind, m, sd, effect, alpha) < 0.8 for m in (3, n // 2, n - 1) if 3 <= m < n)
+
+
+def test_the_sd_upper_bound_a_plan_can_take():
+    # at 3 seeds the sd's 80% upper bound is 2.1 sd (review 38: 19 seeds become 69)
+    assert sd_upper(1.0, 3) == pytest.approx(math.sqrt(2 / sp.chi2.ppf(0.2, 2)))
+    assert sd_upper(1.0, 3) == pytest.approx(2.12, abs=0.01)
+    assert sd_upper(1.0, 30) < 1.2
+
+
+def test_a_rules_simulated_power_matches_the_exact_power_of_one_row():
+    for kind, n, effect, level in (("greater", 5, 1.0, 0.025), ("noninferior", 4, 1.5, 0.025),
+                                   ("equivalent", 3, 2.0, 0.05), ("equivalent", 12, 1.0, 0.05)):
+        rule = Rule(kind, ((1.0,),), level)
+        exact = power(kind, n, 1.0, effect, 2 * level if kind == "greater" else level)
+        assert rule.power(n, effect) == pytest.approx(exact, abs=0.02), (kind, n)
+
+
+def test_a_rules_power_against_a_brute_force_simulation_of_correlated_rows():
+    """Six equal methods, pair sd 1, margin 1.5 (review 38's case): every one of the 15 pairs
+    must pass TOST. The rows are correlated (pairs share runs), and with fewer seeds than the
+    rows' rank (5) the sample variances are drawn from the seeds themselves."""
+    pairs = list(itertools.combinations(range(6), 2))
+    mix = np.array([[(i == m) - (j == m) for m in range(6)] for i, j in pairs]) / math.sqrt(2)
+    rule = Rule("equivalent", tuple(map(tuple, mix @ mix.T)), 0.05 / 18)
+    rng = np.random.default_rng(1)
+    for n in (4, 16):
+        runs = rng.standard_normal((20000, n, 6))
+        rows = runs @ mix.T  # seeds x pairs, sd 1 each
+        mean, sem = rows.mean(1), rows.std(1, ddof=1) / math.sqrt(n)
+        c = sp.t.ppf(1 - 0.05 / 18, n - 1)
+        brute = np.mean((((mean + 1.5) / sem > c) & ((mean - 1.5) / sem < -c)).all(1))
+        assert rule.power(n, 1.5) == pytest.approx(brute, abs=0.025), n
+    # one row alone asks too few seeds for the rule (review 38: 13 seeds, power 0.24)
+    alone = seeds_needed("equivalent", 1.0, 1.5, 0.05 / 18)
+    assert rule.power(alone, 1.5) < 0.6
+    n = rule.seeds_needed(1.5)
+    assert rule.power(n, 1.5) >= 0.8 > rule.power(n - 1, 1.5) and n > alone
+    assert rule.power(n, rule.detectable(n)) >= 0.8 > rule.power(n, 0.95 * rule.detectable(n))
+
+
 def test_spearman_matches_scipy():
     assert spearman([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.9]) == pytest.approx(
         sp.spearmanr([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.9]).statistic)
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    ties = [0.2, 0.1, 0.2, 0.5, 0.1]
+    assert spearman(range(5), ties) == pytest.approx(sp.spearmanr(range(5), ties).statistic)
+
+
+def test_image_half_width_is_the_paired_bootstrap_over_test_images():
+    """Every seed scores the same images: resampling images (each with all its seeds) gives
+    the test set's own error in the mean difference; the formula is that bootstrap's exact
+    variance, and the bound kept for transfer (no per-image predictions) lies above it."""
+    from momentum_ssl.analysis.stats import image_half_width, image_half_width_bound
+
+    rng = np.random.default_rng(0)
+    images, seeds = 360, 4
+    right_a = rng.random((seeds, images)) < 0.93
+    right_b = rng.random((seeds, images)) < 0.90
+    rows = right_a.astype(float) - right_b
+    half = image_half_width(list(rows))
+    e = rows.mean(0)
+    boot = [e[rng.integers(0, images, images)].mean() for _ in range(4000)]
+    assert half == pytest.approx(1.96 * np.std(boot), rel=0.05)
+    bound = image_half_width_bound([(1 - right_a.mean(), 1 - right_b.mean(), images)])
+    assert half < bound < 1.96 * math.sqrt(0.17 / images) * 1.05
+    with pytest.raises(ValueError, match="same test images"):
+        image_half_width([[1.0, 0.0], [1.0]])

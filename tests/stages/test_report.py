@@ -119,7 +119,8 @@ def test_summary_json_holds_each_metric_over_seeds_and_every_claim(pipeline):
         assert "2 seeds: a verdict needs 3" in noninferior["note"]
         assert set(noninferior["difference"]["seeds"]) == {"0", "1"}
     else:
-        assert noninferior["status"] == "not testable" and "did not learn" in noninferior["note"]
+        assert noninferior["status"] == "not testable" and "not shown to have learned" in \
+            noninferior["note"]
     assert statuses["XMoCo is competitive with MoCo v2 on linear evaluation"] == "not tested"
     assert all(c["status"] not in ("supported", "contradicted") for c in summary["claims"])
 
@@ -148,14 +149,14 @@ def test_a_run_that_did_not_learn_is_marked_and_no_claim_is_judged_on_it(pipelin
         assert main(["report"]) == 0
     text = (tmp_path / "results" / "report.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| byol-full |"))
-    assert row.endswith("+0.00 [+0.00, +0.00] **did not learn** |")
+    assert row.endswith("+0.00 [+0.00, +0.00] **not shown to have learned** |")  # no spread
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     entry = summary["learning"]["byol-full"]
     assert entry["learned"] is False and "no spread" in entry["reason"]  # +0.00 at every seed
     touching = [c for c in summary["claims"] if "byol-full" in (c["a"], c.get("b"))]
     assert touching and all(c["status"] == "not testable" for c in touching)
-    assert all("byol-full did not learn" in c["note"] and "byol-projector did not" not in
-               c["note"] for c in touching)
+    assert all("byol-full not shown to have learned" in c["note"] and "byol-projector not"
+               not in c["note"] for c in touching)
     learned = summary["learning"]["byol-projector"]
     assert learned["learned"] is True and "reason" not in learned
     assert learned["knn_over_random"]["mean"] == pytest.approx(0.105)
@@ -230,3 +231,60 @@ def test_report_marks_a_logistic_score_whose_fit_did_not_converge(tiny):
     assert len(footnote) == 1 and footnote[0].endswith(": simclr-none/s0. Raise probe.max_iter.")
     collected["simclr-none"]["seeds"][0]["logistic_converged"] = True
     assert "†" not in render(tiny, collected, [], ["stem"])
+
+
+def test_the_test_sets_own_error_from_the_per_image_predictions(tmp_path):
+    """A kNN claim row's test-set column is the paired bootstrap over the test images of the
+    runs' predictions (results/predictions/<run>/s<seed>.parquet); a transfer row's, the upper
+    bound from its accuracies and test images; the report prints both."""
+    import numpy as np
+
+    from momentum_ssl.analysis.claims import judge
+    from momentum_ssl.analysis.classifiers import headline_knn
+    from momentum_ssl.analysis.stats import image_half_width, image_half_width_bound
+    from momentum_ssl.config import ClaimConfig
+    from momentum_ssl.plumbing.paths import cell, predictions_file
+    from momentum_ssl.plumbing.results import write_features
+    from momentum_ssl.stages.report import claims_section, test_set_errors
+
+    params = make_params(tmp_path, **TINY)
+    column = f"student/knn_{headline_knn(params.probe)}"
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 200)
+    values, rows = {}, []
+    for run, accuracy in (("simclr-projector", 0.9), ("simclr-none", 0.8)):
+        values[run] = {}
+        for seed in range(4):
+            predicted = np.where(rng.random(200) < accuracy, labels, (labels + 1) % 10)
+            write_features(predictions_file(cell(run, seed), tmp_path), {}, labels,
+                           {"name": cell(run, seed)}, extra={column: predicted})
+            score = float((predicted == labels).mean())
+            values[run][seed] = {"knn_student": score, "transfer": accuracy - 0.01 * seed}
+            rows.append((run, seed, (predicted == labels).astype(float)))
+    claims = (ClaimConfig("knn", "me", "greater", "simclr-projector", "simclr-none"),
+              ClaimConfig("transfer", "me", "greater", "simclr-projector", "simclr-none",
+                          metric="transfer"))
+    verdicts = judge(claims, values)
+    collected = {run: {"seeds": {s: {**m, "transfer_digits": m["transfer"],
+                                     "test_images": {"digits": 360}}
+                                 for s, m in seeds.items()}} for run, seeds in values.items()}
+    errors = test_set_errors(params, collected, verdicts, tmp_path)
+    per_seed = [a - b for (_, _, a), (_, _, b) in zip(rows[:4], rows[4:])]
+    assert errors[0].exact and errors[0].half_width == pytest.approx(image_half_width(per_seed))
+    assert errors[0].images == 200
+    mean_a = 1 - np.mean([0.9 - 0.01 * s for s in range(4)])
+    mean_b = 1 - np.mean([0.8 - 0.01 * s for s in range(4)])
+    assert not errors[1].exact and errors[1].half_width == pytest.approx(
+        image_half_width_bound([(mean_a, mean_b, 360)]))
+    text = "\n".join(claims_section(verdicts, errors))
+    assert f"| ±{100 * errors[0].half_width:.2f}" in text
+    assert f"| ≤ ±{100 * errors[1].half_width:.2f}" in text
+
+
+def test_the_blocks_come_from_the_model_when_no_run_logged_them(tmp_path):
+    from momentum_ssl.stages.report import model_blocks
+
+    params = make_params(tmp_path, **TINY)
+    assert model_blocks(params) == ["stem", "stage1", "stage2", "stage3", "stage4", "projector"]
+    vit = make_params(tmp_path, **{**TINY, "model": {"backbone": "vit_tiny", "patch_size": 4}})
+    assert model_blocks(vit) == ["stem", *[f"stage{i}" for i in range(1, 13)], "projector"]

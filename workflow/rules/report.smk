@@ -1,9 +1,12 @@
 rule report:
     input:
         expand("results/probes/{name}.json", name=[*CELLS, *BASELINES]),
+        expand("results/predictions/{name}.parquet", name=[*CELLS, *BASELINES]),
         expand("results/transfer/{name}.json", name=[*CELLS, *BASELINES]),
         expand("results/runs/{cell}/dvclive/metrics.json", cell=CELLS),
         "src/momentum_ssl/stages/report.py",
+        "src/momentum_ssl/analysis/classifiers.py",
+        "src/momentum_ssl/core/models",
         "src/momentum_ssl/analysis/plots.py",
         "src/momentum_ssl/analysis/summaries.py",
         "src/momentum_ssl/analysis/stats.py",

@@ -2,17 +2,21 @@
 the per-seed metrics of the grid's runs (docs/STATISTICS.md).
 
     values = {"byol-full": {0: {"knn_student": 0.77, ...}, 1: {...}}, ...}   # run -> seed -> metric
-    for verdict in judge(params.claims, values, unfit={"byol-full": "did not learn: ..."}):
-        print(verdict.label, verdict.status, verdict.p, verdict.p_adjusted)
+    verdicts = judge(params.claims, values, unfit={"byol-full": "not shown to have learned: ..."})
+    for verdict in plan(verdicts):   # the seeds an inconclusive row needs: only for rows shown
+        print(verdict.label, verdict.status, verdict.p, verdict.p_adjusted, verdict.seeds_needed)
 
 ``values[run][seed]`` maps metric names to numbers, and ``cv`` and ``rel_change`` to mappings of
-block names to numbers (telemetry.py). ``unfit`` names the runs no claim may be judged on (they
-did not learn, or collapsed): a row that compares one is **not testable**, never a verdict.
+block names to numbers (telemetry.py). ``unfit`` names the runs no claim may be judged on (not
+shown to have learned, or collapsed): a row that compares one is **not testable**, never a
+verdict.
 
 Each claim has one primary row (its first listed method's runs; for ``{other}``, the claim
 against every other method at once, which holds only if each comparison does); the other
 methods' rows are secondary. Holm's adjustment runs over the primary rows, and separately over
-the secondary ones, and every verdict is decided on the adjusted p-value. The maths is
+the secondary ones (a second family: across the whole table the chance of any false verdict is
+up to 2 alpha), and every verdict is decided on the adjusted p-value. ``alpha`` is always the
+family's level; Holm's first step, alpha / m, is ``Verdict.first_step``. The maths is
 stats.py's; this module expands the claims' templates, pairs the seeds and adjusts.
 """
 
@@ -25,13 +29,13 @@ from dataclasses import dataclass, replace
 from itertools import combinations
 
 from ..config import BLOCK_METRICS, METHODS, ClaimConfig
-from .stats import (ALPHA, CONTRADICTED, INCONCLUSIVE, SUPPORTED, Effect, Test, Trend,
-                    detectable, direction, equivalence, holm, no_spread, noninferiority, one_sample,
-                    paired,
-                    seeds_needed, trend)
+from .stats import (ALPHA, CONTRADICTED, INCONCLUSIVE, SUPPORTED, Effect, Rule, Test,
+                    depth_contrast, detectable, direction, equivalence, final_blocks, holm,
+                    intersection, mean_rho, no_spread, noninferiority, one_sample, outlier,
+                    paired, sd_upper, seeds_needed)
 
 NOT_TESTED = "not tested"      # the grid lacks the runs, or they logged no such metric
-NOT_TESTABLE = "not testable"  # the runs exist, but one did not learn
+NOT_TESTABLE = "not testable"  # the runs exist, but one was not shown to have learned
 
 Values = Mapping[str, Mapping[int, Mapping]]
 
@@ -39,9 +43,14 @@ Values = Mapping[str, Mapping[int, Mapping]]
 @dataclass(frozen=True)
 class Verdict:
     """One judged claim row: the runs it contrasted, the paired effect over their common seeds
-    (a - b; a's own values without b), the test (or the trend for a rising claim), the raw and
-    Holm-adjusted p-values, and for an inconclusive row the seeds that would give 80% power at
-    the claim's declared effect and the smallest effect its seeds detect."""
+    (a - b; a's own values without b; for a rising claim the final blocks minus the earlier
+    ones), the test, the raw and Holm-adjusted p-values, and ``first_step``: Holm's first-step
+    level alpha / m of the row's family (m its tested rows), the level that suffices whatever
+    the other rows give. A composite row (every pair, against every other method, a dominant
+    claim's contrasts) keeps its component rows' effects in ``parts``. :func:`plan` adds, for
+    an inconclusive row, the seeds that would give 80% power at the claim's declared effect
+    (from the observed sd, a plug-in, and from its 80% upper bound) and the smallest effect its
+    seeds detect."""
 
     claim: ClaimConfig
     a: str
@@ -51,12 +60,14 @@ class Verdict:
     note: str = ""
     primary: bool = True
     test: Test | None = None
-    trend: Trend | None = None
+    rho: float | None = None  # a rising claim's mean Spearman rho with depth (a description)
     p: float | None = None
     p_adjusted: float | None = None
+    parts: tuple[Effect, ...] = ()
+    first_step: float | None = None
     seeds_needed: int | None = None
+    seeds_needed_upper: int | None = None
     detectable: float | None = None
-    alpha: float | None = None  # the level the seeds needed are stated at (Holm's first step)
 
     @property
     def label(self) -> str:
@@ -65,10 +76,13 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Learning:
-    """Whether a run learned: its student's kNN minus the random-init backbone's at the same
-    seed (``effect``, 95% interval), and the seeds at which the health telemetry found its
-    projector output collapsed. It learned when that interval lies above zero and it never
-    collapsed; a claim that compares a run that did not is not testable."""
+    """Whether a run has shown that it learned: its student's kNN minus the random-init
+    backbone's at the same seed (``effect``, 95% interval), and the seeds at which the health
+    telemetry found its projector output collapsed. It has when that interval lies above zero
+    (a one-sided test at 0.025) and it never collapsed; a claim that compares a run that has
+    not is not testable. Not shown is not "did not learn": at 3 seeds a run that truly gains
+    1 sd over random-init is not shown 82% of the time, so the reason gives the gain the guard
+    detects with 80% power at the run's seeds (``detects``)."""
 
     run: str
     effect: Effect | None
@@ -82,8 +96,17 @@ class Learning:
                 and s.low is not None and s.low > 0)
 
     @property
+    def detects(self) -> float | None:
+        """The gain over random-init the guard finds with 80% power at this run's seeds and
+        spread (None without a spread)."""
+        s = None if self.effect is None else self.effect.summary
+        if s is None or not s.std or s.n < 2:
+            return None
+        return detectable("greater", s.n, s.std)
+
+    @property
     def reason(self) -> str:
-        """'' when it learned, else why not (as a claim's note names it)."""
+        """'' when it learned, else why it is not shown to have (as a claim's note names it)."""
         if self.learned:
             return ""
         why = []
@@ -97,11 +120,13 @@ class Learning:
                        "interval")
         elif s.low <= 0:
             why.append(f"kNN {100 * s.mean:+.2f} [{100 * s.low:+.2f}, {100 * s.high:+.2f}] "
-                       "points over random-init: the interval does not lie above zero")
+                       "points over random-init: the interval does not lie above zero (at "
+                       f"{s.n} seeds the guard detects a gain of {100 * self.detects:.2f} "
+                       "points with 80% power)")
         if self.collapsed:
             seeds = ", ".join(map(str, self.collapsed))
             why.append(f"collapsed at seed{'s' * (len(self.collapsed) > 1)} {seeds}")
-        return "did not learn: " + "; ".join(why)
+        return "not shown to have learned: " + "; ".join(why)
 
 
 def learning(values: Values, baseline: Mapping[int, Mapping],
@@ -180,28 +205,29 @@ def _per_seed(values: Values, run: str, claim: ClaimConfig) -> dict[int, float]:
 
 def _test(claim: ClaimConfig, effect: Effect, alpha: float = ALPHA) -> Test:
     """The row's test, its interval at 1 - alpha whatever the kind: a direction claim is
-    two-sided at alpha; an equivalence or non-inferiority claim and its opposite are each
-    one-sided at alpha / 2 (so TOST at alpha / 2 reads the same 1 - alpha interval), because at
-    the margin both of their nulls hold and either verdict would be false (:func:`_row_p`)."""
+    two-sided at alpha (a rising claim's depth contrast and a dominant claim's contrasts are
+    tested > 0); an equivalence or non-inferiority claim and its opposite are each one-sided
+    at alpha / 2 (so TOST at alpha / 2 reads the same 1 - alpha interval), because at the
+    margin both of their nulls hold and either verdict would be false (:func:`_row_p`)."""
     if claim.kind == "equivalent":
         return equivalence(effect, claim.margin, alpha / 2)
     if claim.kind == "noninferior":
         return noninferiority(effect, claim.margin, alpha / 2)
-    return direction(effect, "greater" if claim.kind == "dominant" else claim.kind, alpha)
+    side = "greater" if claim.kind in ("dominant", "rising") else claim.kind
+    return direction(effect, side, alpha)
 
 
 ONE_SIDED = ("equivalent", "noninferior")  # kinds whose p and p_against are one-sided
 
 
-def _row_p(test: Test | Trend) -> float | None:
+def _row_p(test: Test) -> float | None:
     """The p-value of any verdict on the row, the claim's or its opposite's. A direction
-    test's two p-values are already two-sided. The others are doubled: a trend's two one-sided
-    tests share one null (no order), and an equivalence's or non-inferiority's two nulls
-    (mean <= -margin, mean >= -margin) both hold at the margin itself, where the smaller of
-    two tests at alpha would err with chance 2 alpha."""
+    test's two p-values are already two-sided. The others are doubled: an equivalence's or
+    non-inferiority's two nulls (mean <= -margin, mean >= -margin) both hold at the margin
+    itself, where the smaller of two tests at alpha would err with chance 2 alpha."""
     if test.p is None:
         return None
-    if isinstance(test, Trend) or test.kind in ONE_SIDED:
+    if test.kind in ONE_SIDED:
         return min(1.0, 2 * min(test.p, test.p_against))
     return min(test.p, test.p_against)
 
@@ -210,30 +236,41 @@ def _unfit_note(runs: list[str], unfit: Mapping[str, str]) -> str:
     return "; ".join(f"{run} {unfit[run]}" for run in dict.fromkeys(runs) if run in unfit)
 
 
-def _pair_row(claim: ClaimConfig, a: str, b: str | None, values: Values,
-              unfit: Mapping[str, str], primary: bool, alpha: float = ALPHA) -> Verdict:
+def _rising_row(claim: ClaimConfig, a: str, values: Values, primary: bool,
+                alpha: float = ALPHA) -> Verdict:
+    """Whether run a's per-block metric rises with depth: per seed, the mean of the final
+    blocks minus that of the earlier ones (stats.depth_contrast), tested > 0 by a one-sample
+    t; the mean Spearman rho with depth is a description."""
+    per_block = {}
+    for seed, metrics in values[a].items():
+        blocks = metrics.get(claim.metric) or {}
+        if all(block in blocks for block in claim.blocks):
+            per_block[seed] = [float(blocks[block]) for block in claim.blocks]
+    if not per_block:
+        return Verdict(claim, a, None, NOT_TESTED, primary=primary,
+                       note=f"{a} logged no {claim.metric} for {list(claim.blocks)}")
+    bad = [f"{a} seed {seed}" for seed, row in sorted(per_block.items())
+           if not all(map(math.isfinite, row))]
+    if bad:
+        return Verdict(claim, a, None, NOT_TESTED, primary=primary,
+                       note=f"no verdict: a block's value is not finite at {', '.join(bad)}")
+    if all(len(set(row)) == 1 for row in per_block.values()):
+        return Verdict(claim, a, None, NOT_TESTED, primary=primary,
+                       note="no verdict: every block has the same value at every seed: no "
+                            "order to test")
+    final = final_blocks(len(claim.blocks))
+    rho = mean_rho(per_block)
+    note = (f"mean of the final {final} blocks ({', '.join(claim.blocks[-final:])}) minus "
+            f"the earlier {len(claim.blocks) - final}"
+            + ("" if rho is None else f"; mean Spearman rho with depth {rho:+.2f}"))
+    row = _tested(claim, a, None, depth_contrast(per_block), values, primary, note, alpha)
+    return replace(row, rho=rho)
+
+
+def _pair_row(claim: ClaimConfig, a: str, b: str | None, values: Values, primary: bool,
+              alpha: float = ALPHA) -> Verdict:
+    """a - b on the claim's metric over their common seeds (a's own values without b)."""
     runs = [a] if b is None else [a, b]
-    if any(r in unfit for r in runs):
-        return Verdict(claim, a, b, NOT_TESTABLE, note=_unfit_note(runs, unfit),
-                       primary=primary)
-    if claim.kind == "rising":
-        per_block = {}
-        for seed, metrics in values[a].items():
-            blocks = metrics.get(claim.metric) or {}
-            if all(block in blocks for block in claim.blocks):
-                per_block[seed] = [blocks[block] for block in claim.blocks]
-        if not per_block:
-            return Verdict(claim, a, None, NOT_TESTED, primary=primary,
-                           note=f"{a} logged no {claim.metric} for {list(claim.blocks)}")
-        result = trend(per_block)
-        if result.reason:  # too few seeds: inconclusive; nan or no order: nothing to test
-            few = "a verdict needs" in result.reason
-            return Verdict(claim, a, None, INCONCLUSIVE if few else NOT_TESTED, trend=result,
-                           primary=primary, note=f"no verdict: {result.reason}")
-        return Verdict(claim, a, None, INCONCLUSIVE, trend=result, primary=primary,
-                       p=_row_p(result),
-                       note=f"Page's L = {result.statistic:g} over {len(result.seeds)} seeds x "
-                            f"{len(claim.blocks)} blocks; mean Spearman rho {result.rho:+.2f}")
     first = _per_seed(values, a, claim)
     second = {seed: 0.0 for seed in first} if b is None else _per_seed(values, b, claim)
     if not set(first) & set(second):
@@ -245,11 +282,31 @@ def _pair_row(claim: ClaimConfig, a: str, b: str | None, values: Values,
     return _tested(claim, a, b, paired(first, second), values, primary, alpha=alpha)
 
 
+def _row(claim: ClaimConfig, a: str, b: str | None, values: Values, unfit: Mapping[str, str],
+         primary: bool, alpha: float = ALPHA) -> Verdict:
+    """One expanded row: not testable when it compares an unfit run, else its test."""
+    runs = [a] if b is None else [a, b]
+    if any(r in unfit for r in runs):
+        return Verdict(claim, a, b, NOT_TESTABLE, note=_unfit_note(runs, unfit),
+                       primary=primary)
+    if claim.kind == "rising":
+        return _rising_row(claim, a, values, primary, alpha)
+    return _pair_row(claim, a, b, values, primary, alpha)
+
+
 def _not_finite(per_run: Mapping[str, Mapping[int, float]]) -> str:
     """'no verdict: ...' naming each run and seed whose value is nan or infinite, else ''."""
     cells = [f"{run} seed {seed}" for run, seeds in per_run.items()
              for seed, v in sorted(seeds.items()) if not math.isfinite(v)]
     return f"no verdict: not a finite value at {', '.join(cells)}" if cells else ""
+
+
+def _outlier_note(effect: Effect, what: str = "difference") -> str:
+    index = outlier(effect.differences)
+    if index is None:
+        return ""
+    return (f"seed {effect.seeds[index]}'s {what} is an outlier (Grubbs, 5%): the t test "
+            "assumes normal differences, read the verdict with care")
 
 
 def _tested(claim: ClaimConfig, a: str, b: str | None, effect: Effect, values: Values,
@@ -258,6 +315,8 @@ def _tested(claim: ClaimConfig, a: str, b: str | None, effect: Effect, values: V
     notes = [note] if note else []
     if test.reason:
         notes.append(f"no verdict: {test.reason}")
+    elif flagged := _outlier_note(effect):
+        notes.append(flagged)
     if claim.cost and b is not None:
         cost_a, cost_b = (_per_seed(values, r, replace(claim, metric="step_s")) for r in (a, b))
         common = set(cost_a) & set(cost_b)
@@ -270,8 +329,13 @@ def _tested(claim: ClaimConfig, a: str, b: str | None, effect: Effect, values: V
 
 def _dominant(claim: ClaimConfig, values: Values, unfit: Mapping[str, str],
               alpha: float = ALPHA) -> Verdict:
-    """Per seed, the mean over methods of (a - b) minus the largest |a_m - a_m'| between two
-    methods' a runs: the momentum effect beyond the differences between methods."""
+    """The momentum effect exceeds every difference between methods: with G the mean over
+    methods of (a_m - b_m), G > |a_i - a_j| for every pair, i.e. both per-seed contrasts
+    G - (a_i - a_j) and G + (a_i - a_j) > 0. Each contrast is a fixed linear combination of
+    one seed's runs, so each gets its own one-sample t; the claim needs all of them
+    (:func:`stats.intersection`: the largest p, Bonferroni on the smallest opposite p). The
+    per-seed G - max |a_i - a_j| that stood here took a max over noisy values, whose mean lies
+    below the quantity claimed: it printed a wrong "contradicted" up to 0.69 of the time."""
     methods = [m for m in (claim.methods or METHODS)
                if claim.a.replace("{method}", m) in values
                and claim.b.replace("{method}", m) in values]
@@ -294,30 +358,47 @@ def _dominant(claim: ClaimConfig, values: Values, unfit: Mapping[str, str],
     if bad:
         return Verdict(claim, label_a, label_b, NOT_TESTED, note=bad)
     gain = {s: sum(per_run[a][s] - per_run[b][s] for a, b in zip(a_runs, b_runs)) / len(a_runs)
-            - max(abs(per_run[x][s] - per_run[y][s]) for x, y in combinations(a_runs, 2))
             for s in seeds}
-    return _tested(claim, label_a, label_b, one_sample(gain), values, True,
-                   note="mean (a - b) over methods minus the largest difference between "
-                        "methods' a runs", alpha=alpha)
+    contrasts = {}
+    for x, y in combinations(a_runs, 2):
+        for sign, name in ((-1, f"({x} - {y})"), (1, f"({y} - {x})")):
+            contrasts[f"mean(a - b) - {name}"] = one_sample(
+                {s: gain[s] + sign * (per_run[x][s] - per_run[y][s]) for s in seeds})
+    tests = {name: _test(claim, effect, alpha) for name, effect in contrasts.items()}
+    test = intersection(list(tests.values()))
+    weakest = next(name for name, t in tests.items() if t is test or t.p == test.p)
+    effect = contrasts[weakest]
+    if test.reason:
+        note = f"no verdict: {test.reason}"
+    else:
+        flagged = "; ".join(filter(None, (_outlier_note(e, f"contrast {name}")
+                                          for name, e in contrasts.items())))
+        note = "; ".join(filter(None, (
+            f"the weakest of {len(contrasts)} contrasts mean(a - b) over methods +- (a_i - a_j) "
+            f"between methods' a runs: {weakest}; holds only if each does", flagged)))
+    return Verdict(claim, label_a, label_b, INCONCLUSIVE, effect, note, True, test,
+                   p=_row_p(test), parts=tuple(contrasts.values()))
 
 
 def _weakest(claim: ClaimConfig, rows: list[Verdict]) -> Verdict:
-    """The claim against every other method at once (an intersection-union test): it holds
-    only if every row does, so its p is the largest row p (no adjustment needed); it fails if
-    any row fails, so the opposite p is the smallest, times the number of rows (Bonferroni)."""
+    """The claim against every other method at once (an intersection-union test,
+    stats.intersection): it holds only if every row does, so its p is the largest row p (no
+    adjustment needed); it fails if any row fails, so the opposite p is the smallest, times the
+    number of rows (Bonferroni)."""
     if any(r.status == NOT_TESTABLE for r in rows):
         bad = [r for r in rows if r.status == NOT_TESTABLE]
         return replace(bad[0], primary=True, note="; ".join(dict.fromkeys(r.note for r in bad)))
     if any(r.test is None or r.test.p is None for r in rows):
         bad = next(r for r in rows if r.test is None or r.test.p is None)
         return replace(bad, primary=True, p=None)
-    worst = max(rows, key=lambda r: r.test.p)
-    against = min(1.0, len(rows) * min(r.test.p_against for r in rows))
-    test = replace(worst.test, p=worst.test.p, p_against=against)
+    test = intersection([r.test for r in rows])
+    worst = next(r for r in rows if r.test.p == test.p)
     note = (f"the weakest of {len(rows)} comparisons ({', '.join(r.label for r in rows)}); "
             "holds only if each does")
+    flagged = [f"{r.label}: {n}" for r in rows for n in r.note.split("; ") if "outlier" in n]
     return replace(worst, primary=True, test=test, p=_row_p(test),
-                   note="; ".join(n for n in (note, worst.note) if n))
+                   parts=tuple(r.effect for r in rows),
+                   note="; ".join(dict.fromkeys(n for n in (note, worst.note, *flagged) if n)))
 
 
 def judge_one(claim: ClaimConfig, values: Values,
@@ -334,47 +415,33 @@ def judge_one(claim: ClaimConfig, values: Values,
         return [Verdict(claim, claim.a, claim.b, NOT_TESTED,
                         note=f"no method has {runs} in the grid" if templated
                         else f"the grid lacks {runs}")]
-    rows = [_pair_row(claim, a, b, values, unfit, primary=False, alpha=alpha)
-            for a, b in pairs]
+    rows = [_row(claim, a, b, values, unfit, primary=False, alpha=alpha) for a, b in pairs]
     if claim.b is not None and "{other}" in claim.b:
         return [_weakest(claim, rows), *rows]
     return [replace(rows[0], primary=True), *rows[1:]]
 
 
 def _adjust(rows: list[Verdict], alpha: float) -> list[Verdict]:
-    """Holm over the rows that have a p-value; each decided on its adjusted p, and an
-    inconclusive one given its seeds needed at Holm's first-step level alpha / m."""
+    """Holm over the rows that have a p-value, each decided on its adjusted p and given its
+    family's first-step level alpha / m (the level its seeds needed are stated at)."""
     tested = [i for i, r in enumerate(rows) if r.p is not None]
     adjusted = holm([rows[i].p for i in tested])
     out = list(rows)
-    level = alpha / max(1, len(tested))
+    first_step = alpha / max(1, len(tested))
     for i, p_adj in zip(tested, adjusted):
         r = rows[i]
-        source = r.trend or r.test
         status = INCONCLUSIVE
         if p_adj < alpha:
-            status = SUPPORTED if source.p <= source.p_against else CONTRADICTED
-        out[i] = replace(r, status=status, p_adjusted=p_adj)
-    for i, r in enumerate(out):
-        if r.status != INCONCLUSIVE or r.test is None or r.effect is None:
-            continue
-        sd, n = r.effect.summary.std, r.effect.summary.n
-        if not sd or n < 2:  # no spread to plan from
-            continue
-        planned = r.claim.planned_effect
-        kind = "greater" if r.test.kind in ("greater", "less") else r.test.kind
-        # a one-sided claim is tested at half the row's level (_row_p doubles its p)
-        side = level / 2 if kind in ONE_SIDED else level
-        needed = seeds_needed(kind, sd, planned, side) if planned else None
-        out[i] = replace(r, seeds_needed=needed, detectable=detectable(kind, n, sd, side),
-                         alpha=level)
+            status = SUPPORTED if r.test.p <= r.test.p_against else CONTRADICTED
+        out[i] = replace(r, status=status, p_adjusted=p_adj, first_step=first_step)
     return out
 
 
 def judge(claims: tuple[ClaimConfig, ...], values: Values,
           unfit: Mapping[str, str] | None = None, alpha: float = ALPHA) -> list[Verdict]:
     """Every claim's rows in the claims' order (each claim's primary row first), decided on
-    Holm-adjusted p-values: over the primary rows, and over the secondary rows apart."""
+    Holm-adjusted p-values at the family level ``alpha``: over the primary rows, and over the
+    secondary rows apart. The seeds needed are :func:`plan`'s, for the rows a report shows."""
     rows = [v for claim in claims for v in judge_one(claim, values, unfit, alpha)]
     primary = _adjust([r for r in rows if r.primary], alpha)
     secondary = _adjust([r for r in rows if not r.primary], alpha)
@@ -382,5 +449,47 @@ def judge(claims: tuple[ClaimConfig, ...], values: Values,
     return [next(done[0]) if r.primary else next(done[1]) for r in rows]
 
 
-__all__ = ["Learning", "NOT_TESTABLE", "NOT_TESTED", "Verdict", "expand", "judge", "judge_one",
-           "learning"]
+RULE_KINDS = {"greater": "greater", "less": "greater", "dominant": "greater",
+              "rising": "greater", "noninferior": "noninferior", "equivalent": "equivalent"}
+
+
+def plan(verdicts: list[Verdict]) -> list[Verdict]:
+    """Each inconclusive row with its seeds needed for 80% power at the claim's declared effect
+    at Holm's first-step level (stats.seeds_needed, by bisection), from the observed sd (a
+    plug-in figure) and from its 80% upper bound (stats.sd_upper), and the smallest effect its
+    seeds detect. Every test of a row must reject at the one-sided level first_step / 2: a
+    single row's power is the non-central t's; a composite row's (every pair, against every
+    other method, a dominant claim's contrasts) is simulated for the whole rule from the
+    covariance of its rows' differences (stats.Rule), since every row must pass."""
+    out = []
+    for r in verdicts:
+        if (r.status != INCONCLUSIVE or r.test is None or r.effect is None
+                or r.first_step is None):
+            out.append(r)
+            continue
+        s = r.effect.summary
+        if not s.std or s.n < 2:  # no spread to plan from
+            out.append(r)
+            continue
+        planned = r.claim.planned_effect
+        kind = RULE_KINDS[r.claim.kind]
+        upper = sd_upper(1.0, s.n)  # the sd's 80% upper bound, as a factor
+        if len(r.parts) > 1:
+            rule = Rule.from_rows(kind, r.parts, r.first_step / 2)
+            needed = (rule.seeds_needed(planned), rule.scaled(upper).seeds_needed(planned)
+                      ) if planned else (None, None)
+            smallest = rule.detectable(s.n)
+        else:
+            # power() takes a direction test's two-sided level, a one-sided kind's own
+            level = r.first_step / 2 if kind in ONE_SIDED else r.first_step
+            needed = (seeds_needed(kind, s.std, planned, level),
+                      seeds_needed(kind, upper * s.std, planned, level)) if planned else (None,
+                                                                                           None)
+            smallest = detectable(kind, s.n, s.std, level)
+        out.append(replace(r, seeds_needed=needed[0], seeds_needed_upper=needed[1],
+                           detectable=smallest))
+    return out
+
+
+__all__ = ["Learning", "NOT_TESTABLE", "NOT_TESTED", "RULE_KINDS", "Verdict", "expand", "judge",
+           "judge_one", "learning", "plan"]

@@ -18,8 +18,8 @@ seed; then each tested claim's effect; then where the first of the runs' machine
 how many distinct machines (or settings) there were (docs/REPRODUCIBILITY.md). The names are short because
 ``dvc exp show`` prints each as a column header: ``byol-full-res.knn.mean`` fits beside a param
 in 80 columns. A baseline with one value (raw pixels) has a mean and no interval. A
-claim's effect is its mean paired difference a - b over seeds (Spearman's rho of the per-block
-value with depth for a ``rising`` claim, named ``<metric>_depth_rho``); claims that were not
+claim's effect is its mean paired difference a - b over seeds (for a ``rising`` claim, the
+final blocks' mean minus the earlier blocks', named ``<metric>_rise``); claims that were not
 tested have no effect and no entry. Two claims contrasting the same runs on the same metric have
 the same effect, so they share one entry. Keys that this module does not know are ignored, so
 summary.json can grow without changing this file.
@@ -61,7 +61,7 @@ def headline(summary: Mapping) -> dict:
         if not isinstance(effect, Mapping) or not _bounds(effect):
             continue  # not tested: nothing to compare
         label = f"{item['a']} vs {item['b']}" if item.get("b") else item["a"]
-        metric = item["metric"] + ("_depth_rho" if item.get("kind") == "rising" else "")
+        metric = item["metric"] + ("_rise" if item.get("kind") == "rising" else "")
         claims.setdefault(label, {})[metric] = _bounds(effect)
     for name, item in summary.get("learning", {}).items():
         gain = item.get("knn_over_random") if isinstance(item, Mapping) else None

@@ -23,21 +23,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..analysis.claims import NOT_TESTABLE, NOT_TESTED, Learning, Verdict, judge, learning
+from ..analysis.claims import (NOT_TESTABLE, NOT_TESTED, Learning, Verdict, judge, learning,
+                               plan)
+from ..analysis.classifiers import headline_knn
 from ..analysis.headline import write_headline
 from ..analysis.health import collapsed_epochs
 from ..analysis.plots import (plot_accuracy, plot_claims, plot_curves, plot_health, plot_knn,
                               plot_stability)
-from ..analysis.stats import MIN_SEEDS, Summary
+from ..analysis.stats import (CONTRADICTED, MIN_SEEDS, SUPPORTED, Summary, image_half_width,
+                              image_half_width_bound)
 from ..analysis.summaries import (claim_interval, in_points, live_summary, read_history,
                                   summaries)
 from ..analysis.telemetry import block_names
 from ..config import ConfigError, Params, RunSpec
 from ..plumbing.artifacts import MissingArtifact, atomic_write_text, read_json
 from ..plumbing.compute import collect_provenance, render_provenance
-from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, probe_file, run_dir, seed_flag,
-                              transfer_file)
-from ..plumbing.results import transfer_summary
+from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, predictions_file, probe_file,
+                              run_dir, seed_flag, transfer_file)
+from ..plumbing.results import read_features, transfer_summary
 
 BASELINE_LABELS = {"raw": "baseline: raw pixels", "random": "baseline: random-init backbone"}
 
@@ -46,9 +49,9 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.2f}"
 
 
-def cell_metrics(params: Params, name: str, run: RunSpec | None, seed: int | None,
-                 root: Path = RESULTS) -> dict:
-    """The numbers of one grid run (or baseline) at one seed: probes, transfer, training."""
+def cell_metrics(name: str, run: RunSpec | None, seed: int | None, root: Path = RESULTS) -> dict:
+    """The numbers of one grid run (or baseline) at one seed: probes, transfer (and each
+    target's number of test images, ``test_images``), training."""
     label, flag = cell(name, seed), seed_flag(seed)
     probes = read_json(probe_file(label, root), f"python -m momentum_ssl probe --run {name}{flag}",
                        ("knn_headline",))
@@ -65,9 +68,11 @@ def cell_metrics(params: Params, name: str, run: RunSpec | None, seed: int | Non
         out["knn_gap"] = out["knn_student"] - out["knn_teacher"]
         out["knn_gap_abs"] = abs(out["knn_gap"])  # how far apart, whichever of the two leads
         out["logistic_gap"] = out["logistic_student"] - out["logistic_teacher"]
-    transfer = transfer_summary(transfer_file(label, root),
-                                f"python -m momentum_ssl transfer --run {name}{flag}")
+    rewrite = f"python -m momentum_ssl transfer --run {name}{flag}"
+    transfer = transfer_summary(transfer_file(label, root), rewrite)
     out.update({f"transfer_{target}": score for target, score in transfer.items()})
+    targets = read_json(transfer_file(label, root), rewrite, ("targets",))["targets"]
+    out["test_images"] = {t: targets[t].get("num_test") for t in transfer}
     if transfer:  # the claims' `transfer`: the mean over the targets
         out["transfer"] = sum(transfer.values()) / len(transfer)
     if run is not None:
@@ -97,7 +102,7 @@ def collect(params: Params, root: Path = RESULTS) -> dict[str, dict]:
     for name, run in entries:
         seeds = [None] if name in SEEDLESS else list(params.seeds)
         out[name] = {"run": run, "label": BASELINE_LABELS.get(name, name),
-                     "seeds": {s: cell_metrics(params, name, run, s, root) for s in seeds}}
+                     "seeds": {s: cell_metrics(name, run, s, root) for s in seeds}}
     return out
 
 
@@ -107,6 +112,8 @@ def _learning_json(learned: dict[str, Learning]) -> dict:
         entry = {"learned": item.learned, "collapsed_seeds": list(item.collapsed)}
         if item.reason:
             entry["reason"] = item.reason
+        if item.detects is not None:
+            entry["guard_detects"] = item.detects  # the gain found with 80% power
         if item.effect is not None:
             entry["knn_over_random"] = {k: x for k, x in item.effect.summary.as_dict().items()
                                         if x is not None}
@@ -117,12 +124,14 @@ def _learning_json(learned: dict[str, Learning]) -> dict:
 
 
 def _summary_json(collected: dict, verdicts: list[Verdict],
-                  learned: dict[str, Learning] | None = None) -> dict:
+                  learned: dict[str, Learning] | None = None,
+                  test_set: dict[int, "TestSet"] | None = None) -> dict:
     """results/summary.json: per run and metric the mean, std and interval over seeds, with
-    the per-seed values; whether each run learned (``learning``: its kNN over the random-init
-    backbone, paired by seed); then every claim row's verdict with its raw and Holm-adjusted
-    p-value. Absent values (std of one seed) are left out, so ``dvc metrics diff`` compares
-    numbers only."""
+    the per-seed values; whether each run has shown that it learned (``learning``: its kNN
+    over the random-init backbone, paired by seed); then every claim row's verdict with its
+    raw and Holm-adjusted p-value, its seeds needed and the test set's own error
+    (``test_set``). Absent values (std of one seed) are left out, so ``dvc metrics diff``
+    compares numbers only."""
     runs = {}
     for name, entry in collected.items():
         runs[name] = {}
@@ -132,12 +141,16 @@ def _summary_json(collected: dict, verdicts: list[Verdict],
             runs[name][metric] = {k: v for k, v in s.as_dict().items() if v is not None}
             runs[name][metric]["seeds"] = values
     claims = []
-    for v in verdicts:
+    test_set = test_set or {}
+    for i, v in enumerate(verdicts):
         item = {"claim": v.claim.name, "source": v.claim.source, "a": v.a, "b": v.b,
                 "metric": v.claim.metric, "kind": v.claim.kind, "status": v.status,
                 "note": v.note, "primary": v.primary, "p": v.p, "p_adjusted": v.p_adjusted,
                 "effect": v.claim.planned_effect, "seeds_needed": v.seeds_needed,
-                "detectable": v.detectable, "power_alpha": v.alpha}
+                "seeds_needed_upper": v.seeds_needed_upper, "detectable": v.detectable,
+                "holm_first_step": v.first_step, "rows": len(v.parts) or None}
+        if i in test_set:
+            item["test_set"] = test_set[i].as_dict()
         if v.claim.margin is not None:
             item["margin"] = v.claim.margin
         if v.effect is not None:
@@ -148,10 +161,8 @@ def _summary_json(collected: dict, verdicts: list[Verdict],
         if claim_interval(v) is not None:
             low, high, level = claim_interval(v)
             item["decided_on"] = {"ci_low": low, "ci_high": high, "level": level}
-        if v.trend is not None and v.trend.statistic is not None:
-            item["trend"] = {"page_l": v.trend.statistic, "p_rising": v.trend.p,
-                             "p_falling": v.trend.p_against, "mean_rho": v.trend.rho,
-                             "seeds": list(v.trend.seeds)}
+        if v.rho is not None:
+            item["mean_rho"] = v.rho
         claims.append({k: x for k, x in item.items() if x is not None})
     out = {"runs": runs, "claims": claims}
     if learned is not None:
@@ -206,10 +217,8 @@ def _mean_ci(s: Summary | None, points: bool = True, digits: int = 2) -> str:
 
 
 def _difference(v: Verdict) -> str:
-    """The mean difference with the interval its verdict is read on, and that level; for a
-    rising claim the mean Spearman rho (descriptive: Page's L decides)."""
-    if v.trend is not None and v.trend.rho is not None:
-        return f"rho {v.trend.rho:+.2f} (mean over seeds)"
+    """The mean difference with the interval its verdict is read on, and that level (for a
+    rising claim, the final blocks minus the earlier ones)."""
     if v.effect is None:
         return "—"
     s = v.effect.summary
@@ -228,17 +237,26 @@ def _p(v: Verdict) -> str:
 
 
 def _needed(v: Verdict) -> str:
-    """Seeds for 80% power at the declared effect, and the smallest effect the seeds run
-    detect, both at Holm's first-step level; '—' when the row is not inconclusive."""
+    """Seeds for 80% power at the declared effect, from the observed sd (a plug-in figure)
+    and from its 80% upper bound, and the smallest effect the seeds run detect, at Holm's
+    first-step level; '—' when the row is not inconclusive."""
     if v.detectable is None:
         return "—"
     scale, unit = (100, " points") if in_points(v) else (1, "")
     planned = v.claim.planned_effect
+
+    def seeds(n: int | None) -> str:
+        return "> 1000" if n is None else str(n)
+
     need = ("no declared effect" if planned is None else
-            f"{v.seeds_needed if v.seeds_needed is not None else '> 1000'} seeds at "
-            f"{scale * planned:g}{unit}")
+            f"{seeds(v.seeds_needed)} seeds at {scale * planned:g}{unit} "
+            f"({seeds(v.seeds_needed_upper)} if the sd is at its 80% upper bound)")
+    rule = f", all {len(v.parts)} rows simulated" if len(v.parts) > 1 else ""
     return (f"{need}; {v.effect.summary.n} seeds detect {scale * v.detectable:.3g}{unit} "
-            f"(alpha {v.alpha:.3g})")
+            f"(Holm's first step {v.first_step:.3g}{rule})")
+
+
+NOT_SHOWN = "**not shown to have learned**"
 
 
 def _learned_cell(item: Learning | None) -> str:
@@ -250,13 +268,142 @@ def _learned_cell(item: Learning | None) -> str:
         text += f" [{100 * s.low:+.2f}, {100 * s.high:+.2f}]"
     if item.collapsed:
         text += ", collapsed"
-    return text if item.learned else f"{text} **did not learn**"
+    if item.learned:
+        return text
+    detects = "" if item.detects is None else f" (detects {100 * item.detects:.2f} at 80% power)"
+    return f"{text} {NOT_SHOWN}{detects}"
 
 
-def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: list[str],
-           findings: list[str] | None = None,
-           learned: dict[str, Learning] | None = None) -> str:
-    key = f"k{params.probe.knn_k[0]} weighted (T={params.probe.temperature})"
+# The per-image predictions behind each accuracy metric a claim can compare (probe.py writes
+# them, results/predictions/<run>/s<seed>.parquet); a gap is student minus teacher.
+PREDICTED = {"knn_student": ("student", "knn"), "knn_teacher": ("teacher", "knn"),
+             "logistic_student": ("student", "logistic"),
+             "logistic_teacher": ("teacher", "logistic")}
+GAPS = {"knn_gap": ("knn_student", "knn_teacher"),
+        "logistic_gap": ("logistic_student", "logistic_teacher")}
+
+
+class TestSet:
+    """The test set's own sampling error in one claim row's mean difference: the 95%
+    half-width of the paired bootstrap over test images (``exact``), or an upper bound where
+    the per-image predictions are not kept (transfer), and whether the row's verdict still
+    stands when it is added to the seeds' interval (``holds``)."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, half_width: float, exact: bool, images: int, holds: bool | None):
+        self.half_width, self.exact, self.images, self.holds = half_width, exact, images, holds
+
+    def as_dict(self) -> dict:
+        out = {"half_width": self.half_width, "level": 0.95, "images": self.images,
+               "method": "paired bootstrap over test images" if self.exact else "upper bound"}
+        if self.holds is not None:
+            out["verdict_holds"] = self.holds
+        return out
+
+
+def _holds(v: Verdict, extra: float) -> bool | None:
+    """Whether a verdict's interval, widened by the test set's half-width (the root of the two
+    squared half-widths), still clears every boundary its verdict is read against (zero, or
+    the margins); None for an inconclusive row."""
+    if v.status not in (SUPPORTED, CONTRADICTED) or claim_interval(v) is None:
+        return None
+    low, high, _ = claim_interval(v)
+    centre, half = (low + high) / 2, (high - low) / 2
+    wide = (half ** 2 + extra ** 2) ** 0.5
+    margin = v.claim.margin
+    bounds = ((0.0,) if margin is None else (-margin,) if v.claim.kind == "noninferior"
+              else (-margin, margin))
+    return not any(centre - wide <= b <= centre + wide for b in bounds)
+
+
+def _correct(root: Path, run: str, seed: int, metric: str, knn: str, cache: dict):
+    """Per test image, 1.0 where run's ``metric`` probe is right at ``seed`` (a gap: student
+    right minus teacher right); None when the predictions lack that probe."""
+    import numpy as np
+
+    if metric in GAPS:
+        parts = [_correct(root, run, seed, m, knn, cache) for m in GAPS[metric]]
+        return None if any(p is None for p in parts) else parts[0] - parts[1]
+    label = cell(run, seed)
+    if label not in cache:
+        cache[label] = read_features(predictions_file(label, root),
+                                     f"python -m momentum_ssl probe --run {run}"
+                                     f"{seed_flag(seed)}")
+    columns, labels, _ = cache[label]
+    encoder, probe = PREDICTED[metric]
+    column = columns.get(f"{encoder}/{'knn_' + knn if probe == 'knn' else probe}")
+    return None if column is None else (np.asarray(column) == labels).astype(float)
+
+
+def test_set_errors(params: Params, collected: dict, verdicts: list[Verdict],
+                    root: Path = RESULTS) -> dict[int, TestSet]:
+    """For each tested claim row (by index) on an accuracy, the test set's own 95% error in
+    its mean difference: every seed is scored on the same test images, so the seeds' interval
+    is conditional on them. kNN and logistic rows: the paired bootstrap over test images from
+    the per-image predictions (stats.image_half_width); transfer rows: an upper bound from
+    the accuracies and each target's number of test images (the transfer stage keeps no
+    per-image predictions; stats.image_half_width_bound)."""
+    knn, cache, out = headline_knn(params.probe), {}, {}
+    for i, v in enumerate(verdicts):
+        metric = v.claim.metric
+        if v.effect is None or v.test is None or "," in v.a:  # untested, or a dominant row
+            continue
+        seeds = v.effect.seeds
+        if metric in PREDICTED or metric in GAPS:
+            rows = []
+            for seed in seeds:
+                a = _correct(root, v.a, seed, metric, knn, cache)
+                b = 0.0 if v.b is None else _correct(root, v.b, seed, metric, knn, cache)
+                if a is None or b is None:
+                    break
+                rows.append(a - b)
+            else:
+                half = image_half_width(rows)
+                out[i] = TestSet(half, True, len(rows[0]), _holds(v, half))
+        elif metric.startswith("transfer"):
+            first = collected[v.a]["seeds"][seeds[0]]
+            targets = ([metric.removeprefix("transfer_")] if metric != "transfer"
+                       else sorted(first["test_images"]))
+            errors = []
+            for t in targets:
+                images = first["test_images"].get(t)
+                if not images:
+                    break
+                err = [1 - sum(collected[r]["seeds"][s][f"transfer_{t}"] for s in seeds)
+                       / len(seeds) for r in (v.a, v.b) if r is not None]
+                errors.append((err[0], err[1] if len(err) > 1 else 0.0, images))
+            else:
+                half = image_half_width_bound(errors)
+                out[i] = TestSet(half, False, sum(e[2] for e in errors), _holds(v, half))
+    return out
+
+
+def _test_set_cell(v: Verdict, item: "TestSet | None") -> str:
+    if item is None:
+        return "—"
+    text = f"{'' if item.exact else '≤ '}±{100 * item.half_width:.2f}"
+    return text + (" ‡" if item.holds is False else "")
+
+
+def _knn_label(params: Params) -> str:
+    """The headline kNN as the report names it: classifiers.headline_knn's key, worded."""
+    return f"{headline_knn(params.probe).replace('_', ' ')} (T={params.probe.temperature})"
+
+
+def _scale_line(params: Params) -> str:
+    """Dataset, backbone, epochs and batch: the scale of the runs a report shows."""
+    return (f"{params.data.dataset}, backbone {params.model.backbone}"
+            + (f" (width {params.model.width})" if params.model.backbone == "resnet_tiny"
+               else "")
+            + f", {params.pretrain.epochs} epoch{'s' * (params.pretrain.epochs != 1)} at batch "
+            f"{params.loader.batch_size}")
+
+
+def runs_section(params: Params, collected: dict,
+                 learned: dict[str, Learning] | None = None) -> list[str]:
+    """The runs table (every grid run and baseline, mean ± half-width over seeds, and each
+    run's kNN over random-init) with its preamble, its footnote and the best run."""
     stats = {name: summaries(e) for name, e in collected.items()}
     first = next(iter(collected.values()))
     targets = sorted(m.removeprefix("transfer_") for m in next(iter(first["seeds"].values()))
@@ -266,22 +413,20 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
             + [f"transfer {t} (kNN)" for t in targets] + ["pretraining (s)"]
             + (["kNN - random-init [95% CI]"] if learned is not None else []))
     lines = [
-        "# momentum-ssl report", "",
-        f"Dataset {params.data.dataset}, backbone {params.model.backbone}"
-        + (f" (width {params.model.width})" if params.model.backbone == "resnet_tiny" else "")
-        + f", {params.pretrain.epochs} epoch{'s' * (params.pretrain.epochs != 1)} at batch "
-        f"{params.loader.batch_size}, {len(seeds)} seed{'s' * (len(seeds) != 1)} "
+        f"Dataset {_scale_line(params)}, {len(seeds)} seed{'s' * (len(seeds) != 1)} "
         f"({', '.join(map(str, seeds))}). Top-1 (%) on "
-        f"the test split: kNN is {key} over cosine similarity, logistic is a standardised "
-        "multinomial logistic regression with C chosen on a validation split of train. "
-        "Gap = kNN student - kNN teacher (points); teacher features exist when the teacher "
-        "owns backbone blocks (scopes full and last_k). Each cell is the mean over seeds ± the "
-        "half-width of its 95% Student-t interval (no interval with one seed); raw pixels draw "
-        "nothing and have one value."
+        f"the test split: kNN is {_knn_label(params)} over cosine similarity, logistic is a "
+        "standardised multinomial logistic regression with C chosen on a validation split of "
+        "train. Gap = kNN student - kNN teacher (points); teacher features exist when the "
+        "teacher owns backbone blocks (scopes full and last_k). Each cell is the mean over "
+        "seeds ± the half-width of its 95% Student-t interval (no interval with one seed); raw "
+        "pixels draw nothing and have one value."
         + (" The last column is the student's kNN minus the random-init backbone's at the same "
            "seed (points, mean and 95% interval over seeds): a run whose interval does not lie "
-           "above zero, or that collapsed, **did not learn**, and no claim is judged on it."
-           if learned is not None else ""), "",
+           f"above zero, or that collapsed, is {NOT_SHOWN} (a one-sided test at 0.025, not "
+           "proof that it learned nothing: beside it, the gain over random-init that this "
+           "guard detects with 80% power at the run's seeds and spread), and no claim is "
+           "judged on it." if learned is not None else ""), "",
         "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, entry in collected.items():
         s = stats[name]
@@ -308,59 +453,85 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
               f"{100 * (top - stats['random']['knn_student'].mean):+.2f} points over "
               f"the random-init backbone, "
               f"{100 * (top - stats['raw']['knn_student'].mean):+.2f} over raw pixels "
-              "(means over seeds).", ""]
+              "(means over seeds)."]
+    return lines
 
-    lines += ["## Claims", "",
-              "Each claim is judged from paired differences over seeds (a - b, the same seed for "
-              "both runs: the same initialisation draws and data order; docs/STATISTICS.md). A "
-              "direction claim is read on the 95% Student-t interval; so are an equivalence "
-              "(two one-sided tests at 0.025) and a non-inferiority (one-sided at 0.025), "
-              "against the margin, since at the margin both a verdict and its opposite would "
-              "be false; a rising claim by Page's L over blocks x seeds. "
-              "The p-values are adjusted with Holm's method across the claims' primary rows "
-              "(and apart across the secondary rows, the other methods' expansions), and the "
-              "verdict is decided on the adjusted one (the printed intervals are not "
-              "adjusted, so an interval clear of zero can sit beside an inconclusive "
-              "verdict): **supported**, **contradicted**, or "
-              "**inconclusive**, which then states the seeds that would give 80% power at the "
-              "claim's declared effect and the smallest effect its seeds detect. Fewer than "
-              f"{MIN_SEEDS} seeds, or differences without spread, give no verdict. A claim "
-              "that compares a run that did not learn is **not testable**; one whose runs are "
-              "not in the grid is **not tested**. Differences of accuracies are in points.", "",
-              "| claim | source | runs (a vs b) | metric | a - b [CI] | p raw / Holm | verdict "
-              "| seeds needed (80% power) | note |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for v in verdicts:
+
+CLAIMS_PROSE = (
+    "Each claim is judged from paired differences over seeds (a - b, the same seed for both "
+    "runs: the same initialisation draws and data order; docs/STATISTICS.md). A direction "
+    "claim is read on the 95% Student-t interval; so are an equivalence (two one-sided tests "
+    "at 0.025) and a non-inferiority (one-sided at 0.025), against the margin, since at the "
+    "margin both a verdict and its opposite would be false; a rising claim by a t test on "
+    "each seed's mean of the final blocks minus the earlier ones; a claim that must hold for "
+    "every pair, against every other method, or (a dominant claim) for every contrast "
+    "mean(a - b) ± (a_i - a_j) needs each of its tests to pass (the weakest is shown; "
+    "Bonferroni on the opposite). The t procedures assume roughly normal differences over "
+    "seeds: a note flags a seed whose difference is an outlier (Grubbs, 5%). "
+    "The p-values are adjusted with Holm's method across the claims' primary rows, and apart "
+    "across the secondary rows (the other methods' expansions): a second family, so across "
+    "the whole table the chance of any false verdict is up to twice 0.05; read the secondary "
+    "rows as exploratory. The verdict is decided on the adjusted p-value (the printed "
+    "intervals are not adjusted, so an interval clear of zero can sit beside an inconclusive "
+    "verdict): **supported**, **contradicted**, or **inconclusive**, which then states the "
+    "seeds that would give 80% power at the claim's declared effect, at Holm's first-step "
+    "level, from the observed spread (a plug-in figure, optimistic at few seeds) and from "
+    "its 80% upper bound, and the smallest effect its seeds detect. Fewer than "
+    f"{MIN_SEEDS} seeds, or differences without spread, give no verdict. A claim that "
+    "compares a run not shown to have learned is **not testable**; one whose runs are not in "
+    "the grid is **not tested**. Differences of accuracies are in points. The intervals are "
+    "conditional on the test set (every seed is scored on the same images): the test-set "
+    "column gives that set's own 95% error in the difference, from a paired bootstrap over "
+    "test images (kNN, logistic) or, where the per-image predictions are not kept (transfer), "
+    "an upper bound (≤); ‡ marks a verdict whose interval, widened by it, reaches the "
+    "boundary it is read against.")
+
+
+def claims_section(verdicts: list[Verdict], test_set: dict[int, TestSet]) -> list[str]:
+    """The claims table: every row with its difference, p-values, verdict, seeds needed, the
+    test set's own error and its note; then the count of claims tested."""
+    lines = ["| claim | source | runs (a vs b) | metric | a - b [CI] | test set ± (95%) "
+             "| p raw / Holm | verdict | seeds needed (80% power) | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for i, v in enumerate(verdicts):
         margin = "" if v.claim.margin is None else (
             f" (non-inferiority margin {_margin(v)})" if v.claim.kind == "noninferior"
             else f" (margin ±{_margin(v)})")
         runs_cell = v.label if v.primary else f"{v.label} (secondary)"
         lines.append(f"| {v.claim.name}{margin} | {v.claim.source} | {runs_cell} | "
-                     f"{v.claim.metric} | {_difference(v)} | {_p(v)} | **{v.status}** | "
-                     f"{_needed(v)} | {v.note or ''} |")
+                     f"{v.claim.metric} | {_difference(v)} | {_test_set_cell(v, test_set.get(i))}"
+                     f" | {_p(v)} | **{v.status}** | {_needed(v)} | {v.note or ''} |")
     primary = [v for v in verdicts if v.primary]
     tested = sum(v.p_adjusted is not None for v in primary)
     untestable = sum(v.status == NOT_TESTABLE for v in primary)
-    lines += ["", f"{tested} of {len(primary)} claims tested (Holm over {tested}); "
-              f"{untestable} not testable (a run did not learn); the others need runs or seeds "
-              "the grid does not have.", ""]
+    return lines + ["", f"{tested} of {len(primary)} claims tested (Holm over {tested}); "
+                    f"{untestable} not testable (a run not shown to have learned); the others "
+                    "need runs or seeds the grid does not have."]
 
-    lines += ["## Per-seed values", "", "kNN student / logistic (%) of each run at each seed.",
-              "", "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-              "|" + "---|" * (len(seeds) + 1)]
-    for name, entry in collected.items():
+
+def _per_seed_section(params: Params, collected: dict) -> list[str]:
+    seeds = list(params.seeds)
+    lines = ["## Per-seed values", "", "kNN student / logistic (%) of each run at each seed.",
+             "", "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|" + "---|" * (len(seeds) + 1)]
+    for entry in collected.values():
         cells = []
         for seed in seeds:
             m = entry["seeds"].get(seed) or entry["seeds"].get(None)
             cells.append(f"{_pct(m['knn_student'])} / {_pct(m['logistic_student'])}")
         lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+    return lines
 
-    lines += ["", "## Gradient stability per block", "",
-              "Coefficient of variation of ||dL/d(block output)|| over all steps / mean relative "
-              "change from one step to the next (lower is steadier), averaged over seeds.", "",
-              "| run | " + " | ".join(blocks) + " |", "|" + "---|" * (len(blocks) + 1)]
-    for name in runs:
-        per_seed = [m["stability"] for m in collected[name]["seeds"].values()]
+
+def _stability_section(collected: dict, blocks: list[str]) -> list[str]:
+    lines = ["## Gradient stability per block", "",
+             "Coefficient of variation of ||dL/d(block output)|| over all steps / mean relative "
+             "change from one step to the next (lower is steadier), averaged over seeds.", "",
+             "| run | " + " | ".join(blocks) + " |", "|" + "---|" * (len(blocks) + 1)]
+    for name, entry in collected.items():
+        if entry["run"] is None:
+            continue
+        per_seed = [m["stability"] for m in entry["seeds"].values()]
         cells = []
         for b in blocks:
             if all(b in st for st in per_seed):
@@ -370,10 +541,21 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
             else:
                 cells.append("—")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Findings", "",
-              "Health telemetry: a run is noted when the std of its L2-normalised projector "
-              "output stayed below `pretrain.collapse_std` / sqrt(d) at every logged step of an "
-              "epoch (a collapse; a finding, not a failure).", ""]
+    return lines
+
+
+def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: list[str],
+           findings: list[str] | None = None,
+           learned: dict[str, Learning] | None = None,
+           test_set: dict[int, TestSet] | None = None) -> str:
+    lines = ["# momentum-ssl report", "", *runs_section(params, collected, learned), "",
+             "## Claims", "", CLAIMS_PROSE, "", *claims_section(verdicts, test_set or {}), "",
+             *_per_seed_section(params, collected), "",
+             *_stability_section(collected, blocks), "",
+             "## Findings", "",
+             "Health telemetry: a run is noted when the std of its L2-normalised projector "
+             "output stayed below `pretrain.collapse_std` / sqrt(d) at every logged step of an "
+             "epoch (a collapse; a finding, not a failure).", ""]
     lines += findings or ["No run's projector output collapsed for a whole epoch."]
     lines += ["", "## Plots", "", "![loss and gap](plots/curves.png)", "",
               "![gradient stability](plots/stability.png)", "",
@@ -388,10 +570,25 @@ def _margin(v: Verdict) -> str:
     return f"{100 * v.claim.margin:g} points" if in_points(v) else f"{v.claim.margin:g}"
 
 
+def model_blocks(params: Params) -> list[str]:
+    """The blocks the gradient telemetry names for the profile's backbone: the stem, one per
+    stage (a ResNet's four, a ViT's transformer blocks), the projector. The backbone is built
+    to count them (the image side does not change the count: one patch is enough); this runs
+    only when no run logged its telemetry."""
+    from ..core.models.backbones import build_backbone
+
+    model = params.model
+    backbone = build_backbone(model.backbone, model.width, model.cifar_stem,
+                              patch_size=model.patch_size,
+                              image_size=model.image_size or model.patch_size)
+    return block_names(backbone.num_stages)
+
+
 def _judged(params: Params, root: Path) -> tuple[dict, list, dict[str, Learning], list[Verdict],
                                                 list[str]]:
     """What the report and the claims document are made of: every run's values, the collapses
-    found, whether each run learned, the claims' verdicts, and the gradient telemetry's blocks."""
+    found, whether each run learned, the claims' verdicts (with the seeds an inconclusive one
+    needs) and the gradient telemetry's blocks (as logged, else the model's)."""
     collected = collect(params, root)
     found = collapses(params, root)
     collapsed: dict[str, tuple[int, ...]] = {}
@@ -399,15 +596,12 @@ def _judged(params: Params, root: Path) -> tuple[dict, list, dict[str, Learning]
         collapsed[name] = (*collapsed.get(name, ()), seed)
     values = {n: e["seeds"] for n, e in collected.items() if e["run"] is not None}
     learned = learning(values, collected["random"]["seeds"], collapsed)
-    verdicts = judge(params.claims, values,
-                     unfit={run: item.reason for run, item in learned.items() if item.reason})
-    blocks = block_names(4)
-    for entry in collected.values():
-        stability = next(iter(entry["seeds"].values())).get("stability")
-        if stability:
-            blocks = list(stability)
-            break
-    return collected, found, learned, verdicts, blocks
+    verdicts = plan(judge(params.claims, values,
+                          unfit={run: item.reason for run, item in learned.items()
+                                 if item.reason}))
+    logged = next((list(st) for entry in collected.values()
+                   if (st := next(iter(entry["seeds"].values())).get("stability"))), None)
+    return collected, found, learned, verdicts, logged or model_blocks(params)
 
 
 def _machines(params: Params, root: Path) -> list[dict]:
@@ -420,6 +614,7 @@ def report(params: Params, root: Path = RESULTS) -> Path:
 
     matplotlib.use("Agg")
     collected, found, learned, verdicts, blocks = _judged(params, root)
+    test_set = test_set_errors(params, collected, verdicts, root)
     plots = root / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     plot_curves(params, root, plots / "curves.png")
@@ -429,13 +624,13 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     plot_knn(params, root, plots / "knn.png")
     plot_health(params, root, plots / "health.png")
     machines = _machines(params, root)
-    summary = _summary_json(collected, verdicts, learned)
+    summary = _summary_json(collected, verdicts, learned, test_set)
     summary["provenance"] = machines
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     write_headline(root)  # results/metrics.json: what `dvc metrics diff` compares
     out = root / "report.md"
     text = render(params, collected, verdicts, blocks, collapse_findings(params, root, found),
-                  learned)
+                  learned, test_set)
     atomic_write_text(out, text.rstrip("\n") + "\n\n" + "\n".join(render_provenance(machines))
                       + "\n")
     return out
@@ -464,7 +659,8 @@ def claims_doc(params: Params, notes: dict[str, str], out: Path, root: Path = RE
                           + "; ".join(([f"missing {missing}"] if missing else [])
                                       + ([f"unknown {unknown}"] if unknown else []))
                           + " (claim names as in src/momentum_ssl/config/claims.yaml)")
-    collected, found, learned, verdicts, blocks = _judged(params, root)
+    collected, _, learned, verdicts, _ = _judged(params, root)
+    test_set = test_set_errors(params, collected, verdicts, root)
     plots = root / "plots"
     if not (plots / "claims.png").is_file():
         raise MissingArtifact(f"{plots}/claims.png is missing: the study's report has not run; "
@@ -502,29 +698,27 @@ def claims_doc(params: Params, notes: dict[str, str], out: Path, root: Path = RE
         "every stage in studies/claims) and writes this file again.", "",
         f"**{len(primary)} claims: {counts['supported']} supported, {counts['contradicted']} "
         f"contradicted, {counts['inconclusive']} inconclusive, {counts[NOT_TESTABLE]} not "
-        f"testable (a run did not learn), {counts[NOT_TESTED]} not tested (their runs are not "
+        f"testable (a run not shown to have learned), {counts[NOT_TESTED]} not tested (their runs are not "
         "in the grid).** Verdicts are decided on Holm-adjusted p-values across the tested "
         "claims; an inconclusive one states the seeds it would need.", "",
         "## Verdicts", "",
-        "| claim | verdict | runs (a vs b) | a - b [CI] | p raw / Holm | seeds needed "
-        "(80% power) |", "|---|---|---|---|---|---|"]
-    for v in primary:
-        lines.append(f"| {v.claim.name} | **{v.status}** | {v.label} | {_difference(v)} | "
-                     f"{_p(v)} | {_needed(v)} |")
+        "| claim | verdict | runs (a vs b) | a - b [CI] | test set ± (95%) | p raw / Holm "
+        "| seeds needed (80% power) |", "|---|---|---|---|---|---|---|"]
+    for i, v in enumerate(verdicts):
+        if v.primary:
+            lines.append(f"| {v.claim.name} | **{v.status}** | {v.label} | {_difference(v)} | "
+                         f"{_test_set_cell(v, test_set.get(i))} | {_p(v)} | {_needed(v)} |")
     lines += ["", "![the claims' differences with their intervals](" + images.name + "/claims.png)", "",
               "## What this scale can say", ""]
     for v in primary:
         note = f" ({v.note})" if v.status in (NOT_TESTABLE, NOT_TESTED) and v.note else ""
         lines += [f"- **{v.claim.name}** ({v.claim.source}): **{v.status}**{note}. "
                   f"{' '.join(notes[v.claim.name].split())}"]
-    report_text = render(params, collected, verdicts, blocks,
-                         collapse_findings(params, root, found), learned)
-    runs = report_text[report_text.index("Dataset "):report_text.index("## Claims")].rstrip()
-    rows = report_text[report_text.index("## Claims"):report_text.index("## Per-seed")]
-    lines += ["", "## Runs", "", runs, "",
+    lines += ["", "## Runs", "", *runs_section(params, collected, learned), "",
               "![kNN by momentum variant](" + images.name + "/accuracy.png)", "",
               "![kNN monitor against steps](" + images.name + "/knn.png)", "",
-              "## Every claim row", "", rows.removeprefix("## Claims").strip(), ""]
+              "## Every claim row", "", CLAIMS_PROSE, "",
+              *claims_section(verdicts, test_set), ""]
     lines += render_provenance(machines)
     atomic_write_text(out, "\n".join(lines).rstrip("\n") + "\n")
     return out
