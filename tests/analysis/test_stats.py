@@ -240,12 +240,49 @@ def test_seeds_needed_is_the_first_n_with_80_percent_and_beats_the_normal_formul
     ("greater", 1.0, 0.5, 0.05 / 9), ("noninferior", 1.0, 0.4, 0.0125),
     ("equivalent", 1.0, 0.7, 0.05 / 18), ("greater", 0.3, 1.0, 0.05)])
 def test_seeds_needed_by_bisection_is_the_linear_scans_answer(kind, sd, effect, alpha):
-    """Power rises with n, so bisection finds the first n a scan from 3 finds: the scan took
-    2.1 s for a row that needs 139 seeds (a numerical integral per n for TOST)."""
+    """Power >= 80% switches once as n grows, so bisection finds the first n a scan from 3
+    finds: the scan took 2.1 s for a row that needs 139 seeds (a numerical integral per n
+    for TOST)."""
     n = seeds_needed(kind, sd, effect, alpha)
     assert n == 3 or power(kind, n - 1, sd, effect, alpha) < 0.8 <= power(kind, n, sd, effect,
                                                                          alpha)
     assert all(power(kind, m, sd, effect, alpha) < 0.8 for m in (3, n // 2, n - 1) if 3 <= m < n)
+
+
+def test_seeds_needed_by_bisection_equals_a_linear_scan_over_a_grid_of_cases():
+    """Bisection needs only that power >= target switches once as n grows; power itself need
+    not rise with n (TOST's at a 0.2-sd margin falls from 3 seeds to 8). 54 cases, 1-2 s."""
+    assert power("equivalent", 8, 1.0, 0.2, 0.05 / 18) < power("equivalent", 3, 1.0, 0.2,
+                                                               0.05 / 18)
+    for case in itertools.product(("greater", "noninferior", "equivalent"), (0.5, 1.0, 2.0),
+                                  (0.2, 0.7, 1.5), (0.05, 0.05 / 18)):
+        scan = next((n for n in range(3, 401) if power(*(case[:1] + (n,) + case[1:])) >= 0.8),
+                    None)
+        assert seeds_needed(*case, most=400) == scan, case
+
+
+def test_tost_power_finds_the_chi_square_peak_at_many_seeds():
+    """At many seeds the chi-square law of the sample variance is a narrow peak near df in a
+    long interval; the integral missed it (600 seeds, a 1.5-sd margin: 3e-13, truly ~1)."""
+    assert power("equivalent", 600, 1.0, 1.5, 0.05 / 18) == pytest.approx(1.0, abs=1e-6)
+    assert power("equivalent", 5000, 1.0, 0.7, 0.05 / 18) == pytest.approx(1.0, abs=1e-6)
+    # against the normal approximation where it is good: 2 Phi(shift - crit) - 1
+    n, margin = 400, 0.15
+    shift, crit = margin * math.sqrt(n), sp.t.ppf(0.95, n - 1)
+    assert power("equivalent", n, 1.0, margin) == pytest.approx(
+        2 * sp.norm.cdf(shift - crit) - 1, abs=0.01)
+
+
+def test_the_seeds_search_evaluates_each_n_once():
+    from momentum_ssl.analysis.stats import _fewest
+
+    for first in (3, 4, 10, 97):
+        calls = []
+        assert _fewest(lambda n: calls.append(n) or n >= first, 1000) == first
+        assert len(calls) == len(set(calls)), calls
+    calls = []
+    assert _fewest(lambda n: calls.append(n) or False, 20) is None
+    assert calls == [3, 6, 12, 20]
 
 
 def test_the_sd_upper_bound_a_plan_can_take():
