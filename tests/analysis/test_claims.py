@@ -189,6 +189,32 @@ def test_other_replaces_best_every_other_method_must_be_matched():
     assert len(pairs) == 6 and len({frozenset(p) for p in pairs}) == 6  # each pair once
 
 
+def test_a_composite_row_flags_its_rows_outliers_from_a_field_not_from_a_notes_words():
+    """_weakest gathered the rows' outlier flags by the word "outlier" in their notes (control
+    flow on a message's words); each row now carries its flag in Verdict.outlier."""
+    from dataclasses import replace
+
+    from momentum_ssl.analysis.claims import _weakest
+
+    diffs = (0.010, 0.011, 0.009, 0.0105, 0.012, 0.008, 0.0095, 0.05)  # seed 7 lies out
+    values = {"simclr-projector": {s: {"knn_student": 0.75 + d} for s, d in enumerate(diffs)},
+              "simclr-none": {s: {"knn_student": 0.75} for s in range(8)}}
+    [row] = judge_one(claim("EMA of the projector improves"), values)
+    assert row.outlier.startswith("seed 7's difference is an outlier") and row.outlier in row.note
+    values = {f"{m}-full": cells([0.75 + d for d in jitter])
+              for m, jitter in (("unigrad", (0.0, 0.004, -0.003, 0.001)),
+                                ("byol", (0.003, -0.002, 0.001, 0.0)),
+                                ("simclr", (-0.001, 0.002, 0.004, -0.003)))}
+    primary, *rows = judge_one(claim("UniGrad is non-inferior"), values)
+    assert not any(r.outlier for r in rows)
+    other = next(i for i, r in enumerate(rows) if r.test.p != primary.test.p)
+    rows[other] = replace(rows[other], note="an outlier-free note")
+    assert "an outlier-free note" not in _weakest(primary.claim, rows).note
+    rows[other] = replace(rows[other], outlier="seed 2's difference is an outlier")
+    assert f"{rows[other].label}: seed 2's difference is an outlier" in _weakest(
+        primary.claim, rows).note
+
+
 def params_from_dict_claims(claims):
     import yaml
 

@@ -68,6 +68,7 @@ class Verdict:
     seeds_needed: int | None = None
     seeds_needed_upper: int | None = None
     detectable: float | None = None
+    outlier: str = ""  # the note's outlying-seed flag (stats.outlier), '' when none
 
     @property
     def label(self) -> str:
@@ -312,7 +313,7 @@ def _outlier_note(effect: Effect, what: str = "difference") -> str:
 def _tested(claim: ClaimConfig, a: str, b: str | None, effect: Effect, values: Values,
             primary: bool, note: str = "", alpha: float = ALPHA) -> Verdict:
     test = _test(claim, effect, alpha)
-    notes = [note] if note else []
+    notes, flagged = [note] if note else [], ""
     if test.reason:
         notes.append(f"no verdict: {test.reason}")
     elif flagged := _outlier_note(effect):
@@ -324,7 +325,7 @@ def _tested(claim: ClaimConfig, a: str, b: str | None, effect: Effect, values: V
             ratio = sum(cost_a[s] for s in common) / sum(cost_b[s] for s in common)
             notes.append(f"step time {a} / {b} = {ratio:.2f}")
     return Verdict(claim, a, b, INCONCLUSIVE, effect, "; ".join(notes), primary, test,
-                   p=_row_p(test))
+                   p=_row_p(test), outlier=flagged)
 
 
 def _dominant(claim: ClaimConfig, values: Values, unfit: Mapping[str, str],
@@ -395,7 +396,7 @@ def _weakest(claim: ClaimConfig, rows: list[Verdict]) -> Verdict:
     worst = next(r for r in rows if r.test.p == test.p)
     note = (f"the weakest of {len(rows)} comparisons ({', '.join(r.label for r in rows)}); "
             "holds only if each does")
-    flagged = [f"{r.label}: {n}" for r in rows for n in r.note.split("; ") if "outlier" in n]
+    flagged = [f"{r.label}: {r.outlier}" for r in rows if r.outlier]
     return replace(worst, primary=True, test=test, p=_row_p(test),
                    parts=tuple(r.effect for r in rows),
                    note="; ".join(dict.fromkeys(n for n in (note, worst.note, *flagged) if n)))

@@ -412,7 +412,12 @@ def _tost_power(df: int, shift: float, crit: float) -> float:
         density = math.exp((df / 2 - 1) * math.log(c) - c / 2 - log_norm)
         return density * math.erf((shift - crit * math.sqrt(c / df)) / math.sqrt(2))
 
-    value, _ = quad(integrand, 0.0, top, limit=200)
+    # at many seeds the chi-square peak (near c = df, sd sqrt(2 df)) is a sliver of [0, top]
+    # that quad's nodes miss (600 seeds read 3e-13 for a power of 1): split at it and at its
+    # sides 8 sd away (split at df alone, 5,000 seeds still missed the right half)
+    spread = 8 * math.sqrt(2 * df)
+    points = [c for c in (df - spread, df, df + spread) if 0 < c < top] or None
+    value, _ = quad(integrand, 0.0, top, limit=200, points=points)
     return min(1.0, max(0.0, value))
 
 
@@ -426,16 +431,20 @@ def sd_upper(sd: float, n: int, confidence: float = POWER) -> float:
 
 
 def _fewest(reaches, most: int) -> int | None:
-    """The fewest n in [MIN_SEEDS, most] with ``reaches(n)``, by bisection (power rises with
-    n): a doubling search for an n that reaches, then halving between it and the last that
-    does not. None when ``most`` does not reach."""
+    """The fewest n in [MIN_SEEDS, most] with ``reaches(n)``, by bisection: a doubling search
+    for an n that reaches, then halving between it and the last that does not. Right when
+    ``reaches`` switches once, from False to True, as n grows: power >= target does, though
+    power itself need not rise with n (TOST's at a 0.2-sd margin falls from 3 seeds to 8,
+    far below any target). None when ``most`` does not reach."""
     if reaches(MIN_SEEDS):
         return MIN_SEEDS
-    low, high = MIN_SEEDS, MIN_SEEDS
-    while not reaches(high):
+    low = high = MIN_SEEDS
+    while True:  # not reaches(high)
         if high >= most:
             return None
         low, high = high, min(most, 2 * high)
+        if reaches(high):
+            break
     while high - low > 1:  # reaches(high), not reaches(low)
         mid = (low + high) // 2
         low, high = (low, mid) if reaches(mid) else (mid, high)
@@ -463,27 +472,38 @@ def detectable(kind: str, n: int, sd: float, alpha: float = ALPHA,
 
 def image_half_width(per_seed: Sequence[Sequence[float]], level: float = LEVEL) -> float:
     """The test set's own sampling error in a mean paired difference of accuracies over seeds,
-    as the half-width of a normal interval at ``level``: ``per_seed[s][i]`` is image i's
-    correct_a - correct_b at seed s (every seed scores the same images), e_i their mean over
-    seeds, and the paired bootstrap over test images (resample images, keep each image's
-    seeds together) has variance mean((e - mean e)^2) / N for the mean of e, computed here
-    exactly instead of drawn. The seeds' t interval is conditional on the fixed test set and
+    as the half-width of the normal interval at ``level`` from the paired bootstrap's exact
+    standard error, less the seeds' share: ``per_seed[s][i]`` is image i's correct_a -
+    correct_b at seed s (every seed scores the same images), e_i their mean over S seeds, and
+    the paired bootstrap over test images (resample images, keep each image's seeds together)
+    has variance mean((e - mean e)^2) / N for the mean of e, computed here exactly instead of
+    drawn. That spread of e over images holds the seeds' flip noise / S too, which the seeds'
+    t interval already counts, so with S >= 2 the mean over images of each image's sample
+    variance over seeds, divided by S, is taken off (floored at 0): two runs with the same
+    chance of being right on each image (360 images, 8 seeds) printed +-1.44 points where the
+    images' own share is 0. The seeds' t interval is conditional on the fixed test set and
     leaves this out."""
     from scipy.stats import norm
 
     rows = [list(map(float, r)) for r in per_seed]
     if not rows or len({len(r) for r in rows}) > 1 or not rows[0]:
         raise ValueError("every seed needs the same test images, at least one")
-    e = [math.fsum(col) / len(rows) for col in zip(*rows)]
+    seeds = len(rows)
+    e = [math.fsum(col) / seeds for col in zip(*rows)]
     mean = math.fsum(e) / len(e)
     variance = math.fsum((x - mean) ** 2 for x in e) / len(e)
+    if seeds >= 2:  # the seeds' noise in e, already inside the seeds' interval
+        within = math.fsum(math.fsum((x - m) ** 2 for x in col) / (seeds - 1)
+                           for col, m in zip(zip(*rows), e)) / len(e)
+        variance = max(0.0, variance - within / seeds)
     return float(norm.ppf((1 + level) / 2)) * math.sqrt(variance / len(e))
 
 
 def image_half_width_bound(errors: Sequence[tuple[float, float, int]],
                            level: float = LEVEL) -> float:
     """An upper bound on :func:`image_half_width` when the per-image predictions are not kept
-    (transfer): for each target (error of a, error of b, test images N) the per-image
+    (transfer; it bounds the bootstrap's variance before the seeds' share is taken off, so
+    it stays above): for each target (error of a, error of b, test images N) the per-image
     difference e_i lies in [-1, 1] and is non-zero only where a or b errs, so its variance is
     at most err_a + err_b; the mean over T targets has at most sum((err_a + err_b) / N) / T^2."""
     from scipy.stats import norm
@@ -533,8 +553,13 @@ class Rule:
     ``kind``: ``greater`` (each row's true difference is the effect, tested > 0),
     ``noninferior`` (true difference 0, margin = the effect), or ``equivalent`` (true
     difference 0, both one-sided tests inside +-effect). ``cov``: the K x K covariance of the
-    rows' per-seed differences (the rows share runs, so they are correlated); a diagonal of
-    their variances when they share too few seeds to estimate it."""
+    rows' per-seed differences (the rows share runs, so they are correlated) when their common
+    seeds outnumber the rows; else a diagonal of the rows' variances. The sample covariance
+    of K rows from n seeds has rank at most n - 1, so with n <= K it is singular and the
+    simulation overstates the power (15 pair rows at 3 seeds planned 14 seeds of real power
+    0.60); the diagonal takes the rows as independent, which plans more seeds than their
+    true covariance when the rows are positively correlated (review 38's six equal methods,
+    15 pairs: 17 seeds against 16)."""
 
     kind: str
     cov: tuple[tuple[float, ...], ...]
@@ -545,7 +570,7 @@ class Rule:
         import numpy as np
 
         seeds = set.intersection(*(set(r.seeds) for r in rows))
-        if len(seeds) >= MIN_SEEDS:
+        if len(seeds) >= MIN_SEEDS and len(seeds) > len(rows):  # else singular: the diagonal
             table = np.array([[d for s, d in zip(r.seeds, r.differences) if s in seeds]
                               for r in rows])
             cov = np.atleast_2d(np.cov(table, ddof=1))

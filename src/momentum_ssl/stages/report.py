@@ -284,9 +284,10 @@ GAPS = {"knn_gap": ("knn_student", "knn_teacher"),
 
 
 class TestSet:
-    """The test set's own sampling error in one claim row's mean difference: the 95%
-    half-width of the paired bootstrap over test images (``exact``), or an upper bound where
-    the per-image predictions are not kept (transfer), and whether the row's verdict still
+    """The test set's own sampling error in one claim row's mean difference: the half-width of
+    the normal 95% interval from the paired bootstrap's exact standard error over test images,
+    less the seeds' share (``exact``), or an upper bound where the per-image predictions are
+    not kept (transfer), and whether the row's verdict still
     stands when it is added to the seeds' interval (``holds``)."""
 
     __test__ = False  # not a pytest class
@@ -296,7 +297,9 @@ class TestSet:
 
     def as_dict(self) -> dict:
         out = {"half_width": self.half_width, "level": 0.95, "images": self.images,
-               "method": "paired bootstrap over test images" if self.exact else "upper bound"}
+               "method": ("normal 95% interval from the paired bootstrap's exact standard "
+                          "error over test images, less the seeds' share") if self.exact
+               else "upper bound"}
         if self.holds is not None:
             out["verdict_holds"] = self.holds
         return out
@@ -340,8 +343,9 @@ def test_set_errors(params: Params, collected: dict, verdicts: list[Verdict],
                     root: Path = RESULTS) -> dict[int, TestSet]:
     """For each tested claim row (by index) on an accuracy, the test set's own 95% error in
     its mean difference: every seed is scored on the same test images, so the seeds' interval
-    is conditional on them. kNN and logistic rows: the paired bootstrap over test images from
-    the per-image predictions (stats.image_half_width); transfer rows: an upper bound from
+    is conditional on them. kNN and logistic rows: a normal interval from the paired
+    bootstrap's exact standard error over test images, less the seeds' share, from the
+    per-image predictions (stats.image_half_width); transfer rows: an upper bound from
     the accuracies and each target's number of test images (the transfer stage keeps no
     per-image predictions; stats.image_half_width_bound)."""
     knn, cache, out = headline_knn(params.probe), {}, {}
@@ -481,8 +485,9 @@ CLAIMS_PROSE = (
     "compares a run not shown to have learned is **not testable**; one whose runs are not in "
     "the grid is **not tested**. Differences of accuracies are in points. The intervals are "
     "conditional on the test set (every seed is scored on the same images): the test-set "
-    "column gives that set's own 95% error in the difference, from a paired bootstrap over "
-    "test images (kNN, logistic) or, where the per-image predictions are not kept (transfer), "
+    "column gives that set's own 95% error in the difference, a normal interval from the "
+    "paired bootstrap's exact standard error over test images less the seeds' share (kNN, "
+    "logistic) or, where the per-image predictions are not kept (transfer), "
     "an upper bound (≤); ‡ marks a verdict whose interval, widened by it, reaches the "
     "boundary it is read against.")
 
