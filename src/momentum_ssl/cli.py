@@ -66,9 +66,11 @@ def _load_for_torch(args: argparse.Namespace):
 
 
 def _plan(args: argparse.Namespace) -> None:
+    from .config.loader import check_recipes_tracked
     from .stages.plan import write_plan
 
     params = load_params(args.params)
+    check_recipes_tracked(args.params)
     path, written = write_plan(params, _grid_run(params, args), _seed(params, args))
     print(f"wrote {path}" if written else f"{path} is up to date")
 

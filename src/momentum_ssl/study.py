@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, load_params
+from .config.loader import RECIPES_DIR
 from .plumbing.artifacts import atomic_write_text
 
 # name -> the profile it runs
@@ -72,7 +73,8 @@ def study_pipeline(root: dict[str, Any], depth: int = 2,
     stages = {}
     for name, stage in copy.deepcopy(root["stages"]).items():
         body = stage.get("do", stage)  # a foreach stage keeps its body under do
-        body["deps"] = [_from_study(d, up) for d in body.get("deps", [])]
+        # the root's plans depend on the folder of recipe files; a study's on its profile's one
+        body["deps"] = [_from_study(d, up) for d in body.get("deps", []) if d != RECIPES_DIR]
         if name == "plan" and recipes is not None:
             body["deps"].append(recipes)
         extra = _as_outs(body.pop("metrics", [])) + _as_outs(body.pop("plots", []))

@@ -19,6 +19,9 @@ rule plan:
     input:
         "src/momentum_ssl/config",
         "src/momentum_ssl/stages/plan.py",
+        # ancient: a recipe file's edit reruns the plans whose params change (the plan param
+        # below), not every plan with its pretraining
+        [ancient(path) for path in GRID.recipes],
     output:
         "results/plan/{run}/s{seed}.yaml",
     params:

@@ -15,6 +15,33 @@ from .data import local_size
 from .runs import Params, RunSpec, resolve
 
 
+# Where recipe files live: the root pipeline's plans depend on this folder (dvc.yaml), since
+# DVC's params see a ``recipes: FILE`` key's path, not the file's values; a study's plans on the
+# one file its profile names (study.py). The plan stage refuses a file elsewhere (untracked).
+RECIPES_DIR = "params/recipes"
+
+
+def recipes_path(path: str | Path) -> Path | None:
+    """The recipes file a params file names (``recipes: FILE``, relative to its folder), or
+    None when its recipes are inline."""
+    path = Path(path)
+    try:
+        value = yaml.safe_load(path.read_text()).get("recipes")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None  # load_params names the problem
+    return path.resolve().parent / value if isinstance(value, str) else None
+
+
+def check_recipes_tracked(path: str | Path) -> None:
+    """A plan must not read a recipes file that no pipeline declares: it must lie in a
+    ``params/recipes/`` folder (the one dvc.yaml's plans depend on, or a study's file there)."""
+    recipes = recipes_path(path)
+    if recipes is not None and recipes.resolve().parent.parts[-2:] != ("params", "recipes"):
+        raise ConfigError(f"{path}: recipes: {recipes} is outside {RECIPES_DIR}/, the folder "
+                          "the plan stages depend on, so an edit to it would rerun nothing; "
+                          f"move it into {RECIPES_DIR}/")
+
+
 def _grid_runs(grid: Any) -> list:
     """``grid`` maps each run's name to its spec; the name must be the one the spec implies
     (``byol-full``, ``simclr-last2``, ``byol-full-res``), since DVC and Snakemake name stages
