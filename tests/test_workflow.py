@@ -69,6 +69,47 @@ def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files():
             "report"} == {job["rule"] for job in jobs.values()}
 
 
+def test_variants_and_a_sweep_get_the_same_stages_under_both_drivers(tmp_path):
+    """Variant names hold '+' and '.': DVC's matrix stage names and Snakemake's wildcards
+    (escaped in its constraint) take them alike. A sweep is written out (as a study's
+    params.yaml has it); in the compact form it stops both drivers in one line."""
+    import shutil
+
+    import yaml
+
+    from momentum_ssl.config.loader import expand_sweeps
+
+    for name in ("Snakefile", "dvc.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    for name in ("src", "params"):  # inputs that must exist for a dry run
+        (tmp_path / name).symlink_to(REPO / name)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["grid"] = {**expand_sweeps({"simclr-full": {"method": "simclr", "scope": "full",
+                                                      "sweep": {"tau": [0.99, 0.996]}}}),
+                      "simclr-full-res+w0.5": {"method": "simclr", "scope": "full",
+                                               "residual": {"weight": 0.5}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=tmp_path, env=ENV,
+                   check=True)
+    jobs, stages = snakemake_jobs(tmp_path), dvc_stages(tmp_path)
+    assert set(jobs) == set(stages)
+    for command, stage in stages.items():
+        if jobs[command]["rule"] != "report":  # folders against files: as for the root
+            assert jobs[command]["inputs"] == stage["inputs"], command
+        assert jobs[command]["outputs"] == stage["outputs"], command
+    names = {stage["name"].rsplit(":", 1)[-1] for stage in stages.values()}
+    assert {"pretrain@simclr-full+tau0.99-0", "pretrain@simclr-full+tau0.996-2",
+            "plan@simclr-full-res+w0.5-1"} <= names
+    assert "results/runs/simclr-full+tau0.996/s2/model.pt" in {
+        out for job in jobs.values() for out in job["outputs"]}
+    params["grid"] = {"simclr-full": {"method": "simclr", "scope": "full",
+                                      "sweep": {"tau": [0.99, 0.996]}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = snakemake("-n", cwd=tmp_path)
+    assert done.returncode != 0 and "a sweep cannot expand here" in done.stdout + done.stderr
+
+
 def test_lint_is_clean():
     done = snakemake("--lint")
     output = done.stdout + done.stderr

@@ -11,7 +11,7 @@ import yaml
 
 from .config import (ConfigError, Params, load_params, params_from_dict, params_hash,
                      run_params, to_dict, with_seed)
-from .config.loader import RECIPES_DIR, recipes_path
+from .config.loader import RECIPES_DIR, recipes_path, refuse_sweep_in_pipeline
 from .data.loaders import beton_folder
 from .plumbing.paths import BASELINES, SEEDLESS, cell
 
@@ -41,6 +41,7 @@ class Grid:
             raise ConfigError(f"Snakemake's config differs from {path} in {', '.join(changed)}: "
                               "the stages read params.yaml, so --config overrides would be "
                               "ignored by them; edit params.yaml (or use dvc exp run -S)")
+        refuse_sweep_in_pipeline(config, Path(path))
         if root:
             recipes = recipes_path(path)
             deps = (os.path.relpath(recipes),) if recipes is not None else ()
