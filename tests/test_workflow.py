@@ -27,7 +27,7 @@ def snakemake_jobs(cwd=REPO) -> dict[str, dict]:
     jobs = {}
     for block in re.split(r"\n\[[^\]]+\]\n", done.stdout)[1:]:
         rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
-        if rule == "all":
+        if rule in ("all", "study"):  # the targets (a study's Snakefile has its own)
             continue
         fields = dict(re.findall(r"^    (input|output): (.*)$", block, re.M))
         command = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
@@ -51,15 +51,19 @@ def dvc_stages(cwd=REPO) -> dict[str, dict]:
                 if Path(stage.path).resolve().parent == Path(cwd).resolve()}
 
 
-def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files():
-    jobs, stages = snakemake_jobs(), dvc_stages()
+@pytest.mark.parametrize("where", [".", "studies/claims"])
+def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files(where):
+    """At the root, and in a study: `snakemake` and `dvc repro` run from its folder."""
+    cwd = REPO / where
+    src = "src/" if where == "." else "../../src/"
+    jobs, stages = snakemake_jobs(cwd), dvc_stages(cwd)
     assert set(jobs) == set(stages)  # the same commands, one job per stage
     for command, stage in stages.items():
         job = jobs[command]
         assert job["outputs"] == stage["outputs"], command
-        if stage["name"] == "report":  # DVC depends on the folders, Snakemake on their files
-            code = {p for p in job["inputs"] if p.startswith("src/")}
-            assert code == {p for p in stage["inputs"] if p.startswith("src/")}
+        if job["rule"] == "report":  # DVC depends on the folders, Snakemake on their files
+            code = {p for p in job["inputs"] if p.startswith(src)}
+            assert code == {p for p in stage["inputs"] if p.startswith(src)}
             folders = stage["inputs"] - code
             assert all(any(p.startswith(f + "/") for f in folders) for p in job["inputs"] - code)
             assert all(any(p.startswith(f + "/") for p in job["inputs"]) for f in folders)
@@ -110,8 +114,9 @@ def test_variants_and_a_sweep_get_the_same_stages_under_both_drivers(tmp_path):
     assert done.returncode != 0 and "a sweep cannot expand here" in done.stdout + done.stderr
 
 
-def test_lint_is_clean():
-    done = snakemake("--lint")
+@pytest.mark.parametrize("where", [".", "studies/claims"])
+def test_lint_is_clean(where):
+    done = snakemake("--lint", cwd=REPO / where)
     output = done.stdout + done.stderr
     assert done.returncode == 0 and "good condition" in output and "Lints for" not in output, \
         output

@@ -272,8 +272,9 @@ def _study(args: argparse.Namespace) -> None:
     from .study import write_study
 
     folder = write_study(args.name)
-    print(f"wrote {folder}/dvc.yaml and {folder}/params.yaml (a copy of its profile); run it "
-          f"with: cd {folder} && dvc repro")
+    print(f"wrote {folder}/dvc.yaml, {folder}/Snakefile and {folder}/params.yaml (a copy of "
+          f"its profile); run it with: cd {folder} && dvc repro (or snakemake --cores all "
+          "--resources gpu=4)")
 
 
 def _claims_doc(args: argparse.Namespace) -> None:
@@ -312,8 +313,8 @@ STAGES = {
     "report": (_report, "results/report.md and results/plots/*.png from every probe"),
     "params": (_params, "validate a params file and print it with every default filled in, "
                         "then each run's resolved recipe"),
-    "study": (_study, "write studies/NAME/dvc.yaml (the root pipeline seen from there) and "
-                      "its params.yaml, a copy of the study's profile"),
+    "study": (_study, "write studies/NAME/dvc.yaml and Snakefile (the root pipeline seen from "
+                      "there) and its params.yaml, a copy of the profile params/NAME.yaml"),
     "claims-doc": (_claims_doc, "the claims document (docs/CLAIMS.md) from a finished claims "
                                 "study (run in studies/claims)"),
 }
@@ -326,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in STAGES.items():
         stage = sub.add_parser(name, help=help_text, description=help_text)
         if name == "study":
-            stage.add_argument("name", help="the study, e.g. claims (profile params/claims.yaml)")
+            stage.add_argument("name", help="the study: any profile params/NAME.yaml, e.g. claims")
             continue
         if name == "claims-doc":
             stage.add_argument("--wall-s", type=float, default=None,
