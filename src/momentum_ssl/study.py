@@ -176,6 +176,21 @@ def study_params_text(name: str, repo: Path = Path(".")) -> str:
     return header + (SWEEPS_NOTE if written != text else "") + written
 
 
+def _check_tracked(profile: Path, root: dict[str, Any]) -> None:
+    """DVC fails on a stage whose tracked param is missing from params.yaml, even where the
+    schema has a default: every key the stages track must be written in the profile."""
+    data = yaml.safe_load(profile.read_text())
+    for stage in root["stages"].values():
+        for key in stage.get("do", stage).get("params", []):
+            node = data
+            for part in str(key).split("."):
+                if not isinstance(node, dict) or part not in node:
+                    raise ConfigError(f"{profile}: no key '{key}', which dvc.yaml's stages "
+                                      "track as a param (DVC needs it written even where it "
+                                      "takes its default); add it to the profile")
+                node = node[part]
+
+
 def write_study(name: str, repo: Path = Path(".")) -> Path:
     """Write ``studies/<name>/dvc.yaml`` and ``studies/<name>/params.yaml``, a copy of the
     profile (validated first); returns the folder."""
@@ -184,6 +199,7 @@ def write_study(name: str, repo: Path = Path(".")) -> Path:
         raise ConfigError(f"no study {name!r}: a study runs a profile params/NAME.yaml; "
                           f"choose one of: {', '.join(studies(repo))}")
     load_params(profile)  # a study never starts on a profile that does not validate
+    _check_tracked(profile, yaml.safe_load((repo / "dvc.yaml").read_text()))
     folder = repo / "studies" / name
     folder.mkdir(parents=True, exist_ok=True)
     for path, text in ((folder / "dvc.yaml", study_text(name, repo)),
