@@ -30,6 +30,15 @@ def test_the_committed_study_pipeline_is_the_root_one_seen_from_its_folder():
     assert profile_of("claims") == "params/claims.yaml"
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "studies").iterdir()))
+def test_every_committed_study_is_its_profile_seen_from_its_folder(name):
+    folder = REPO / "studies" / name
+    assert (folder / "dvc.yaml").read_text() == study_text(name, REPO)
+    assert (folder / "params.yaml").read_text() == study_params_text(name, REPO)
+    assert (folder / "Snakefile").read_text() == study_snakefile(name)
+    assert load_params(folder / "params.yaml") == load_params(REPO / profile_of(name))
+
+
 def test_any_profile_is_a_study_and_a_sweep_is_written_out_in_its_copy(tmp_path):
     """params/<name>.yaml makes studies/<name>/ (its dvc.yaml, Snakefile and params.yaml); a
     sweep in the profile's grid is written out as its variants, the rest of the text kept."""

@@ -295,6 +295,15 @@ def _claims_doc(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _sweep_doc(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .stages.sweep_doc import sweep_doc
+
+    out = sweep_doc(load_params(args.params), args.name, Path(args.out), wall_s=args.wall_s)
+    print(f"wrote {out}")
+
+
 STAGES = {
     "convert": (_convert, "convert params.data.dataset to data/beton/<dataset>/*.beton"),
     "plan": (_plan, "write the params one grid run reads at one seed to "
@@ -317,6 +326,8 @@ STAGES = {
                       "there) and its params.yaml, a copy of the profile params/NAME.yaml"),
     "claims-doc": (_claims_doc, "the claims document (docs/CLAIMS.md) from a finished claims "
                                 "study (run in studies/claims)"),
+    "sweep-doc": (_sweep_doc, "a sweep study's document (docs/<NAME>.md) from its finished "
+                              "study (run in studies/NAME)"),
 }
 
 
@@ -329,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "study":
             stage.add_argument("name", help="the study: any profile params/NAME.yaml, e.g. claims")
             continue
+        if name == "sweep-doc":
+            stage.add_argument("name", help="the study, e.g. momentum_sweep")
+            stage.add_argument("--out", required=True, help="the page to write")
+            stage.add_argument("--wall-s", type=float, default=None,
+                               help="the study's wall time in seconds, to print in the document")
         if name == "claims-doc":
             stage.add_argument("--wall-s", type=float, default=None,
                                help="the study's wall time in seconds, to print in the document")
