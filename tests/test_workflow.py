@@ -171,6 +171,7 @@ def test_a_snakemake_run_leaves_dvc_with_nothing_to_do(tmp_path):
     shutil.copytree(REPO / "src", tmp_path / "src",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    shutil.copytree(REPO / "params" / "recipes", tmp_path / "params" / "recipes")  # plan's input
     for name in ("Snakefile", "dvc.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
     params = repo_params_dict()
