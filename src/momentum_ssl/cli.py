@@ -298,7 +298,7 @@ def _claims_doc(args: argparse.Namespace) -> None:
 def _sweep_doc(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .stages.sweep_doc import sweep_doc
+    from .study import sweep_doc
 
     out = sweep_doc(load_params(args.params), args.name, Path(args.out), wall_s=args.wall_s)
     print(f"wrote {out}")
