@@ -51,7 +51,7 @@ def dvc_stages(cwd=REPO) -> dict[str, dict]:
                 if Path(stage.path).resolve().parent == Path(cwd).resolve()}
 
 
-@pytest.mark.parametrize("where", [".", "studies/claims"])
+@pytest.mark.parametrize("where", [".", "studies/claims", "studies/momentum_sweep"])
 def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files(where):
     """At the root, and in a study: `snakemake` and `dvc repro` run from its folder."""
     cwd = REPO / where
