@@ -9,7 +9,7 @@ DEBS := pkg-config libopencv-dev libturbojpeg0-dev dataset-fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test claims setup debs bench bench-quick bench-peer
+.PHONY: run test claims study momentum-sweep setup debs bench bench-quick bench-peer
 
 # The whole DAG on the embedded default through DVC, ending with results/report.md. DVC needs a
 # Git repository with a commit: a copy of the sources without .git gets one first.
@@ -34,6 +34,23 @@ claims: setup
 	  $(CURDIR)/$(PY) -m momentum_ssl claims-doc --out $(CURDIR)/docs/CLAIMS.md \
 	    --wall-s $$(( $$(date +%s) - start ))
 	@sed -n '/^\*\*[0-9]* claims:/p;/^## Verdicts/,/^!\[/p' docs/CLAIMS.md | sed '$$d'
+
+# Any profile params/$(STUDY).yaml as a study: studies/$(STUDY)/ with its dvc.yaml, Snakefile and
+# params.yaml (a copy, sweeps written out). Run it there: dvc repro, or snakemake --cores all
+# --resources gpu=4 (docs/CONFIGURATION.md, Studies).
+study: setup
+	@test -n "$(STUDY)" || { echo "usage: make study STUDY=NAME (a profile params/NAME.yaml)"; exit 2; }
+	$(PY) -m momentum_ssl study $(STUDY)
+
+# The momentum sweep (params/momentum_sweep.yaml): MoCo v3 at four momentum coefficients and with
+# residual momentum at three weights, eight seeds, through DVC in studies/momentum_sweep (cached:
+# an interrupted sweep resumes), then its page docs/MOMENTUM_SWEEP.md. About an hour on 2 cores.
+momentum-sweep: setup
+	$(PY) -m momentum_ssl study momentum_sweep
+	@start=$$(date +%s) && cd studies/momentum_sweep && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro && \
+	  $(CURDIR)/$(PY) -m momentum_ssl sweep-doc momentum_sweep --out $(CURDIR)/docs/MOMENTUM_SWEEP.md \
+	    --wall-s $$(( $$(date +%s) - start ))
+	@sed -n '/^## The sweeps/,/^## Runs/p' docs/MOMENTUM_SWEEP.md | sed '$$d'
 
 # One script per speed claim (docs/BENCHMARKS.md); each prints a table with its ratio last.
 # bench-quick leaves out the end-to-end run (a clean `dvc repro` of the embedded default, about

@@ -8,12 +8,17 @@
 # checks that the two graphs agree. After a successful run, the stages of this folder's dvc.yaml
 # are committed to DVC, so `dvc status` is clean and `dvc metrics diff` sees the results.
 
+import re
+
 from momentum_ssl.workflow import Grid, record_in_dvc
 
 configfile: "params.yaml"
 
-
-GRID = Grid.from_config(config, "params.yaml")  # validated: a bad cell fails here, by key
+# The repository's root seen from the working directory: "" here, "../../" when a study's
+# Snakefile (studies/<name>/Snakefile, python -m momentum_ssl study NAME) includes this one
+# and runs it from its folder, on its own params.yaml, results and dvc.yaml.
+ROOT = globals().get("ROOT", "")
+GRID = Grid.from_config(config, "params.yaml", ROOT)  # validated: a bad cell fails here, by key
 RUNS = GRID.runs
 SEEDS = GRID.seeds
 CELLS = GRID.cells  # <run>/s<seed>: every grid run at every seed
@@ -22,7 +27,7 @@ BETON = GRID.beton
 ENV = "../envs/momentum-ssl.yaml"  # relative to workflow/rules/; used with --sdm conda
 
 wildcard_constraints:
-    run="|".join(RUNS) or "(?!)",
+    run="|".join(re.escape(run) for run in RUNS) or "(?!)",  # variants hold + and .
     seed=r"\d+",
 
 
@@ -40,6 +45,7 @@ rule all:
 
 # The pipeline this Snakefile ran, and only it (a bare `dvc commit` commits every dvc.yaml of the
 # repository, studies/*/dvc.yaml too, and fails on a study's missing outputs): its stages whose
-# outputs exist, without relinking them (workflow.py).
+# outputs exist, without relinking them (workflow.py). In a study the working directory is its
+# folder: its own dvc.yaml.
 onsuccess:
     print(record_in_dvc("dvc.yaml"))

@@ -32,6 +32,7 @@ def repo(tmp_path_factory):
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__",
                                                                              "*.egg-info"))
     shutil.copytree(REPO / "workflow", repo / "workflow")
+    shutil.copytree(REPO / "params" / "recipes", repo / "params" / "recipes")  # plan's input
     for name in ("dvc.yaml", "Snakefile"):
         shutil.copy(REPO / name, repo / name)
     params = copy.deepcopy(repo_params_dict())
@@ -158,6 +159,7 @@ def test_a_tiny_dino_vit_run_with_local_crops_goes_through_the_dag(tmp_path):
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__",
                                                                              "*.egg-info"))
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copytree(REPO / "params" / "recipes", repo / "params" / "recipes")  # plan's input
     params = copy.deepcopy(repo_params_dict())
     for name, values in TINY.items():
         if isinstance(values, dict) and name != "grid":

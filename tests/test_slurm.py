@@ -70,6 +70,7 @@ def make_repo(path: Path, **changes) -> Path:
     shutil.copytree(REPO / "src", path / "src",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(REPO / "workflow", path / "workflow")
+    shutil.copytree(REPO / "params" / "recipes", path / "params" / "recipes")  # plan's input
     for name in ("Snakefile", "dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(REPO / name, path / name)
     for name in STUDY_FILES:  # a study's pipeline without its outputs, as in a fresh clone

@@ -12,7 +12,8 @@ from momentum_ssl.analysis.claims import expand
 from momentum_ssl.cli import main
 from momentum_ssl.config import load_params
 from momentum_ssl.plumbing.paths import BASELINES, SEEDLESS
-from momentum_ssl.study import STUDIES, study_params_text, study_pipeline, study_text
+from momentum_ssl.study import (STUDIES, profile_of, study_params_text, study_pipeline,
+                                study_snakefile, study_text, write_study)
 
 PROFILE = REPO / "params" / "claims.yaml"
 STUDY = REPO / "studies" / "claims"
@@ -25,7 +26,46 @@ def test_the_committed_study_pipeline_is_the_root_one_seen_from_its_folder():
     assert not (STUDY / "params.yaml").is_symlink()  # DVC reads a committed link as its path
     assert (STUDY / "params.yaml").read_text() == study_params_text("claims", REPO)
     assert load_params(STUDY / "params.yaml") == load_params(PROFILE)  # the same recipes
-    assert STUDIES["claims"] == "params/claims.yaml"
+    assert (STUDY / "Snakefile").read_text() == study_snakefile("claims")
+    assert profile_of("claims") == "params/claims.yaml"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "studies").iterdir()))
+def test_every_committed_study_is_its_profile_seen_from_its_folder(name):
+    folder = REPO / "studies" / name
+    assert (folder / "dvc.yaml").read_text() == study_text(name, REPO)
+    assert (folder / "params.yaml").read_text() == study_params_text(name, REPO)
+    assert (folder / "Snakefile").read_text() == study_snakefile(name)
+    assert load_params(folder / "params.yaml") == load_params(REPO / profile_of(name))
+
+
+def test_any_profile_is_a_study_and_a_sweep_is_written_out_in_its_copy(tmp_path):
+    """params/<name>.yaml makes studies/<name>/ (its dvc.yaml, Snakefile and params.yaml); a
+    sweep in the profile's grid is written out as its variants, the rest of the text kept."""
+    import shutil
+
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copytree(REPO / "params", tmp_path / "params")
+    profile = tmp_path / "params" / "cifar10.yaml"
+    data = yaml.safe_load(profile.read_text())
+    grid = data["grid"]
+    first = next(iter(grid))
+    data["grid"] = {first: {**grid[first], "sweep": {"lr": [0.1, 0.2]}},
+                    **{k: v for k, v in grid.items() if k != first}}
+    profile.write_text("# a sweep of the lr\n" + yaml.safe_dump(data, sort_keys=False))
+    folder = write_study("cifar10", tmp_path)
+    assert {p.name for p in folder.iterdir()} == {"dvc.yaml", "Snakefile", "params.yaml"}
+    copy_text = (folder / "params.yaml").read_text()
+    assert "# a sweep of the lr\n" in copy_text and "sweep:" not in copy_text
+    assert f"  {first}+lr0.1: {{" in copy_text and "swept: pretrain.lr" in copy_text
+    study = load_params(folder / "params.yaml")
+    assert [r.name for r in study.grid][:2] == [f"{first}+lr0.1", f"{first}+lr0.2"]
+    assert study == load_params(profile)
+    assert "../../params/recipes/cifar.yaml" in yaml.safe_load(
+        (folder / "dvc.yaml").read_text())["stages"]["plan"]["deps"]
+    with pytest.raises(Exception, match="no study 'nope': a study runs a profile "
+                                        "params/NAME.yaml; choose one of: .*cifar10"):
+        write_study("nope", tmp_path)
 
 
 def test_a_study_points_code_up_and_keeps_no_metrics_or_plots_of_its_own():

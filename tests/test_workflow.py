@@ -27,7 +27,7 @@ def snakemake_jobs(cwd=REPO) -> dict[str, dict]:
     jobs = {}
     for block in re.split(r"\n\[[^\]]+\]\n", done.stdout)[1:]:
         rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
-        if rule == "all":
+        if rule in ("all", "study"):  # the targets (a study's Snakefile has its own)
             continue
         fields = dict(re.findall(r"^    (input|output): (.*)$", block, re.M))
         command = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
@@ -51,15 +51,19 @@ def dvc_stages(cwd=REPO) -> dict[str, dict]:
                 if Path(stage.path).resolve().parent == Path(cwd).resolve()}
 
 
-def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files():
-    jobs, stages = snakemake_jobs(), dvc_stages()
+@pytest.mark.parametrize("where", [".", "studies/claims", "studies/momentum_sweep"])
+def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files(where):
+    """At the root, and in a study: `snakemake` and `dvc repro` run from its folder."""
+    cwd = REPO / where
+    src = "src/" if where == "." else "../../src/"
+    jobs, stages = snakemake_jobs(cwd), dvc_stages(cwd)
     assert set(jobs) == set(stages)  # the same commands, one job per stage
     for command, stage in stages.items():
         job = jobs[command]
         assert job["outputs"] == stage["outputs"], command
-        if stage["name"] == "report":  # DVC depends on the folders, Snakemake on their files
-            code = {p for p in job["inputs"] if p.startswith("src/")}
-            assert code == {p for p in stage["inputs"] if p.startswith("src/")}
+        if job["rule"] == "report":  # DVC depends on the folders, Snakemake on their files
+            code = {p for p in job["inputs"] if p.startswith(src)}
+            assert code == {p for p in stage["inputs"] if p.startswith(src)}
             folders = stage["inputs"] - code
             assert all(any(p.startswith(f + "/") for f in folders) for p in job["inputs"] - code)
             assert all(any(p.startswith(f + "/") for p in job["inputs"]) for f in folders)
@@ -69,8 +73,50 @@ def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files():
             "report"} == {job["rule"] for job in jobs.values()}
 
 
-def test_lint_is_clean():
-    done = snakemake("--lint")
+def test_variants_and_a_sweep_get_the_same_stages_under_both_drivers(tmp_path):
+    """Variant names hold '+' and '.': DVC's matrix stage names and Snakemake's wildcards
+    (escaped in its constraint) take them alike. A sweep is written out (as a study's
+    params.yaml has it); in the compact form it stops both drivers in one line."""
+    import shutil
+
+    import yaml
+
+    from momentum_ssl.config.loader import expand_sweeps
+
+    for name in ("Snakefile", "dvc.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    for name in ("src", "params"):  # inputs that must exist for a dry run
+        (tmp_path / name).symlink_to(REPO / name)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["grid"] = {**expand_sweeps({"simclr-full": {"method": "simclr", "scope": "full",
+                                                      "sweep": {"tau": [0.99, 0.996]}}}),
+                      "simclr-full-res+w0.5": {"method": "simclr", "scope": "full",
+                                               "residual": {"weight": 0.5}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=tmp_path, env=ENV,
+                   check=True)
+    jobs, stages = snakemake_jobs(tmp_path), dvc_stages(tmp_path)
+    assert set(jobs) == set(stages)
+    for command, stage in stages.items():
+        if jobs[command]["rule"] != "report":  # folders against files: as for the root
+            assert jobs[command]["inputs"] == stage["inputs"], command
+        assert jobs[command]["outputs"] == stage["outputs"], command
+    names = {stage["name"].rsplit(":", 1)[-1] for stage in stages.values()}
+    assert {"pretrain@simclr-full+tau0.99-0", "pretrain@simclr-full+tau0.996-2",
+            "plan@simclr-full-res+w0.5-1"} <= names
+    assert "results/runs/simclr-full+tau0.996/s2/model.pt" in {
+        out for job in jobs.values() for out in job["outputs"]}
+    params["grid"] = {"simclr-full": {"method": "simclr", "scope": "full",
+                                      "sweep": {"tau": [0.99, 0.996]}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = snakemake("-n", cwd=tmp_path)
+    assert done.returncode != 0 and "a sweep cannot expand here" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("where", [".", "studies/claims"])
+def test_lint_is_clean(where):
+    done = snakemake("--lint", cwd=REPO / where)
     output = done.stdout + done.stderr
     assert done.returncode == 0 and "good condition" in output and "Lints for" not in output, \
         output
@@ -125,6 +171,7 @@ def test_a_snakemake_run_leaves_dvc_with_nothing_to_do(tmp_path):
     shutil.copytree(REPO / "src", tmp_path / "src",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    shutil.copytree(REPO / "params" / "recipes", tmp_path / "params" / "recipes")  # plan's input
     for name in ("Snakefile", "dvc.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
     params = repo_params_dict()

@@ -90,9 +90,11 @@ def _evaluation(args: argparse.Namespace, claim: bool = True):
 
 
 def _plan(args: argparse.Namespace) -> None:
+    from .config.loader import check_recipes_tracked
     from .stages.plan import write_plan
 
     params = load_params(args.params)
+    check_recipes_tracked(args.params)
     path, written = write_plan(params, _grid_run(params, args), _seed(params, args))
     print(f"wrote {path}" if written else f"{path} is up to date")
 
@@ -280,8 +282,9 @@ def _study(args: argparse.Namespace) -> None:
     from .study import write_study
 
     folder = write_study(args.name)
-    print(f"wrote {folder}/dvc.yaml and {folder}/params.yaml (a copy of its profile); run it "
-          f"with: cd {folder} && dvc repro")
+    print(f"wrote {folder}/dvc.yaml, {folder}/Snakefile and {folder}/params.yaml (a copy of "
+          f"its profile); run it with: cd {folder} && dvc repro (or snakemake --cores all "
+          "--resources gpu=4)")
 
 
 def _claims_doc(args: argparse.Namespace) -> None:
@@ -335,9 +338,20 @@ def _fingerprint(args: argparse.Namespace) -> None:
     raise SystemExit(1)
 
 
+def _sweep_doc(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .study import sweep_doc
+
+    out = sweep_doc(load_params(args.params), args.name, Path(args.out), wall_s=args.wall_s)
+    print(f"wrote {out}")
+
+
 # Each command's flags, by name, in the order --help lists them (Stage.flags).
 FLAGS = {
-    "name": (("name",), dict(help="the study, e.g. claims (profile params/claims.yaml)")),
+    "name": (("name",), dict(help="the study: any profile params/NAME.yaml, e.g. claims")),
+    "sweep-name": (("name",), dict(help="the study, e.g. momentum_sweep")),
+    "page": (("--out",), dict(required=True, help="the page to write")),
     "wall-s": (("--wall-s",), dict(type=float, default=None, help="the study's wall time in "
                                    "seconds, to print in the document")),
     "notes": (("--notes",), dict(default="notes.yaml", help="what this scale can say about "
@@ -394,14 +408,18 @@ STAGES = {
     "report": Stage(_report, "results/report.md and results/plots/*.png from every probe"),
     "params": Stage(_params, "validate a params file and print it with every default filled "
                              "in, then each run's resolved recipe", ("params", "run-recipe")),
-    "study": Stage(_study, "write studies/NAME/dvc.yaml (the root pipeline seen from there) "
-                           "and its params.yaml, a copy of the study's profile", ("name",)),
+    "study": Stage(_study, "write studies/NAME/dvc.yaml and Snakefile (the root pipeline seen "
+                           "from there) and its params.yaml, a copy of the profile "
+                           "params/NAME.yaml", ("name",)),
     "fingerprint": Stage(_fingerprint, "digests of this machine's kernels and of the default's "
                                        "stages on a slice of its data, checked against the "
                                        "committed reference", ("params", "json"), trains=True),
     "claims-doc": Stage(_claims_doc, "the claims document (docs/CLAIMS.md) from a finished "
                                      "claims study (run in studies/claims)",
                         ("wall-s", "notes", "doc", "params")),
+    "sweep-doc": Stage(_sweep_doc, "a sweep study's document (docs/<NAME>.md) from its "
+                                   "finished study (run in studies/NAME)",
+                       ("sweep-name", "page", "wall-s", "params")),
 }
 
 

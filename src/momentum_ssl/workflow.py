@@ -3,13 +3,15 @@ change must rerun it (Snakemake reruns a job when its ``params`` change)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .config import (ConfigError, Params, params_from_dict, params_hash, run_params, to_dict,
-                     with_seed)
+from .config import (ConfigError, Params, load_params, params_from_dict, params_hash,
+                     run_params, to_dict, with_seed)
+from .config.loader import RECIPES_DIR, recipes_path, refuse_sweep_in_pipeline
 from .data.loaders import beton_folder
 from .plumbing.paths import BASELINES, SEEDLESS, cell
 
@@ -21,12 +23,17 @@ _BASELINE_PARAMS = {"raw": ("data", "augment.size", "compute"),
 @dataclass(frozen=True)
 class Grid:
     params: Params
+    # the plan rule's recipe inputs, as dvc.yaml's plan stage has them: the folder of recipe
+    # files at the root, a study's one recipes file (none when its recipes are inline)
+    recipes: tuple[str, ...] = (RECIPES_DIR,)
 
     @classmethod
-    def from_config(cls, config: dict, path: str | Path = "params.yaml") -> "Grid":
+    def from_config(cls, config: dict, path: str | Path = "params.yaml",
+                    root: str = "") -> "Grid":
         """Validate Snakemake's ``config`` (loaded from ``path`` by ``configfile``). The stages
         read ``path`` themselves, so ``--config`` overrides, which they would never see, are
-        refused."""
+        refused. ``root``: the repository's root seen from the working directory ("" at the
+        root, "../../" in a study)."""
         on_disk = yaml.safe_load(Path(path).read_text())
         if dict(config) != on_disk:
             changed = sorted(k for k in set(config) | set(on_disk)
@@ -34,8 +41,16 @@ class Grid:
             raise ConfigError(f"Snakemake's config differs from {path} in {', '.join(changed)}: "
                               "the stages read params.yaml, so --config overrides would be "
                               "ignored by them; edit params.yaml (or use dvc exp run -S)")
+        refuse_sweep_in_pipeline(config, Path(path))
+        if root:
+            recipes = recipes_path(path)
+            deps = (os.path.relpath(recipes),) if recipes is not None else ()
+        else:
+            deps = (RECIPES_DIR,)
+        if isinstance(config.get("recipes"), str):  # a recipes file: read it as the stages do
+            return cls(load_params(path), deps)
         try:
-            return cls(params_from_dict(config))
+            return cls(params_from_dict(config), deps)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
 

@@ -65,6 +65,8 @@ TABLES = record()
 SOME_METHODS = {"params/imagenet100_vit_small.yaml": ("mocov3", "dino"),
                 # the claims study runs the methods that learn on 2 cores
                 "params/claims.yaml": ("simclr", "mocov3", "mocov2", "xmoco", "unigrad", "dino")}
+# sweep profiles: another profile's recorded recipes, but for the key each variant sweeps
+SAME_RECORD = {"params/momentum_sweep.yaml": "params/claims.yaml"}
 
 
 def profile_methods(profile: str) -> tuple[str, ...]:
@@ -73,7 +75,7 @@ def profile_methods(profile: str) -> tuple[str, ...]:
 
 def test_the_record_covers_every_paper_scale_profile():
     shipped = {f"params/{p.name}" for p in (REPO / "params").glob("*.yaml")}
-    assert set(TABLES) == shipped
+    assert set(TABLES) | set(SAME_RECORD) == shipped
     for profile, methods in TABLES.items():
         assert set(methods) == {"*", *profile_methods(profile)}, profile
 
@@ -100,6 +102,22 @@ def test_every_resolved_recipe_matches_the_record_and_nothing_is_unsourced(profi
                 f"{documented[key]}")
         for key in table[method]:  # a method's own row must name a setting it has
             assert key in resolved, f"{profile} {method}: {key} is not a setting of it"
+
+
+@pytest.mark.parametrize("profile", sorted(SAME_RECORD))
+def test_a_sweep_profile_trains_its_record_but_for_the_swept_key(profile):
+    params = load_params(REPO / profile)
+    table = TABLES[SAME_RECORD[profile]]
+    for run in params.grid:
+        assert run.swept, f"{profile}: {run.name} is not a sweep's variant"
+        documented = {k: v for k, (v, _) in table["*"].items()}
+        documented.update({k: v for k, (v, _) in table[run.method].items()})
+        resolved = flatten({k: v for k, v in recipe(params, run).items() if k != "source"})
+        for key, value in resolved.items():
+            if key == run.swept:
+                continue
+            assert key in documented, f"{profile} {run.name}: {key} = {value} has no source"
+            assert same(documented[key], value), f"{profile} {run.name}: {key} = {value}"
 
 
 def test_the_check_catches_a_drifted_value():

@@ -1,8 +1,8 @@
 rule convert:
     input:
-        "src/momentum_ssl/data/convert.py",
-        "src/momentum_ssl/data/datasets.py",
-        "src/momentum_ssl/plumbing/artifacts.py",
+        f"{ROOT}src/momentum_ssl/data/convert.py",
+        f"{ROOT}src/momentum_ssl/data/datasets.py",
+        f"{ROOT}src/momentum_ssl/plumbing/artifacts.py",
     output:
         directory(BETON),
     params:
@@ -17,8 +17,11 @@ rule convert:
 
 rule plan:
     input:
-        "src/momentum_ssl/config",
-        "src/momentum_ssl/stages/plan.py",
+        f"{ROOT}src/momentum_ssl/config",
+        f"{ROOT}src/momentum_ssl/stages/plan.py",
+        # ancient: a recipe file's edit reruns the plans whose params change (the plan param
+        # below), not every plan with its pretraining
+        [ancient(path) for path in GRID.recipes],
     output:
         "results/plan/{run}/s{seed}.yaml",
     params:

@@ -1,24 +1,24 @@
 # extract, probe and transfer of a run in one job (`evaluate`), as in dvc.yaml: the imports and
 # the scheduler's bookkeeping, paid once, were most of their time (docs/BENCHMARKS.md).
 EVALUATE_CODE = [
-    "src/momentum_ssl/stages/features.py",
-    "src/momentum_ssl/core/encoders.py",
-    "src/momentum_ssl/plumbing/results.py",
-    "src/momentum_ssl/plumbing/devices.py",
-    "src/momentum_ssl/plumbing/compute.py",
-    "src/momentum_ssl/data/loaders.py",
-    "src/momentum_ssl/data/augment.py",
-    "src/momentum_ssl/data/datasets.py",
-    "src/momentum_ssl/stages/probes.py",
-    "src/momentum_ssl/analysis/classifiers.py",
-    "src/momentum_ssl/analysis/logistic.py",
-    "src/momentum_ssl/stages/transfer.py",
+    f"{ROOT}src/momentum_ssl/stages/features.py",
+    f"{ROOT}src/momentum_ssl/core/encoders.py",
+    f"{ROOT}src/momentum_ssl/plumbing/results.py",
+    f"{ROOT}src/momentum_ssl/plumbing/devices.py",
+    f"{ROOT}src/momentum_ssl/plumbing/compute.py",
+    f"{ROOT}src/momentum_ssl/data/loaders.py",
+    f"{ROOT}src/momentum_ssl/data/augment.py",
+    f"{ROOT}src/momentum_ssl/data/datasets.py",
+    f"{ROOT}src/momentum_ssl/stages/probes.py",
+    f"{ROOT}src/momentum_ssl/analysis/classifiers.py",
+    f"{ROOT}src/momentum_ssl/analysis/logistic.py",
+    f"{ROOT}src/momentum_ssl/stages/transfer.py",
 ]
 ENCODER_CODE = [  # what a trained run's encoders are built from
-    "src/momentum_ssl/core/learner.py",
-    "src/momentum_ssl/core/momentum.py",
-    "src/momentum_ssl/core/methods",
-    "src/momentum_ssl/core/models",
+    f"{ROOT}src/momentum_ssl/core/learner.py",
+    f"{ROOT}src/momentum_ssl/core/momentum.py",
+    f"{ROOT}src/momentum_ssl/core/methods",
+    f"{ROOT}src/momentum_ssl/core/models",
 ]
 
 
@@ -74,7 +74,7 @@ rule evaluate_random:
     input:
         BETON,
         EVALUATE_CODE,
-        "src/momentum_ssl/core/models",
+        f"{ROOT}src/momentum_ssl/core/models",
     output:
         directory("results/features/random/s{seed}"),
         "results/probes/random/s{seed}.json",

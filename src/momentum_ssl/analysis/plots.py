@@ -6,6 +6,7 @@
     plot_claims      the claims as a forest plot
     plot_knn         the kNN monitor's student and teacher scores against steps
     plot_health      the health statistics against steps (health.py)
+    plot_sweeps      each sweep's student kNN against the swept value, 95% interval over seeds
 
 Each writes one PNG atomically, without the matplotlib version in its metadata, so the same
 results draw the same bytes.
@@ -208,6 +209,37 @@ def plot_claims(verdicts: list[Verdict], path: Path) -> None:
         axes[0, 0].text(0.5, 0.5, "no claim tested: the grid lacks their runs",
                         ha="center", va="center")
         axes[0, 0].axis("off")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_sweeps(params: Params, collected: dict, path: Path) -> None:
+    """One panel per ``sweep`` of the grid: the student's kNN against the swept value, the mean
+    over seeds with its 95% interval as an error bar, the random-init backbone as a line."""
+    import matplotlib.pyplot as plt
+
+    from ..config import sweeps
+
+    groups = sweeps(params)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
+    random = summaries(collected["random"])["knn_student"] if "random" in collected else None
+    for ax, (entry, (key, points)) in zip(axes[0], groups.items()):
+        numeric = all(isinstance(v, (int, float)) for v, _ in points)
+        xs = [v if numeric else i for i, (v, _) in enumerate(points)]
+        stats = [summaries(collected[name])["knn_student"] for _, name in points]
+        ax.errorbar(xs, [100 * s.mean for s in stats],
+                    yerr=[100 * (s.half_width or 0.0) for s in stats], marker="o", capsize=3,
+                    label=entry)
+        if random is not None:
+            ax.axhline(100 * random.mean, color="grey", linestyle=":",
+                       label=collected["random"]["label"])
+        if not numeric:
+            ax.set_xticks(xs, [str(v) for v, _ in points])
+        ax.set_xlabel(key)
+        ax.set_ylabel("kNN top-1 (%), student")
+        ax.set_title(f"{entry}: sweep of {key}", fontsize=9)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

@@ -20,9 +20,11 @@ from .stats import Summary, summarize
 
 
 def variant(run: RunSpec) -> str:
+    """The momentum variant, and what a named variant varies (``full+tau0.99``)."""
+    own = run.name[len(run.base_name):]  # "+tau0.99" for a variant, "" for a plain run
     if run.scope == "last_k":
-        return f"last{run.k}" + ("+res" if run.residual else "")
-    return run.scope + ("+res" if run.residual else "")
+        return f"last{run.k}" + ("+res" if run.residual else "") + own
+    return run.scope + ("+res" if run.residual else "") + own
 
 
 def read_history(live_dir: Path, metric: str) -> tuple[list[int], list[float]]:

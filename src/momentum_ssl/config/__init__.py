@@ -30,7 +30,8 @@ from .data import AugmentConfig, DataConfig, LoaderConfig, ModelConfig
 from .evaluation import ProbeConfig, TransferConfig
 from .loader import load_params, params_from_dict
 from .runs import (RECIPE_SECTIONS, SHARED_KEYS, MethodsConfig, Params, Recipe, RecipesConfig,
-                   RunSpec, params_hash, recipe, resolve, run_params, to_dict, with_seed)
+                   RunSpec, params_hash, recipe, resolve, run_params, sweeps, to_dict,
+                   with_seed)
 from .training import (ComputeConfig, LarsConfig, MomentumConfig, ParamGroupConfig,
                        PretrainConfig, ResidualConfig)
 
@@ -40,5 +41,5 @@ __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LarsConfig", "LoaderCo
            "MomentumConfig", "ParamGroupConfig", "Params", "PretrainConfig", "ProbeConfig",
            "Recipe", "RecipesConfig", "RECIPE_SECTIONS", "ResidualConfig", "RunSpec",
            "SHARED_KEYS", "TransferConfig", "params_hash", "recipe", "resolve", "run_params",
-           "with_seed", "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict",
+           "sweeps", "with_seed", "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict",
            "to_dict"]

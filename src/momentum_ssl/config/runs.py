@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from ..core.methods import MethodsConfig
 from .base import ConfigError, MethodName, Scope, _build, _require
@@ -33,6 +33,13 @@ class RunSpec:
     augment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     method_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # this run's overrides of the residual section (``residual: {weight: 0.5}`` in the grid)
+    residual_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # a variant's name, ``<base name>+<what varies>`` (``mocov3-full+tau0.99``): the grid
+    # entry's key when it is not the base name; None for a plain run
+    variant: Optional[str] = None
+    # the dotted key a sweep varies in this variant (``momentum.tau``), None outside a sweep
+    swept: Optional[str] = None
 
     def __post_init__(self) -> None:
         _require(self.k >= 1, "k", f"must be >= 1, got {self.k}")
@@ -40,11 +47,20 @@ class RunSpec:
         _require(not (self.residual and self.scope == "none"), "residual",
                  "the residual-momentum loss needs a teacher; use a scope other than 'none' "
                  "or set residual: false")
+        _require(self.residual or not self.residual_settings, "residual",
+                 "residual settings need the residual loss: give them as residual: {weight: "
+                 "..., level: ...}, which turns it on")
+
+    @property
+    def base_name(self) -> str:
+        """``<method>-<scope>[-res]``: what the method, scope and residual loss imply."""
+        scope = f"last{self.k}" if self.scope == "last_k" else self.scope
+        return f"{self.method}-{scope}" + ("-res" if self.residual else "")
 
     @property
     def name(self) -> str:
-        scope = f"last{self.k}" if self.scope == "last_k" else self.scope
-        return f"{self.method}-{scope}" + ("-res" if self.residual else "")
+        """The run's name: its stages, folders and rows carry it."""
+        return self.variant or self.base_name
 
 
 # The sections a method's recipe (and a grid entry) may override, and the keys in them that
@@ -138,8 +154,9 @@ class Params:
         _require(not duplicates, "grid", f"lists the same run twice: {', '.join(duplicates)}")
         # a projector-scope teacher owns no backbone: its backbone output is the student's, so
         # the residual loss at that level would be 0 all run long
-        flat = [run.name for run in self.grid if run.residual and run.scope == "projector"]
-        _require(self.residual.level != "backbone" or not flat, "residual.level",
+        flat = [run.name for run in self.grid if run.residual and run.scope == "projector"
+                and run.residual_settings.get("level", self.residual.level) == "backbone"]
+        _require(not flat, "residual.level",
                  f"'backbone' with scope projector (grid.{flat[0] if flat else ''}) is always "
                  "0: that teacher has no backbone of its own; set residual.level: projector, "
                  "or give the run scope full or last_k")
@@ -161,10 +178,31 @@ def run_params(params: Params, run: RunSpec) -> dict:
            for name in ("seed", "data", "augment", "loader", "model", "pretrain", "momentum",
                         "compute")}
     if run.residual:
-        out["residual"] = to_dict(params.residual)
+        out["residual"] = to_dict(resolved.residual)
     out["method"] = to_dict(getattr(resolved.methods, run.method))
-    out["run"] = {"name": run.name, **{k: v for k, v in to_dict(run).items()
-                                       if k not in RECIPE_SECTIONS}}
+    out["run"] = {"name": run.name, **{f.name: to_dict(getattr(run, f.name))
+                                       for f in dataclasses.fields(run)
+                                       if f.name not in (*RECIPE_SECTIONS, *_GRID_ONLY)}}
+    return out
+
+
+# RunSpec fields that reach a plan through its sections (residual) or its name (variant)
+_GRID_ONLY = ("residual_settings", "variant", "swept")
+
+
+def sweeps(params: Params) -> dict[str, tuple[str, list[tuple[Any, str]]]]:
+    """{the sweep's entry: (its dotted key, [(value, variant name)] in the grid's order)}
+    for each ``sweep`` of the grid; the values as each variant resolves them."""
+    out: dict[str, tuple[str, list[tuple[Any, str]]]] = {}
+    for run in params.grid:
+        if run.swept is None:
+            continue
+        section, field = run.swept.split(".")
+        resolved = resolve(params, run)
+        node = (getattr(resolved.methods, run.method) if section == "method_settings"
+                else getattr(resolved, section))
+        entry = run.name.rsplit("+", 1)[0]
+        out.setdefault(entry, (run.swept, []))[1].append((getattr(node, field), run.name))
     return out
 
 
@@ -255,6 +293,10 @@ def resolve(params: Params, run: RunSpec) -> Params:
     if "method_settings" in sections:
         sections["methods"] = dataclasses.replace(
             params.methods, **{run.method: sections.pop("method_settings")})
+    if run.residual_settings:  # a grid entry's own residual section (no recipe sets it)
+        sections["residual"] = _build(ResidualConfig,
+                                      _merge(to_dict(params.residual), run.residual_settings),
+                                      f"grid.{run.name}.residual")
     return dataclasses.replace(params, **sections) if sections else params
 
 
@@ -274,8 +316,14 @@ def to_dict(obj: Any) -> Any:
         out["grid"] = {run.name: to_dict(run) for run in obj.grid}
         return out
     if isinstance(obj, RunSpec):  # a grid entry: its own overrides only when it has some
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not (f.name in RECIPE_SECTIONS and not getattr(obj, f.name))}
+        out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+               if f.name not in _GRID_ONLY  # the grid's key names a variant
+               and not (f.name in RECIPE_SECTIONS and not getattr(obj, f.name))}
+        if obj.residual_settings:  # as the grid writes it: residual: {weight: ...}
+            out["residual"] = to_dict(obj.residual_settings)
+        if obj.swept:
+            out["swept"] = obj.swept
+        return out
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):

@@ -41,6 +41,8 @@ from ..plumbing.compute import collect_provenance, render_provenance
 from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, predictions_file, probe_file,
                               run_dir, seed_flag, transfer_file)
 from ..plumbing.results import read_features, transfer_summary
+from ..analysis.plots import plot_sweeps
+from ..config import sweeps
 
 BASELINE_LABELS = {"raw": "baseline: raw pixels", "random": "baseline: random-init backbone"}
 
@@ -568,6 +570,8 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
               "![claims](plots/claims.png)", "",
               "![kNN monitor against steps, student and teacher](plots/knn.png)", "",
               "![health: output std and effective ranks](plots/health.png)", ""]
+    if sweeps(params):
+        lines += ["![each sweep: kNN against the swept value](plots/sweeps.png)", ""]
     return "\n".join(lines)
 
 
@@ -628,6 +632,8 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     plot_claims(verdicts, plots / "claims.png")
     plot_knn(params, root, plots / "knn.png")
     plot_health(params, root, plots / "health.png")
+    if sweeps(params):  # only then: a grid without sweeps draws the plots it always drew
+        plot_sweeps(params, collected, plots / "sweeps.png")
     machines = _machines(params, root)
     summary = _summary_json(collected, verdicts, learned, test_set)
     summary["provenance"] = machines
