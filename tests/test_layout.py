@@ -73,7 +73,7 @@ def graph() -> dict[str, set[str]]:
 
 def group(name: str) -> str:
     parts = name.split(".")[1:]
-    if not parts or parts[0] in ("cli", "__main__", "workflow", "study"):
+    if not parts or parts[0] in ("cli", "__main__", "workflow", "study", "fingerprint"):
         return "entry"
     if parts[0] == "core" and len(parts) > 1 and parts[1] in ("methods", "models"):
         return f"core.{parts[1]}"
