@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_params, read_beton
+from conftest import REPO, make_params, read_beton
 from momentum_ssl.data.convert import convert, read_meta
 from momentum_ssl.data.datasets import DataError, DatasetNotFound
 from momentum_ssl.data.imagenet100 import CLASSES_FILE, build_subset, imagenet100_classes
@@ -136,6 +136,16 @@ def test_a_rebuild_replaces_its_own_folder_and_refuses_any_other(tmp_path, fake_
     other.mkdir()
     with pytest.raises(DataError, match=r"mine exists and was not built by this command"):
         build_subset(fake_imagenet, other)
+
+
+@pytest.mark.parametrize("profile", ["imagenet100_resnet18", "imagenet100_resnet50",
+                                     "imagenet100_vit_small"])
+def test_the_imagenet100_profiles_read_the_folder_the_command_builds(profile):
+    from momentum_ssl.cli import FLAGS
+    from momentum_ssl.config import load_params
+
+    data = load_params(REPO / "params" / f"{profile}.yaml").data
+    assert (data.dataset, data.root) == ("imagefolder", FLAGS["subset-to"][1]["default"])
 
 
 def test_a_damaged_list_is_refused(monkeypatch, tmp_path):
