@@ -36,8 +36,8 @@ def test_an_unlabeled_folder_converts_beside_the_labelled_splits(tmp_path, split
     out = convert(_tiny(tmp_path, pretrain_split=split, unlabeled_root=str(folder)))
     meta = read_meta(out)
     info = meta["splits"]["pretrain"]
-    assert (info["num_samples"], info["per_class"], info["labelled"], info["images"]) == \
-        (count, [count], False, split)
+    assert (info["num_samples"], info["per_class"], info["labelled"], info["images"],
+            info["unlabeled_root"]) == (count, [count], False, split, str(folder))
     for name in ("train.beton", "test.beton"):  # the probes' splits are the labelled ones
         assert (out / name).read_bytes() == (plain / name).read_bytes()
     assert {k: v for k, v in meta["splits"].items() if k != "pretrain"} == \
@@ -67,6 +67,10 @@ def test_pretraining_on_unlabeled_images_then_every_probe_and_baseline(tiny, tmp
                                               "rerun python -m momentum_ssl convert"):
         train_loader(params)  # the tiny fixture converted without them
     convert(params)
+    elsewhere = _tiny(tmp_path, pretrain_split="unlabeled", unlabeled_root=str(tmp_path))
+    with pytest.raises(MissingArtifact, match=r"from data.unlabeled_root .* \(converted with "
+                                              "other data settings\)"):
+        train_loader(elsewhere)  # converted from another folder
     assert len(train_loader(params)) == 2  # 64 unlabeled images, batches of 32 (not 160 train)
     run = next(r for r in params.grid if r.name == "byol-full")
     assert (pretrain(params, run, seed=0) / "model.pt").is_file()

@@ -197,7 +197,7 @@ def convert(params: Params) -> Path:
             meta["mean"], meta["std"] = mean, std
         if split == PRETRAIN:  # the loaders normalise with the train split's statistics
             meta["splits"][split].update(labelled=False, images=cfg.pretrain_split,
-                                         mean=mean, std=std)
+                                         unlabeled_root=cfg.unlabeled_root, mean=mean, std=std)
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
 

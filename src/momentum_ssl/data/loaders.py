@@ -317,11 +317,13 @@ def train_loader(params: Params, device: torch.device | str = "cpu", world: int 
     cfg = dataclasses.replace(params.loader, batch_size=params.loader.batch_size // world)
     folder = beton_folder(params)
     split = "train" if params.data.pretrain_split == "train" else PRETRAIN
-    if split == PRETRAIN and read_meta(folder)["splits"].get(PRETRAIN, {}).get(
-            "images") != params.data.pretrain_split:
+    written = read_meta(folder)["splits"].get(PRETRAIN, {})
+    if split == PRETRAIN and (written.get("images"), written.get("unlabeled_root")) != \
+            (params.data.pretrain_split, params.data.unlabeled_root):
         raise MissingArtifact(f"{folder} has no {params.data.pretrain_split} images for "
-                              "pretraining (converted with another data.pretrain_split); "
-                              f"rerun {REWRITE}")
+                              "pretraining from data.unlabeled_root "
+                              f"{params.data.unlabeled_root} (converted with other data "
+                              f"settings); rerun {REWRITE}")
     loader = TwoViewLoader(folder, params.augment, cfg, params.seed, device, split=split,
                            distributed=world > 1, rank=rank)
     restore_threads()  # importing FFCV (numba's generators) set torch's threads to 1
