@@ -148,3 +148,24 @@ def test_the_settings_are_checked_and_absent_from_the_defaults_form(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"empty holds no images"):
         convert(_tiny(tmp_path, pretrain_split="unlabeled", unlabeled_root=str(tmp_path / "empty")))
+
+
+def test_the_stage_commands_both_drivers_run_take_an_unlabeled_folder(tmp_path, monkeypatch,
+                                                                      capsys):
+    """convert, plan, pretrain and evaluate as dvc.yaml and the Snakefile run them."""
+    import yaml
+
+    from momentum_ssl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    folder = _unlabeled_folder(tmp_path / "unlabeled", count=64)
+    params = _tiny(tmp_path, pretrain_split="train+unlabeled", unlabeled_root=str(folder))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(params), sort_keys=False))
+    assert main(["convert"]) == 0
+    assert main(["plan", "--run", "simclr-none"]) == 0
+    plan = yaml.safe_load((tmp_path / "results/plan/simclr-none/s0.yaml").read_text())
+    assert plan["data"]["pretrain_split"] == "train+unlabeled"
+    assert main(["pretrain", "--run", "simclr-none"]) == 0
+    assert main(["evaluate", "--run", "simclr-none"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out  # the baselines: test_pretraining_on_unlabeled_images_...
+    assert "train 160, test 40 images" in out and "student kNN" in out
