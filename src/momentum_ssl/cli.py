@@ -24,6 +24,17 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"wrote {out}/{{train,test}}.beton ({counts} images)")
 
 
+def _imagenet100(args: argparse.Namespace) -> None:
+    from .data.imagenet100 import build_subset, imagenet100_classes
+
+    out = build_subset(args.root, args.out)
+    then = ("convert it with: python -m momentum_ssl convert --params "
+            "params/imagenet100_resnet18.yaml" if args.out == FLAGS["subset-to"][1]["default"]
+            else f"set data.root: {out} in the profile, then convert")
+    print(f"wrote {out}: train/ and val/ link the {len(imagenet100_classes())} ImageNet-100 "
+          f"classes of {args.root}; {then}")
+
+
 def _grid_run(params, args: argparse.Namespace):
     """The grid run ``--run`` names (a RunSpec); an error naming the choices otherwise."""
     runs = {run.name: run for run in params.grid}
@@ -358,6 +369,10 @@ FLAGS = {
                                  "each claim (default: notes.yaml, in the study's folder)")),
     "doc": (("--out",), dict(default="CLAIMS.md",
                              help="the document to write (make claims: docs/CLAIMS.md)")),
+    "imagenet-root": (("--root",), dict(required=True, help="an ILSVRC-2012 folder holding "
+                                        "train/ and val/, one folder per WordNet ID")),
+    "subset-to": (("--out",), dict(default="data/raw/imagenet100", help="folder to write "
+                                   "(default: data/raw/imagenet100, where the profiles read)")),
     "params": (("--params",), dict(default="params.yaml", help="params file (default: "
                                    "params.yaml; profiles live in params/)")),
     "run": (("--run",), dict(required=True, help="grid run name, e.g. byol-full")),
@@ -386,6 +401,9 @@ PER_RUN = ("params", "run", "seed")
 PER_RUN_OR_BASELINE = ("params", "run-or-baseline", "seed")
 
 STAGES = {
+    "imagenet100": Stage(_imagenet100, "link CMC's 100 ImageNet-100 classes of an ImageNet "
+                                       "root into data/raw/imagenet100 (no copies)",
+                         ("imagenet-root", "subset-to")),
     "convert": Stage(_convert, "convert params.data.dataset to data/beton/<dataset>/*.beton"),
     "plan": Stage(_plan, "write the params one grid run reads at one seed to "
                          "results/plan/<run>/s<seed>.yaml", PER_RUN),

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from .base import DatasetName, _in_unit, _interval, _require
+
+
+PretrainSplit = Literal["train", "unlabeled", "train+unlabeled"]
+UNLABELED_SPLITS = ("stl10",)  # datasets with an unlabeled split of their own
+# Settings added after artifacts were cached: left out of the plain-data form (to_dict) while
+# at their default, so that params hashes, plans and Snakemake's params stay as they were.
+OMIT_AT_DEFAULT = {"omit_at_default": True}
 
 
 @dataclass(frozen=True)
@@ -29,11 +36,27 @@ class DataConfig:
     jpeg_quality: int = 90
     # Longest side images are shrunk to on write (ImageFolder); null keeps them as they are.
     max_resolution: Optional[int] = None
+    # What pretraining reads: the labelled train split, the unlabeled images, or both (as the
+    # STL-10 papers pretrain on train+unlabeled). The probes read train and test either way.
+    pretrain_split: PretrainSplit = field(default="train", metadata=OMIT_AT_DEFAULT)
+    # The unlabeled images: a folder of images at any depth, no classes; null means the
+    # dataset's own unlabeled split (stl10's `unlabeled`).
+    unlabeled_root: Optional[str] = field(default=None, metadata=OMIT_AT_DEFAULT)
 
     def __post_init__(self) -> None:
         for key in ("train_per_class", "test_per_class", "max_resolution"):
             value = getattr(self, key)
             _require(value is None or value >= 1, key, f"must be null or >= 1, got {value}")
+        if self.pretrain_split == "train":
+            _require(self.unlabeled_root is None, "unlabeled_root", "is read only when "
+                     "data.pretrain_split is unlabeled or train+unlabeled; set one, or drop "
+                     "unlabeled_root")
+        else:
+            _require(self.unlabeled_root is not None or self.dataset in UNLABELED_SPLITS,
+                     "pretrain_split", f"{self.pretrain_split} needs unlabeled images: "
+                     f"{self.dataset} has no unlabeled split (only "
+                     f"{', '.join(UNLABELED_SPLITS)} has); set data.unlabeled_root to a folder "
+                     "of images")
         _require(self.jpeg_above >= 0, "jpeg_above", f"must be >= 0, got {self.jpeg_above}")
         _require(1 <= self.jpeg_quality <= 100, "jpeg_quality",
                  f"must be in 1..100, got {self.jpeg_quality}")

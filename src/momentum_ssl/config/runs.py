@@ -324,8 +324,9 @@ def to_dict(obj: Any) -> Any:
         if obj.swept:
             out["swept"] = obj.swept
         return out
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if dataclasses.is_dataclass(obj):  # a setting added later is left out at its default
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_at_default") and getattr(obj, f.name) == f.default)}
     if isinstance(obj, Mapping):
         return {key: to_dict(value) for key, value in obj.items()}
     if isinstance(obj, (tuple, list)):

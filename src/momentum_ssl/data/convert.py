@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..config import DataConfig, Params
 from ..plumbing.artifacts import (MissingArtifact, atomic_write_text, check_beton, commit, corrupt,
                                   partial_path, read_json)
-from .datasets import SPLITS, DataError, ImageSource, load_source
+from .datasets import SPLITS, UNLABELED, DataError, ImageSource, load_source, load_unlabeled
 
 BETON_FIELDS = ("image", "label")
 
@@ -140,11 +140,39 @@ def write_beton(source: ImageSource, indices: np.ndarray, path: Path,
     return tracked.mean_std()
 
 
+PRETRAIN = "pretrain"  # the split pretraining reads when data.pretrain_split is not train
+
+
+def pretraining_source(cfg: DataConfig, train: ImageSource,
+                       train_indices: np.ndarray) -> ImageSource:
+    """The images ``data.pretrain_split`` names as one source, every label 0 (the loss reads
+    none): the unlabeled images, after the labelled training subset for train+unlabeled."""
+    unlabeled = load_unlabeled(cfg)
+    if cfg.pretrain_split == "unlabeled":
+        return unlabeled
+    n = len(train_indices)
+    shape = train.shape if train.shape == unlabeled.shape else None
+
+    def load(i: int) -> np.ndarray:
+        return train[train_indices[i]][0] if i < n else unlabeled.load_image(i - n)
+
+    def where(i: int) -> str:
+        return train.where(int(train_indices[i])) if i < n else unlabeled.where(i - n)
+
+    return ImageSource(f"{train.name}+{unlabeled.name}", UNLABELED,
+                       np.zeros(n + len(unlabeled), np.int64), load, where, shape)
+
+
 def convert(params: Params) -> Path:
-    """Convert both splits of ``params.data.dataset``; returns the output folder."""
+    """Convert both splits of ``params.data.dataset`` (and the pretraining split when
+    ``data.pretrain_split`` is not train); returns the output folder."""
     cfg = params.data
     out = Path(cfg.out_dir) / cfg.dataset
     sources = {split: load_source(cfg, split) for split in SPLITS}  # fail before writing
+    if cfg.pretrain_split != "train":
+        indices = stratified_subset(sources["train"].labels, len(sources["train"].classes),
+                                    cfg.train_per_class, params.seed)
+        sources[PRETRAIN] = pretraining_source(cfg, sources["train"], indices)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.partial-*"):  # left by a killed conversion
         stale.unlink()
@@ -152,10 +180,12 @@ def convert(params: Params) -> Path:
                   "fields": list(BETON_FIELDS), "splits": {}}
     # A fresh meta.json marks a complete conversion: drop the old one before rewriting betons.
     (out / "meta.json").unlink(missing_ok=True)
+    if PRETRAIN not in sources:  # a pretraining split of an earlier conversion's params
+        (out / f"{PRETRAIN}.beton").unlink(missing_ok=True)
     for split, source in sources.items():
         per_class = cfg.train_per_class if split == "train" else cfg.test_per_class
-        indices = stratified_subset(source.labels, len(source.classes), per_class,
-                                    params.seed)
+        indices = (np.arange(len(source)) if split == PRETRAIN else
+                   stratified_subset(source.labels, len(source.classes), per_class, params.seed))
         if len(indices) == 0:
             raise DataError(f"{source.name} has no images; check data.root and data.dataset")
         mean, std = write_beton(source, indices, out / f"{split}.beton", cfg)
@@ -165,6 +195,9 @@ def convert(params: Params) -> Path:
                                  "image_shape": list(source.shape) if source.shape else None}
         if split == "train":
             meta["mean"], meta["std"] = mean, std
+        if split == PRETRAIN:  # the loaders normalise with the train split's statistics
+            meta["splits"][split].update(labelled=False, images=cfg.pretrain_split,
+                                         unlabeled_root=cfg.unlabeled_root, mean=mean, std=std)
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
 

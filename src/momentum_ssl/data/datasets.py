@@ -235,6 +235,63 @@ def imagefolder(split: str, cfg: DataConfig) -> ImageSource:
                         lambda i: paths[i], str(folder))
 
 
+# --- unlabeled images, for pretraining ---------------------------------------------------
+
+UNLABELED = ("unlabeled",)  # the one pseudo-class of a pretraining split: every label is 0
+
+
+def image_folder(root: Path) -> ImageSource:
+    """Every image under ``root`` at any depth, in sorted path order, without classes."""
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    if not root.is_dir():
+        raise DatasetNotFound(f"data.unlabeled_root {root} is not a folder; point it at a "
+                              "folder of images (any depth, no classes needed)")
+    paths = sorted(str(p) for p in root.rglob("*")
+                   if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
+    if not paths:
+        raise DataError(f"data.unlabeled_root {root} holds no images (extensions "
+                        f"{', '.join(IMG_EXTENSIONS)}); point it at a folder of images")
+
+    def load(i: int) -> np.ndarray:
+        with Image.open(paths[i]) as img:
+            return np.asarray(img.convert("RGB"))
+
+    return _make_source(f"unlabeled/{root.name}", UNLABELED, np.zeros(len(paths), np.int64),
+                        load, lambda i: paths[i], str(root))
+
+
+def stl10_unlabeled(cfg: DataConfig) -> ImageSource:
+    """STL-10's 100,000 unlabeled 96x96 images, memory-mapped from
+    ``stl10_binary/unlabeled_X.bin`` (uint8, each image channel-major and column-major, as
+    the dataset's README describes): none is read before the writer asks for it."""
+    path = _default_root(cfg) / "stl10_binary" / "unlabeled_X.bin"
+    if not path.is_file():
+        raise DatasetNotFound(f"{path} not found: STL-10's unlabeled split; copy "
+                              "stl10_binary/ there, or set data.download: true (needs a network)")
+    size = 3 * 96 * 96
+    if path.stat().st_size == 0 or path.stat().st_size % size:
+        raise DataError(f"{path} is truncated or padded: {path.stat().st_size} bytes is not a "
+                        f"whole number of {size}-byte images; replace the file")
+    images = np.memmap(path, np.uint8, mode="r").reshape(-1, 3, 96, 96)
+    return _make_source("stl10/unlabeled", UNLABELED, np.zeros(len(images), np.int64),
+                        lambda i: np.ascontiguousarray(images[i].transpose(2, 1, 0)),
+                        lambda i: f"{path}, sample {i}", str(path), shape=(96, 96))
+
+
+def load_unlabeled(cfg: DataConfig) -> ImageSource:
+    """The unlabeled images ``data.pretrain_split`` reads: ``data.unlabeled_root``'s, or the
+    dataset's own unlabeled split."""
+    if cfg.unlabeled_root is not None:
+        return image_folder(Path(cfg.unlabeled_root))
+    if cfg.dataset == "stl10":
+        if cfg.download:
+            stl10("train", cfg)  # torchvision fetches the whole archive, unlabeled split included
+        return stl10_unlabeled(cfg)
+    raise DatasetNotFound(f"{cfg.dataset} has no unlabeled split; set data.unlabeled_root")
+
+
 REGISTRY: dict[str, Callable[[str, DataConfig], ImageSource]] = {
     "fashion_mnist": fashion_mnist, "digits": digits, "cifar10": cifar10,
     "cifar100": cifar100, "stl10": stl10, "imagefolder": imagefolder,

@@ -24,11 +24,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import AugmentConfig, LoaderConfig, Params
-from ..plumbing.artifacts import BETON_IMAGE_MODES, check_beton
+from ..plumbing.artifacts import BETON_IMAGE_MODES, MissingArtifact, check_beton
 from ..plumbing.compute import restore_threads
 from .augment import (EvalTransform, LocalCropAugment, ViewAugment, stream_seed,
                       torchvision_view)
-from .convert import BETON_FIELDS, REWRITE, beton_path, read_meta, stratified_subset
+from .convert import (BETON_FIELDS, PRETRAIN, REWRITE, beton_path, read_meta,
+                      stratified_subset)
 from .datasets import ImageSource, load_source
 
 
@@ -314,7 +315,16 @@ def train_loader(params: Params, device: torch.device | str = "cpu", world: int 
     """The pretraining loader; under DDP (``world`` processes) each process reads its shard
     with ``loader.batch_size / world`` images per batch."""
     cfg = dataclasses.replace(params.loader, batch_size=params.loader.batch_size // world)
-    loader = TwoViewLoader(beton_folder(params), params.augment, cfg, params.seed, device,
+    folder = beton_folder(params)
+    split = "train" if params.data.pretrain_split == "train" else PRETRAIN
+    written = read_meta(folder)["splits"].get(PRETRAIN, {})
+    if split == PRETRAIN and (written.get("images"), written.get("unlabeled_root")) != \
+            (params.data.pretrain_split, params.data.unlabeled_root):
+        raise MissingArtifact(f"{folder} has no {params.data.pretrain_split} images for "
+                              "pretraining from data.unlabeled_root "
+                              f"{params.data.unlabeled_root} (converted with other data "
+                              f"settings); rerun {REWRITE}")
+    loader = TwoViewLoader(folder, params.augment, cfg, params.seed, device, split=split,
                            distributed=world > 1, rank=rank)
     restore_threads()  # importing FFCV (numba's generators) set torch's threads to 1
     return loader
