@@ -162,9 +162,14 @@ def named_paths() -> list[tuple[str, str]]:
 
 def resolves(page: str, path: str) -> bool:
     """Whether ``path``, named in ``page``, is a file or folder of the repository."""
-    if path.startswith("../"):  # relative to the page's folder, and it must stay inside
-        where = ((REPO / "docs" if page != "README.md" else REPO) / path).resolve()
-        return where.is_relative_to(REPO.resolve()) and where.exists()
+    if path.startswith("../"):  # relative to the page's folder, or to a study's folder (a
+        # command shown after `cd studies/NAME`), and it must stay inside
+        bases = [REPO / "docs" if page != "README.md" else REPO, REPO / "studies" / "claims"]
+        return any((base / path).resolve().is_relative_to(REPO.resolve())
+                   and (base / path).resolve().exists() for base in bases)
+    study = re.match(r"studies/([\w.-]+)", path)
+    if study and (REPO / "params" / f"{study.group(1)}.yaml").is_file():
+        return True  # what `python -m momentum_ssl study NAME` makes from params/NAME.yaml
     if path.startswith("momentum_ssl/"):
         path = f"src/{path}"
     elif not path.startswith(("src/", "tests/", "bench/", "params/", "workflow/", "docs/",
