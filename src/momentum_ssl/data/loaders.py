@@ -55,15 +55,22 @@ def _decoder(meta: dict, split: str, size: int, train: bool):
     return CenterCropRGBImageDecoder((side, side), ratio=1.0)
 
 
+def _ships(device: torch.device) -> bool:
+    """Whether the loader's pipelines copy each batch to ``device`` (FFCV's ``ToDevice``)."""
+    return device.type == "cuda"
+
+
 def _image_ops(device: torch.device, transform: torch.nn.Module | None = None) -> list:
     """Decoded uint8 pixels as an NCHW tensor on ``device`` (on a GPU: ship uint8, not
-    floats), then ``transform`` in FFCV's loader thread, if given."""
+    floats), then ``transform`` in FFCV's loader thread, if given. The NHWC -> NCHW copy comes
+    before ``ToDevice``: ``ToTorchImage(channels_last=False)`` allocates its buffer without a
+    device, that is on the CPU, so after ``ToDevice`` it would copy every batch back to the
+    host (and the transform would then meet CPU pixels with its parameters on the GPU)."""
     from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
 
-    ops = [ToTensor()]
-    if device.type == "cuda":
+    ops = [ToTensor(), ToTorchImage(channels_last=False)]
+    if _ships(device):
         ops.append(ToDevice(device, non_blocking=True))
-    ops.append(ToTorchImage(channels_last=False))
     return ops + ([transform.to(device)] if transform is not None else [])
 
 
@@ -72,7 +79,7 @@ def _label_ops(device: torch.device) -> list:
     from ffcv.transforms import Squeeze, ToDevice, ToTensor
 
     ops = [IntDecoder(), ToTensor(), Squeeze()]
-    return ops + ([ToDevice(device, non_blocking=True)] if device.type == "cuda" else [])
+    return ops + ([ToDevice(device, non_blocking=True)] if _ships(device) else [])
 
 
 def _epoch(loader):
