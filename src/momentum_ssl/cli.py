@@ -55,13 +55,23 @@ def _seed(params, args: argparse.Namespace) -> int | None:
     return args.seed
 
 
-def _load_for_torch(args: argparse.Namespace):
-    """The params of a stage that runs torch, with the ``compute`` section's thread count and
-    CUDA determinism applied (its CPU pins were set before torch loaded, in ``__main__``)."""
+def _start_torch(params, gpus: int = 0) -> list[str] | None:
+    """Claim ``gpus`` free GPUs (0: none; plumbing/devices.py) before anything starts CUDA,
+    which reads CUDA_VISIBLE_DEVICES once; refuse GPUs that CUDA cannot use; then apply the
+    ``compute`` section's thread count and CUDA settings (its CPU pins were set before torch
+    loaded, in ``__main__``). Returns the claimed GPUs (None: none)."""
     from .plumbing.compute import configure
 
-    params = load_params(args.params)
+    claimed = _claim_gpus(params, gpus) if gpus else None
     configure(params.compute, params.pretrain.device)
+    return claimed
+
+
+def _load_for_torch(args: argparse.Namespace):
+    """The params of a stage that runs torch and claims no GPU, started by
+    :func:`_start_torch`."""
+    params = load_params(args.params)
+    _start_torch(params)
     return params
 
 
@@ -74,18 +84,22 @@ def _plan(args: argparse.Namespace) -> None:
 
 
 def _claim_gpus(params, count: int = 1) -> list[str] | None:
-    """Claim free GPUs before CUDA starts (plumbing/devices.py); None on a machine without one."""
+    """Claim free GPUs before CUDA starts (plumbing/devices.py); None on a machine without one.
+    A claimed GPU that CUDA cannot use, or ``pretrain.device: cuda`` without one, is an error."""
     if params.pretrain.device == "cpu":
         return None
     import os
 
-    from .plumbing.devices import claim
+    from .plumbing.devices import claim, cuda_problem
 
     preset = os.environ.get("CUDA_VISIBLE_DEVICES")
     gpus = claim(count)
     if gpus is not None:  # which devices, and whether SLURM (or a user) chose them
         how = "kept CUDA_VISIBLE_DEVICES" if preset is not None else "claimed"
         print(f"GPUs {','.join(gpus)} ({how})", flush=True)
+    problem = cuda_problem(params.pretrain.device, gpus)
+    if problem:
+        raise ConfigError(problem)
     return gpus
 
 
@@ -96,10 +110,10 @@ def _pretrain(args: argparse.Namespace) -> None:
     from .stages.plan import check_plan
     from .stages.pretrain import pretrain
 
-    params = _load_for_torch(args)
+    params = load_params(args.params)
     run, seed = _grid_run(params, args), _seed(params, args)
     check_plan(params, run, seed, args.params)
-    gpus = _claim_gpus(params, run.gpus if "WORLD_SIZE" not in os.environ else 1)
+    gpus = _start_torch(params, run.gpus if "WORLD_SIZE" not in os.environ else 1)
     if run.gpus > 1 and "WORLD_SIZE" not in os.environ:
         if gpus is None:
             print(f"{run.name} asks for {run.gpus} GPUs and this machine has none: training "
@@ -164,11 +178,10 @@ def _extract(args: argparse.Namespace) -> None:
     from .core.encoders import needs_accelerator
     from .stages.features import extract
 
-    params = _load_for_torch(args)
+    params = load_params(args.params)
     _grid_run(params, args, baselines=True)
     seed = _seed(params, args)
-    if needs_accelerator(args.run):
-        _claim_gpus(params)
+    _start_torch(params, 1 if needs_accelerator(args.run) else 0)
     print(f"wrote {extract(params, args.run, seed=seed)}/{{train,test}}.parquet")
 
 
@@ -193,11 +206,10 @@ def _transfer(args: argparse.Namespace) -> None:
     from .core.encoders import needs_accelerator
     from .stages.transfer import transfer
 
-    params = _load_for_torch(args)
+    params = load_params(args.params)
     _grid_run(params, args, baselines=True)
     seed = _seed(params, args)
-    if needs_accelerator(args.run):
-        _claim_gpus(params)
+    _start_torch(params, 1 if needs_accelerator(args.run) else 0)
     _print_transfer(transfer(params, args.run, seed=seed))
 
 
@@ -218,11 +230,10 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .stages.probes import probe
     from .stages.transfer import transfer
 
-    params = _load_for_torch(args)
+    params = load_params(args.params)
     _grid_run(params, args, baselines=True)
     seed = _seed(params, args)
-    if needs_accelerator(args.run):
-        _claim_gpus(params)
+    _start_torch(params, 1 if needs_accelerator(args.run) else 0)
     print(f"wrote {extract(params, args.run, seed=seed)}/{{train,test}}.parquet", flush=True)
     _print_probe(probe(params, args.run, seed=seed))
     _print_transfer(transfer(params, args.run, seed=seed))

@@ -13,6 +13,7 @@ parameters, for the comparison loader.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -153,9 +154,26 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel: int) -> Tensor:
     weights = (weights / weights.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, K)
     flat = x.reshape(1, n * c, height, width)
     flat = F.pad(flat, (radius, radius, radius, radius), mode="reflect")
-    flat = F.conv2d(flat, weights.view(n * c, 1, 1, kernel), groups=n * c)
-    flat = F.conv2d(flat, weights.view(n * c, 1, kernel, 1), groups=n * c)
+    with no_cudnn_search(x):
+        flat = F.conv2d(flat, weights.view(n * c, 1, 1, kernel), groups=n * c)
+        flat = F.conv2d(flat, weights.view(n * c, 1, kernel, 1), groups=n * c)
     return flat.view(n, c, height, width)
+
+
+@contextlib.contextmanager
+def no_cudnn_search(x: Tensor):
+    """cuDNN's benchmark search off while ``x``'s device runs the block, if it is a GPU: the
+    blur's grouped convolutions take another shape at every step (the number of images blurred
+    is drawn), so the search (on in the stages, compute.configure) would time kernels for each
+    new shape instead of reusing one."""
+    if x.device.type != "cuda" or not torch.backends.cudnn.benchmark:
+        yield
+        return
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = True
 
 
 def solarize(x: Tensor, mask: Tensor, threshold: float = 0.5) -> Tensor:

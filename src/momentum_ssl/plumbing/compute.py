@@ -85,20 +85,26 @@ def apply_environment(argv: list[str]) -> dict[str, str]:
 
 def configure(compute: Any, device: str = "cpu") -> None:
     """What can only be set through torch: the intra-op thread count and, when the stage will
-    use CUDA (``device``: pretrain.device, auto | cpu | cuda), deterministic algorithms (cuDNN
-    without its benchmark search; an op without a deterministic kernel then raises, naming
-    itself)."""
+    use CUDA (``device``: pretrain.device, auto | cpu | cuda), either deterministic algorithms
+    (cuDNN without its benchmark search; an op without a deterministic kernel then raises,
+    naming itself) or cuDNN's benchmark search (each convolution shape timed once, its fastest
+    kernel kept: what the GPU benchmarks measure). With ``auto`` this starts CUDA: claim GPUs
+    first (cli.py)."""
     import torch
 
     global _THREADS
     _THREADS = compute.threads
     restore_threads()
-    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cpu":
+        return
+    cuda = device == "cuda" or torch.cuda.is_available()
     if cuda and compute.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    elif cuda:
+        torch.backends.cudnn.benchmark = True
 
 
 _THREADS: int | None = None  # the pinned thread count of this process (configure)
