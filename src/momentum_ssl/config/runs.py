@@ -171,7 +171,8 @@ def run_params(params: Params, run: RunSpec) -> dict:
 # Settings added after runs were cached, each with the value that leaves a run as it was: a
 # plan holds one only when it is set otherwise, so that adding it changed no existing plan
 # (and reran no cached stage). recipe() leaves them out alike.
-UNSET: dict[str, dict[str, Any]] = {"pretrain": {"min_lr": 0.0, "weight_decay_end": None},
+UNSET: dict[str, dict[str, Any]] = {"pretrain": {"min_lr": 0.0, "weight_decay_end": None,
+                                                 "precision": "auto"},
                                     "model": {"drop_path": 0.0}}
 
 

@@ -157,9 +157,10 @@ def _nvidia_driver() -> str | None:
     return None
 
 
-def provenance(compute: Any, device: Any = None) -> dict:
+def provenance(compute: Any, device: Any = None, precision: str | None = None) -> dict:
     """Where a run ran and how its kernels were chosen, as plain data (results and the report
-    carry it, so a difference between two machines explains itself)."""
+    carry it, so a difference between two machines explains itself). ``precision``
+    (plumbing/precision.py) is recorded on CUDA: the CPU trains in fp32 only."""
     import numpy
     import torch
 
@@ -179,6 +180,8 @@ def provenance(compute: Any, device: Any = None) -> dict:
         out.update({"device": "cuda", "gpu": torch.cuda.get_device_name(index),
                     "cuda": torch.version.cuda, "driver": _nvidia_driver(),
                     "cuda_deterministic": bool(compute.deterministic)})
+        if precision is not None:
+            out["precision"] = precision
     return out
 
 
@@ -219,6 +222,7 @@ def render_provenance(machines: list[dict]) -> list[str]:
         device = w.get("device", "?")
         if device == "cuda":
             device = (f"{w.get('gpu')} (CUDA {w.get('cuda')}, driver {w.get('driver')}, "
+                      f"{w.get('precision', 'bf16')}, "
                       f"deterministic {'on' if w.get('cuda_deterministic') else 'off'})")
         lines.append(f"| {w.get('cpu', '?')} | {w.get('cpu_isa_available', '?')} / "
                      f"{w.get('cpu_isa_used', '?')} | {'on' if w.get('portable') else 'off'} | "

@@ -5,7 +5,8 @@
 Per step, in order: (1) the learning rate, linear warm-up then cosine (to ``min_lr``), and
 the weight decay's cosine when ``weight_decay_end`` is set; (2) tau from the loop's
 own step counter (cosine or constant); (3) forward of both views, and of the local crops when
-``augment.local_crops`` asks for them (bf16 autocast and channels_last on CUDA, fp32 on CPU);
+``augment.local_crops`` asks for them (``pretrain.precision``'s autocast, bf16 by default, and
+channels_last on CUDA, fp32 on CPU: plumbing/precision.py);
 (4) the NaN guard; (5) backward, the per-parameter gradient clipping of ``pretrain.clip_grad``,
 the method's cancelled gradients (DINO's last layer in its first epoch), the optimiser step;
 (6) the teacher's EMA; (7) logging every ``log_every`` steps: loss, lr, tau, the gap and each
@@ -51,6 +52,7 @@ from ..data.loaders import train_loader
 from ..plumbing.artifacts import atomic_torch_save, atomic_write_text
 from ..plumbing.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
 from ..plumbing.compute import provenance
+from ..plumbing.precision import Precision
 from ..plumbing.devices import resolve_device
 from ..plumbing.paths import cell, run_dir
 
@@ -216,6 +218,7 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
     params = resolve(with_seed(params, seed), run)  # the method's recipe, the seed's draws
     cfg = params.pretrain
     device, rank, world = init_distributed(cfg.device)
+    amp = Precision.for_device(cfg.precision, device)  # autocast and fp16's gradient scaler
     if params.loader.batch_size % world:
         raise ConfigError(f"loader.batch_size ({params.loader.batch_size}) is the global batch "
                           f"and must divide among {world} processes")
@@ -258,6 +261,7 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
         monitor.load_state_dict(state["stability"])
         epoch, step, elapsed = state["epoch"], state["step"], state["elapsed_s"]
         torch.set_rng_state(state["torch_rng"])
+        amp.load_state_dict(state.get("precision"))
         print(f"{run.name}: resuming after epoch {epoch} (step {step})")
     loader.set_epoch(epoch)
 
@@ -268,7 +272,6 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
         live = Live(str(out / "dvclive"), resume=epoch > 0, save_dvc_exp=False, dvcyaml=None,
                     report=None)
     last_good: dict[str, float] = {}
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     while epoch < cfg.epochs:
         model.train()
         started = time.perf_counter()
@@ -282,7 +285,7 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
                 set_weight_decay(optimizer, cfg, wd)
             tau = (cosine_tau(step, total, params.momentum.tau, params.momentum.final_tau)  # (2)
                    if params.momentum.schedule == "cosine" else params.momentum.tau)
-            with autocast:  # (3)
+            with amp.autocast():  # (3)
                 loss, logs = model(*views, epoch=epoch)  # two global views, then local crops
             if not torch.isfinite(loss):  # (4)
                 raise TrainingDiverged(
@@ -291,12 +294,12 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
                     f"({checkpoint if checkpoint.is_file() else 'none yet'}) is kept; lower "
                     "pretrain.lr or raise pretrain.warmup_epochs, then rerun")
             optimizer.zero_grad(set_to_none=True)  # (5)
-            loss.backward()
+            amp.backward(loss, optimizer)
             if cfg.clip_grad > 0:
                 clip_gradients(learner, cfg.clip_grad)
             learner.method.cancel_gradients(learner.projector, epoch)  # DINO's frozen last layer
-            optimizer.step()
-            monitor.step()
+            monitor.step(amp.grad_scale())
+            amp.step(optimizer)
             learner.update_teacher(tau)  # (6)
             if step % cfg.log_every == 0:  # (7)
                 last_good = {"step": step, "lr": lr, "tau": tau,
@@ -324,6 +327,7 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
                              "optimizer": optimizer.state_dict(),
                              "stability": monitor.state_dict(), "epoch": epoch, "step": step,
                              "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(),
+                             "precision": amp.state_dict(),
                              "params_hash": stamp, "run": to_dict(run)}, checkpoint)
         if world > 1:
             dist.barrier()
@@ -341,7 +345,7 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
                            "epochs": cfg.epochs, "params_hash": stamp}, out / "model.pt")
         # where it ran: a difference between two machines' results explains itself
         atomic_write_text(out / "provenance.json",
-                          json.dumps(provenance(params.compute, device), indent=2) + "\n")
+                          json.dumps(provenance(params.compute, device, amp.name), indent=2) + "\n")
         # done: a later rerun of this stage (say, after a code change) must not resume
         remove_checkpoints(checkpoint)
     if world > 1:
