@@ -375,9 +375,10 @@ def main(argv: list[str] | None = None) -> int:
 
     expected: tuple = (ConfigError, DataError, DatasetNotFound, MissingArtifact, CorruptArtifact)
     if args.stage in ("pretrain", "verify"):  # only these pay for importing the training loop
+        from .plumbing.precision import PrecisionUnavailable
         from .stages.pretrain import TrainingDiverged
 
-        expected += (TrainingDiverged,)
+        expected += (TrainingDiverged, PrecisionUnavailable)
     try:
         STAGES[args.stage][0](args)
     except expected as err:

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import TINY, make_params, tiny_learner
-from momentum_ssl.config import ComputeConfig, ConfigError, RunSpec, run_params
+from momentum_ssl.config import ComputeConfig, RunSpec, run_params
 from momentum_ssl.plumbing.compute import provenance
-from momentum_ssl.plumbing.precision import Precision, resolve_precision
+from momentum_ssl.plumbing.precision import Precision, PrecisionUnavailable, resolve_precision
 
 CUDA = torch.device("cuda", 0)  # a device object only: the torch.cuda queries are mocked
 
@@ -19,7 +19,7 @@ def test_the_cpu_trains_in_fp32_and_refuses_bf16_and_fp16():
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == resolve_precision("fp32", cpu) == "fp32"
     for choice in ("bf16", "fp16"):
-        with pytest.raises(ConfigError) as info:
+        with pytest.raises(PrecisionUnavailable) as info:
             resolve_precision(choice, cpu)
         message = str(info.value)
         assert message.startswith(f"pretrain.precision: {choice} is for CUDA devices")
@@ -37,7 +37,7 @@ def test_auto_is_bf16_on_gpus_that_have_it_else_fp16(monkeypatch, has_bf16, choi
 def test_bf16_on_a_gpu_without_it_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-16GB")
-    with pytest.raises(ConfigError, match=r"^pretrain.precision: Tesla V100-SXM2-16GB has no "
+    with pytest.raises(PrecisionUnavailable, match=r"^pretrain.precision: Tesla V100-SXM2-16GB has no "
                                           r"bf16 .*: set precision fp16 or fp32$"):
         resolve_precision("bf16", CUDA)
 

@@ -18,6 +18,7 @@ rule pretrain:
         "src/momentum_ssl/plumbing/distributed.py",
         "src/momentum_ssl/plumbing/devices.py",
         "src/momentum_ssl/plumbing/compute.py",
+        "src/momentum_ssl/plumbing/precision.py",
         "src/momentum_ssl/core/methods",
         "src/momentum_ssl/core/models",
         "src/momentum_ssl/data/loaders.py",

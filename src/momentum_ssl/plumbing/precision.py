@@ -26,21 +26,24 @@ import torch
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
+class PrecisionUnavailable(ValueError):
+    """The device cannot train in the precision asked for; the message names the fix (the CLI
+    prints it as one ``error:`` line)."""
+
+
 def resolve_precision(choice: str, device: torch.device) -> str:
     """The precision ``choice`` (pretrain.precision) gives on ``device``: bf16, fp16 or fp32;
-    :class:`~momentum_ssl.config.ConfigError` with one line when the device cannot do it."""
-    from ..config import ConfigError
-
+    :class:`PrecisionUnavailable` with one line when the device cannot do it."""
     if device.type != "cuda":
         if choice in ("auto", "fp32"):
             return "fp32"
-        raise ConfigError(f"pretrain.precision: {choice} is for CUDA devices; this run trains on "
+        raise PrecisionUnavailable(f"pretrain.precision: {choice} is for CUDA devices; this run trains on "
                           f"the {device.type.upper()}, in fp32: set precision auto or fp32")
     bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
     if choice == "auto":
         return "bf16" if bf16 else "fp16"
     if choice == "bf16" and not bf16:
-        raise ConfigError(f"pretrain.precision: {torch.cuda.get_device_name(device)} has no "
+        raise PrecisionUnavailable(f"pretrain.precision: {torch.cuda.get_device_name(device)} has no "
                           "bf16 arithmetic (it came with Ampere): set precision fp16 or fp32")
     return choice
 
