@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import (ConfigError, Params, params_from_dict, params_hash, run_params, to_dict,
+from .config import (ConfigError, Params, load_params, params_hash, run_params, to_dict,
                      with_seed)
 from .data.loaders import beton_folder
 from .plumbing.paths import BASELINES, SEEDLESS, cell
@@ -34,8 +34,8 @@ class Grid:
             raise ConfigError(f"Snakemake's config differs from {path} in {', '.join(changed)}: "
                               "the stages read params.yaml, so --config overrides would be "
                               "ignored by them; edit params.yaml (or use dvc exp run -S)")
-        try:
-            return cls(params_from_dict(config))
+        try:  # as the stages read it: a ``recipes: FILE`` (the GPU profiles') read from FILE
+            return cls(load_params(path))
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
 
