@@ -173,7 +173,8 @@ def run_params(params: Params, run: RunSpec) -> dict:
 # (and reran no cached stage). recipe() leaves them out alike.
 UNSET: dict[str, dict[str, Any]] = {"pretrain": {"min_lr": 0.0, "weight_decay_end": None,
                                                  "precision": "auto"},
-                                    "model": {"drop_path": 0.0}}
+                                    "model": {"drop_path": 0.0, "heads": None,
+                                              "pos_embed": "learned"}}
 
 
 def _without_unset(section: str, values: Any) -> Any:
@@ -209,7 +210,9 @@ def recipe(params: Params, run: RunSpec) -> dict:
             "model": ({"zero_init_residual": resolved.model.zero_init_residual}
                       if not resolved.model.backbone.startswith("vit_") else
                       {"freeze_patch_embed": resolved.model.freeze_patch_embed,
-                       "drop_path": resolved.model.drop_path}),
+                       "drop_path": resolved.model.drop_path,
+                       **_without_unset("model", {"heads": resolved.model.heads,
+                                                  "pos_embed": resolved.model.pos_embed})}),
             "method": to_dict(getattr(resolved.methods, run.method))}
 
 
