@@ -180,6 +180,33 @@ def solarize(x: Tensor, mask: Tensor, threshold: float = 0.5) -> Tensor:
     return torch.where(_per_image(mask) & (x >= threshold), 1.0 - x, x)
 
 
+JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def pack_to(tensors: list[Tensor], device: torch.device) -> list[Tensor]:
+    """``tensors`` (on the CPU) on ``device`` in one copy per dtype: each concatenated, pinned
+    on a GPU and copied without blocking, then split by sizes the host knows."""
+    out: list[Tensor | None] = [None] * len(tensors)
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_dtype.setdefault(t.dtype, []).append(i)
+    for members in by_dtype.values():
+        flat = torch.cat([tensors[i].reshape(-1) for i in members])
+        if device.type == "cuda":
+            flat = flat.pin_memory()
+        moved = flat.to(device, non_blocking=True)
+        for i, part in zip(members, moved.split([tensors[i].numel() for i in members])):
+            out[i] = part.view(tensors[i].shape)
+    return out
+
+
+def to_device_at_once(tensors: list[Tensor], device: torch.device) -> list[Tensor]:
+    """The random parameters of a batch on its device: as they are on the CPU, else
+    :func:`pack_to`. One copy each (about 40 per view, each from pageable memory, so each
+    waited for the GPU) became one per dtype (three)."""
+    return list(tensors) if device.type == "cpu" else pack_to(tensors, device)
+
+
 class ViewAugment(nn.Module):
     """The random recipe for one of the two views, applied to a batch of images.
 
@@ -218,38 +245,39 @@ class ViewAugment(nn.Module):
             x = x[:, :1]
         if x.dtype == torch.uint8:
             x = x.float().div_(255)
+        # every random parameter, drawn on the CPU in the order of the operations
         boxes = sample_crops(n, x.shape[2], x.shape[3], cfg.crop_scale, cfg.crop_ratio,
                              self.gen)
-        x = resized_crop(x, boxes, self._coin(n, cfg.flip_p), cfg.size)
-
-        # colour jitter: each selected image applies the four adjustments in its own order
+        flip = self._coin(n, cfg.flip_p)
         jitter = self._coin(n, cfg.jitter_p)
         factors = [self._uniform(n, max(0.0, 1 - a), 1 + a)
                    for a in (cfg.brightness, cfg.contrast, cfg.saturation)]
         factors.append(self._uniform(n, -cfg.hue, cfg.hue))
         order = torch.argsort(torch.rand(n, 4, generator=self.gen), dim=1)
-        ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-        dev = x.device
-        for step in range(4):
-            for op_index, op in enumerate(ops):
-                if gray_input and op is adjust_hue:
-                    continue
-                chosen = torch.nonzero(jitter & (order[:, step] == op_index))[:, 0]
-                if len(chosen):
-                    chosen = chosen.to(dev)
-                    x[chosen] = op(x[chosen], factors[op_index].to(dev)[chosen])
-
-        gray = self._coin(n, cfg.grayscale_p).to(dev)
-        x = torch.where(_per_image(gray), grayscale(x).expand_as(x), x)
-
+        gray = self._coin(n, cfg.grayscale_p)
         blur = self._coin(n, cfg.blur_p[self.view])
         sigma = self._uniform(n, *cfg.blur_sigma)
-        if blur.any():
-            chosen = torch.nonzero(blur)[:, 0].to(dev)
-            x[chosen] = gaussian_blur(x[chosen], sigma.to(dev)[chosen],
-                                      blur_kernel_size(cfg.size, cfg.blur_sigma[1]))
+        solar = self._coin(n, cfg.solarize_p[self.view])
+        # colour jitter: each selected image applies the four adjustments in its own order;
+        # the images of each (step, adjustment), and the blurred ones, as indices on the CPU
+        jitters = [(op_index, torch.nonzero(jitter & (order[:, step] == op_index))[:, 0])
+                   for step in range(4) for op_index, op in enumerate(JITTER_OPS)
+                   if not (gray_input and op is adjust_hue)]
+        blurred = torch.nonzero(blur)[:, 0]
+        boxes, flip, gray, sigma, solar, blurred, *rest = to_device_at_once(
+            [boxes, flip, gray, sigma, solar, blurred, *factors,
+             *(chosen for _, chosen in jitters)], x.device)
+        factors, chosens = rest[:4], rest[4:]
 
-        x = solarize(x, self._coin(n, cfg.solarize_p[self.view]).to(dev))
+        x = resized_crop(x, boxes, flip, cfg.size)
+        for (op_index, _), chosen in zip(jitters, chosens):
+            if len(chosen):
+                x[chosen] = JITTER_OPS[op_index](x[chosen], factors[op_index][chosen])
+        x = torch.where(_per_image(gray), grayscale(x).expand_as(x), x)
+        if len(blurred):
+            x[blurred] = gaussian_blur(x[blurred], sigma[blurred],
+                                       blur_kernel_size(cfg.size, cfg.blur_sigma[1]))
+        x = solarize(x, solar)
         if gray_input:
             x = x.expand(n, 3, cfg.size, cfg.size)
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)

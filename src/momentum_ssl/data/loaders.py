@@ -27,7 +27,7 @@ from ..config import AugmentConfig, LoaderConfig, Params
 from ..plumbing.artifacts import BETON_IMAGE_MODES, check_beton
 from ..plumbing.compute import restore_threads
 from .augment import (EvalTransform, LocalCropAugment, ViewAugment, stream_seed,
-                      torchvision_view)
+                      to_device_at_once, torchvision_view)
 from .convert import BETON_FIELDS, REWRITE, beton_path, read_meta, stratified_subset
 from .datasets import ImageSource, load_source
 
@@ -186,9 +186,11 @@ class TwoViewLoader:
         order = self._order(epoch)
         for start in range(0, len(order), self.batch_size):
             chosen = order[start:start + self.batch_size]
-            pixels = torch.from_numpy(self.raw[chosen]).to(self.device).permute(0, 3, 1, 2)
-            yield (*(view(pixels) for view in self.views),
-                   torch.from_numpy(self.labels[chosen]).to(self.device))
+            pixels, labels = to_device_at_once([torch.from_numpy(self.raw[chosen]),
+                                                torch.from_numpy(self.labels[chosen])],
+                                               self.device)  # on a GPU: pinned, non-blocking
+            pixels = pixels.permute(0, 3, 1, 2)
+            yield (*(view(pixels) for view in self.views), labels)
 
 
 def ffcv_random_order(num_samples: int, seed: int, epoch: int,
