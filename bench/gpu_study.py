@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # snakemake and dvc beside the Python that runs this
+BIN = Path(sys.executable).parent  # dvc's script beside the Python that runs this, if there
 
 
 def write_images(root: Path, train_per_class: int, test_per_class: int, seed: int = 0) -> None:
@@ -86,8 +86,16 @@ def make_study(folder: Path, runs: list[str], train_per_class: int, test_per_cla
     write_images(folder / "images", train_per_class, test_per_class)
     params = study_params(folder / "images", runs, device)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the rules run `python -m momentum_ssl` and `dvc`: this Python first on their PATH (a
+    # machine may have python3 only)
+    shims = folder / ".bin"
+    shims.mkdir(exist_ok=True)
+    for name, run in (("python", ""), ("dvc", " -m dvc")):  # scripts: a link would lose a venv
+        (shims / name).write_text(f'#!/bin/sh\nexec "{sys.executable}"{run} "$@"\n')
+        (shims / name).chmod(0o755)
     if not (folder / ".dvc").is_dir():
-        subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=folder, check=True)
+        subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=folder,
+                       check=True)
     return folder
 
 
@@ -109,13 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = args.runs.split(",")
         make_study(folder, runs, args.train_per_class, args.test_per_class, args.device)
-        env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+        env = {**os.environ, "PATH": f"{folder / '.bin'}:{BIN}:{os.environ['PATH']}",
                "PYTHONPATH": str(folder / "src"), "PYTHONUNBUFFERED": "1"}
-        command = [str(BIN / "snakemake"), "--cores", str(args.cores), "--resources", "gpu=1"]
+        command = [sys.executable, "-m", "snakemake", "--cores", str(args.cores),
+                   "--resources", "gpu=1"]
         if args.dry_run:
             command += ["-n", "--quiet", "rules"]
         print(f"study in {folder} ({time.perf_counter() - started:.0f} s to build): "
-              + " ".join(command[1:]), flush=True)
+              + " ".join(command[2:]), flush=True)
         done = subprocess.run(command, cwd=folder, env=env)
         if done.returncode or args.dry_run:
             return done.returncode
