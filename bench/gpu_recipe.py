@@ -11,9 +11,10 @@ two views come from the recipe's seeded ViewAugment on the device, as they do af
 decoding in the training loader (FFCV itself is not needed, so the check runs on a GPU machine
 that lacks it). The step is stages/pretrain.py's: the recipe's lr schedule and parameter groups
 (build_optimizer, set_learning_rates), its tau schedule, the precision (plumbing/precision.py:
-fp16 with its gradient scaler), the NaN guard, the EMA. Prints, per method: images/s (an image is one pair of views) over the epoch after ``--warmup`` steps, peak
-GPU memory, and the loss at the first and last step. ``--device cpu`` runs the same code (a test
-does, with a small backbone).
+fp16 with its gradient scaler), the NaN guard, the EMA. Prints, per method: images/s (an image
+is one pair of views) over the epoch after ``--warmup`` steps, peak GPU memory, and the loss at
+the first and last step. ``--device cpu`` runs the same code (a test does, with a small
+backbone).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def one_epoch(params, method: str, images, device, warmup: int, backbone: str | 
     sync()
     elapsed = time.perf_counter() - start
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-    return {"run": run.name, "precision": amp.name, "optimizer": cfg.optimizer, "lr": cfg.lr, "batch": batch,
+    return {"run": run.name, "precision": amp.name, "optimizer": cfg.optimizer, "lr": cfg.lr,
+            "batch": batch,
             "steps": steps, "images_s": batch * (steps - warmup) / elapsed, "memory_gib": memory,
             "loss_first": losses[0], "loss_last": losses[-1]}
 
@@ -137,8 +139,8 @@ def main(argv: list[str] | None = None) -> None:
           f"images, channels_last on CUDA; {machine()}")
     print_table(["run", "precision", "optimizer", "lr", "batch", "steps", "images/s", "peak GiB",
                  "loss first", "loss last"],
-                [[r["run"], r["precision"], r["optimizer"], r["lr"], r["batch"], r["steps"], r["images_s"],
-                  r["memory_gib"], r["loss_first"], r["loss_last"]] for r in rows],
+                [[r["run"], r["precision"], r["optimizer"], r["lr"], r["batch"], r["steps"],
+                  r["images_s"], r["memory_gib"], r["loss_first"], r["loss_last"]] for r in rows],
                 ["{}", "{}", "{}", "{}", "{}", "{}", "{:.0f}", "{:.2f}", "{:.4f}", "{:.4f}"])
 
 

@@ -37,8 +37,8 @@ def test_auto_is_bf16_on_gpus_that_have_it_else_fp16(monkeypatch, has_bf16, choi
 def test_bf16_on_a_gpu_without_it_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-16GB")
-    with pytest.raises(PrecisionUnavailable, match=r"^pretrain.precision: Tesla V100-SXM2-16GB has no "
-                                          r"bf16 .*: set precision fp16 or fp32$"):
+    with pytest.raises(PrecisionUnavailable, match=r"^pretrain.precision: Tesla V100-SXM2-16GB "
+                                                   r"has no bf16 .*: set precision fp16 or fp32$"):
         resolve_precision("bf16", CUDA)
 
 

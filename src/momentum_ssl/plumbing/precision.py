@@ -37,14 +37,16 @@ def resolve_precision(choice: str, device: torch.device) -> str:
     if device.type != "cuda":
         if choice in ("auto", "fp32"):
             return "fp32"
-        raise PrecisionUnavailable(f"pretrain.precision: {choice} is for CUDA devices; this run trains on "
-                          f"the {device.type.upper()}, in fp32: set precision auto or fp32")
+        raise PrecisionUnavailable(
+            f"pretrain.precision: {choice} is for CUDA devices; this run trains on the "
+            f"{device.type.upper()}, in fp32: set precision auto or fp32")
     bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
     if choice == "auto":
         return "bf16" if bf16 else "fp16"
     if choice == "bf16" and not bf16:
-        raise PrecisionUnavailable(f"pretrain.precision: {torch.cuda.get_device_name(device)} has no "
-                          "bf16 arithmetic (it came with Ampere): set precision fp16 or fp32")
+        raise PrecisionUnavailable(
+            f"pretrain.precision: {torch.cuda.get_device_name(device)} has no bf16 arithmetic "
+            "(it came with Ampere): set precision fp16 or fp32")
     return choice
 
 

@@ -52,9 +52,9 @@ from ..data.loaders import train_loader
 from ..plumbing.artifacts import atomic_torch_save, atomic_write_text
 from ..plumbing.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
 from ..plumbing.compute import provenance
-from ..plumbing.precision import Precision
 from ..plumbing.devices import resolve_device
 from ..plumbing.paths import cell, run_dir
+from ..plumbing.precision import Precision
 
 
 class TrainingDiverged(RuntimeError):
