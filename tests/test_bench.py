@@ -77,14 +77,14 @@ def test_gpu_recipe_epoch_runs_the_cifar10_recipes_on_the_cpu():
                           "--methods", "simsiam,barlow_twins", "--images", "96", "--batch",
                           "32", "--warmup", "1", "--backbone", "resnet_tiny"],
                          capture_output=True, text=True, check=True).stdout.splitlines()
-    assert [re.fullmatch(r"([\w-]+): \d+ images/s, [\d.]+ GiB peak on CPU, \d+ threads",
+    assert [re.fullmatch(r"([\w-]+): \d+ images/s, [\d.]+ GiB peak on CPU, \d+ threads, fp32",
                          line).group(1) for line in out[:2]] == ["simsiam-full",
                                                                  "barlow_twins-full"]
-    assert out[3].split()[:3] == ["run", "optimizer", "lr"]
+    assert out[3].split()[:4] == ["run", "precision", "optimizer", "lr"]
     rows = [line.split() for line in out[4:6]]
-    assert [r[:3] for r in rows] == [["simsiam-full", "sgd", "0.5"],
-                                     ["barlow_twins-full", "lars", "0.3"]]
-    assert all(r[4] == "3" for r in rows)  # 96 images / 32 = 3 steps
+    assert [r[:4] for r in rows] == [["simsiam-full", "fp32", "sgd", "0.5"],
+                                     ["barlow_twins-full", "fp32", "lars", "0.3"]]
+    assert all(r[5] == "3" for r in rows)  # 96 images / 32 = 3 steps
 
 
 def test_peer_bench_trains_one_epoch_each_way_and_evaluates_both_backbones(tiny, tmp_path):

@@ -3,6 +3,7 @@ and the heading when the link names one), every repository path a page names exi
 repository, and every `python -m momentum_ssl` command in the code blocks parses, so a reader
 who copies one gets the stage's help, not a usage error."""
 
+import os
 import re
 import runpy
 import shlex
@@ -125,7 +126,10 @@ def test_the_readme_shows_stage_commands():
 @pytest.mark.parametrize("argv", README_COMMANDS, ids=" ".join)
 def test_every_readme_command_parses_with_help(argv, monkeypatch, capsys):
     """`python -m momentum_ssl <argv> --help` exits 0 (run in-process through runpy, as
-    `python -m` runs the package's __main__)."""
+    `python -m` runs the package's __main__). __main__ sets the params' compute variables in
+    os.environ; they are put back after the test, or a later test's subprocesses (a native,
+    unpinned run of tests/plumbing/test_compute.py) would inherit the portable pins."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # a copy for __main__ to write into
     monkeypatch.setattr(sys, "argv", ["momentum_ssl", *argv, "--help"])
     with pytest.raises(SystemExit) as done:
         runpy.run_module("momentum_ssl", run_name="__main__", alter_sys=True)

@@ -1,7 +1,8 @@
-"""The CUDA path: bf16 autocast, channels_last, the recipe's optimizers, the seeded
-augmentations, the training loop's telemetry and (where ffcv and dvclive are installed) the
-whole loop on the device. Skipped without a CUDA device (CI has none); bench/gpu_check.sh runs
-them on a GPU machine."""
+"""The CUDA path: bf16 autocast, channels_last, the recipe's optimizers, each precision
+(bf16, fp16 with its scaler, fp32), two deterministic runs' weights, the seeded augmentations,
+the training loop's telemetry and (where ffcv and dvclive are installed) the whole loop on the
+device. Skipped without a CUDA device (CI has none); bench/gpu_check.sh runs them on a GPU
+machine (tests/test_gpu_check.py checks on the CPU that they collect)."""
 
 import dataclasses
 import importlib.util
@@ -108,3 +109,72 @@ def test_the_training_loops_telemetry_runs_on_cuda_under_bf16():
     assert 0 < stats["z_std"] <= 1 / math.sqrt(health.dim) + 1e-6
     assert 1 <= stats["erank_y"] <= 64 and 1 <= stats["erank_z"] <= 64
     assert all(math.isfinite(float(v)) for v in logs.values())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
+def test_each_precision_trains_a_recipe_on_cuda_with_its_losses_in_fp32(precision):
+    from momentum_ssl.plumbing.precision import Precision, resolve_precision
+
+    if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip(f"{torch.cuda.get_device_name()} has no bf16")
+    assert resolve_precision("auto", torch.device("cuda")) in ("bf16", "fp16")
+    params = small(load_params(REPO / "params/cifar10.yaml"))
+    run = RunSpec("barlow_twins", "full")  # a correlation matrix: the loss bf16 hurt most
+    torch.manual_seed(0)
+    learner = build_learner(params, run).to("cuda", memory_format=torch.channels_last)
+    cfg = resolve(params, run).pretrain
+    optimizer = build_optimizer(learner, cfg, cfg.lr)
+    amp = Precision(precision, "cuda")
+    x = torch.rand(64, 3, 32, 32, device="cuda")
+    for _ in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        with amp.autocast():
+            loss, _ = learner(x, x.flip(3))
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)
+        amp.backward(loss, optimizer)
+        amp.step(optimizer)
+        learner.update_teacher(0.99)
+    assert all(torch.isfinite(p).all() for p in learner.parameters())
+    print(f"{precision}: loss {loss.item():.4f} after 3 steps on {torch.cuda.get_device_name()}")
+
+
+def test_two_deterministic_runs_of_the_training_step_give_the_same_weights():
+    """compute.deterministic on the device: the seeded views (blur included), a ResNet step
+    under bf16 and the EMA, twice from the same seed, to the bit."""
+    from momentum_ssl.config import AugmentConfig, ComputeConfig
+    from momentum_ssl.data.augment import ViewAugment
+    from momentum_ssl.plumbing.compute import configure, state_digest
+    from momentum_ssl.plumbing.precision import Precision
+
+    params = small(load_params(REPO / "params/cifar10.yaml"))
+    run = RunSpec("byol", "full")
+    pixels = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0)).cuda()
+    views = [ViewAugment(AugmentConfig(size=32, blur_p=(1.0, 0.1)), v, [0.5] * 3,
+                         [0.25] * 3).cuda() for v in (0, 1)]
+
+    def train() -> str:
+        for view in views:
+            view.reseed(0)
+        torch.manual_seed(0)
+        learner = build_learner(params, run).to("cuda", memory_format=torch.channels_last)
+        cfg = resolve(params, run).pretrain
+        optimizer = build_optimizer(learner, cfg, cfg.lr)
+        amp = Precision("bf16" if torch.cuda.is_bf16_supported() else "fp16", "cuda")
+        for _ in range(5):
+            optimizer.zero_grad(set_to_none=True)
+            with amp.autocast():
+                loss, _ = learner(views[0](pixels), views[1](pixels))
+            amp.backward(loss, optimizer)
+            amp.step(optimizer)
+            learner.update_teacher(0.99)
+        return state_digest(learner.state_dict())
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+              torch.backends.cudnn.deterministic)
+    try:
+        configure(ComputeConfig(deterministic=True), "cuda")
+        assert train() == train()
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1:]

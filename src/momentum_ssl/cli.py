@@ -77,26 +77,38 @@ def _seed(params, args: argparse.Namespace) -> int | None:
     return args.seed
 
 
-def _load_for_torch(args: argparse.Namespace):
-    """The params of a stage that runs torch, with the ``compute`` section's thread count and
-    CUDA determinism applied (its CPU pins were set before torch loaded, in ``__main__``)."""
+def _start_torch(params, gpus: int = 0) -> list[str] | None:
+    """Claim ``gpus`` free GPUs (0: none; plumbing/devices.py) before anything starts CUDA,
+    which reads CUDA_VISIBLE_DEVICES once; refuse GPUs that CUDA cannot use; then apply the
+    ``compute`` section's thread count and CUDA settings (its CPU pins were set before torch
+    loaded, in ``__main__``). Returns the claimed GPUs (None: none)."""
     from .plumbing.compute import configure
 
-    params = load_params(args.params)
+    claimed = _claim_gpus(params, gpus) if gpus else None
     configure(params.compute, params.pretrain.device)
+    return claimed
+
+
+def _load_for_torch(args: argparse.Namespace):
+    """The params of a stage that runs torch and claims no GPU, started by
+    :func:`_start_torch`."""
+    params = load_params(args.params)
+    _start_torch(params)
     return params
 
 
 def _evaluation(args: argparse.Namespace, claim: bool = True):
     """(params, run or baseline name, seed): the set-up of extract, probe, transfer and
-    evaluate; with ``claim``, a GPU is claimed when the run's encoder needs one."""
-    params = _load_for_torch(args)
+    evaluate; with ``claim``, a GPU is claimed when the run's encoder needs one, before torch
+    starts (:func:`_start_torch`)."""
+    params = load_params(args.params)
     name, seed = _run_or_baseline(params, args), _seed(params, args)
+    gpus = 0
     if claim:
         from .core.encoders import needs_accelerator
 
-        if needs_accelerator(name):
-            _claim_gpus(params)
+        gpus = 1 if needs_accelerator(name) else 0
+    _start_torch(params, gpus)
     return params, name, seed
 
 
@@ -111,18 +123,22 @@ def _plan(args: argparse.Namespace) -> None:
 
 
 def _claim_gpus(params, count: int = 1) -> list[str] | None:
-    """Claim free GPUs before CUDA starts (plumbing/devices.py); None on a machine without one."""
+    """Claim free GPUs before CUDA starts (plumbing/devices.py); None on a machine without one.
+    A claimed GPU that CUDA cannot use, or ``pretrain.device: cuda`` without one, is an error."""
     if params.pretrain.device == "cpu":
         return None
     import os
 
-    from .plumbing.devices import claim
+    from .plumbing.devices import claim, cuda_problem
 
     preset = os.environ.get("CUDA_VISIBLE_DEVICES")
     gpus = claim(count)
     if gpus is not None:  # which devices, and whether SLURM (or a user) chose them
         how = "kept CUDA_VISIBLE_DEVICES" if preset is not None else "claimed"
         print(f"GPUs {','.join(gpus)} ({how})", flush=True)
+    problem = cuda_problem(params.pretrain.device, gpus)
+    if problem:
+        raise ConfigError(problem)
     return gpus
 
 
@@ -133,10 +149,10 @@ def _pretrain(args: argparse.Namespace) -> None:
     from .stages.plan import check_plan
     from .stages.pretrain import pretrain
 
-    params = _load_for_torch(args)
+    params = load_params(args.params)
     run, seed = _grid_run(params, args), _seed(params, args)
     check_plan(params, run, seed, args.params)
-    gpus = _claim_gpus(params, run.gpus if "WORLD_SIZE" not in os.environ else 1)
+    gpus = _start_torch(params, run.gpus if "WORLD_SIZE" not in os.environ else 1)
     if run.gpus > 1 and "WORLD_SIZE" not in os.environ:
         if gpus is None:
             print(f"{run.name} asks for {run.gpus} GPUs and this machine has none: training "
@@ -460,9 +476,10 @@ def main(argv: list[str] | None = None) -> int:
 
     expected: tuple = (ConfigError, DataError, DatasetNotFound, MissingArtifact, CorruptArtifact)
     if STAGES[args.stage].trains:  # only these pay for importing the training loop
+        from .plumbing.precision import PrecisionUnavailable
         from .stages.pretrain import TrainingDiverged
 
-        expected += (TrainingDiverged,)
+        expected += (TrainingDiverged, PrecisionUnavailable)
     try:
         STAGES[args.stage].command(args)
     except expected as err:

@@ -364,3 +364,27 @@ def test_a_vits_image_side_must_be_whole_patches():
     assert "model.patch_size: a ViT's image side (28" in error_for(data)
     data["model"]["patch_size"] = 7
     assert params_from_dict(data).model.patch_size == 7
+
+
+@pytest.mark.parametrize("path", ["params/cifar10.yaml", "params/cifar100.yaml",
+                                  "params/imagenet100_resnet18.yaml",
+                                  "params/imagenet100_resnet50.yaml",
+                                  "params/imagenet100_vit_small.yaml"])
+def test_a_gpu_profile_trains_on_cuda_or_not_at_all(path):
+    """device auto would train a 1,000-epoch run on the CPU where CUDA cannot start."""
+    assert load_params(REPO / path).pretrain.device == "cuda"
+
+
+@pytest.mark.parametrize("path", ["params.yaml", "params/cifar10.yaml", "params/cifar100.yaml",
+                                  "params/imagenet100_resnet18.yaml",
+                                  "params/imagenet100_resnet50.yaml",
+                                  "params/imagenet100_vit_small.yaml", "params/claims.yaml"])
+def test_a_profile_names_every_param_dvc_yaml_declares(path):
+    """Run as params.yaml (a GPU machine's `dvc repro`, bench/gpu_study.py), a profile without
+    a key that a stage declares fails DVC: "Parameters 'claims' are missing"."""
+    import yaml
+
+    declared = {name.split(".")[0] for stage in yaml.safe_load(
+        (REPO / "dvc.yaml").read_text())["stages"].values() for name in stage.get("params", [])}
+    profile = yaml.safe_load((REPO / path).read_text())
+    assert declared - set(profile) == set(), path

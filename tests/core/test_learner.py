@@ -230,3 +230,27 @@ def test_loss_scale_multiplies_the_methods_loss_not_the_residual_term():
     method = loss - logs["residual"]
     torch.testing.assert_close(loss_scaled, 0.1 * method + logs_scaled["residual"])
     torch.testing.assert_close(logs["residual"], logs_scaled["residual"])
+
+
+@pytest.mark.parametrize("method", ["barlow_twins", "vicreg", "unigrad", "dino", "byol"])
+def test_under_autocast_the_loss_is_computed_in_fp32(method, monkeypatch):
+    """The heads run in bf16 under autocast, the method's loss and the gap in fp32 (bf16's
+    8-bit mantissa: Barlow Twins' and VICReg's correlations, UniGrad's u @ F, DINO's logits)."""
+    learner = tiny_learner(method, "full", residual_weight=0.5)
+    seen = []
+    loss_fn = learner.method.loss
+
+    def recording(*branches, **kwargs):
+        seen.extend(t for b in branches if b is not None for t in (b.y, b.z, b.p)
+                    if t is not None)
+        seen.append(torch.ones(1) * torch.is_autocast_enabled("cpu"))  # 1.0: autocast on
+        return loss_fn(*branches, **kwargs)
+
+    monkeypatch.setattr(learner.method, "loss", recording)
+    x = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = learner.projector(learner.backbone(x))
+        loss, logs = learner(x, x.flip(3))
+    assert z.dtype == torch.bfloat16  # the heads in bf16
+    assert seen[-1].item() == 0.0 and all(t.dtype == torch.float32 for t in seen[:-1])
+    assert loss.dtype == torch.float32 and logs["gap_projector"].dtype == torch.float32

@@ -250,3 +250,41 @@ def test_gray_batches_take_the_one_channel_path_with_the_same_bits(monkeypatch, 
     colour = gray.clone()
     colour[3, 2, 4, 4] ^= 1
     assert not A.channels_equal(colour)
+
+
+def test_a_view_copies_its_random_parameters_to_the_device_in_three_transfers(monkeypatch):
+    """A mocked device ("meta": shapes without data, so any read of the device's values on the
+    host would raise) counts the host-to-device copies of one view: one per dtype of its
+    parameters and indices, not one per operation (about 40, each waiting for the GPU)."""
+    cfg = AugmentConfig(size=16, blur_p=(1.0, 0.1), solarize_p=(0.5, 0.5))
+    view = A.ViewAugment(cfg, 0, [0.5] * 3, [0.25] * 3).to("meta")
+    copies = []
+    real = torch.Tensor.to
+
+    def counting(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        if self.device.type == "cpu" and out.device.type == "meta":
+            copies.append((out.dtype, kwargs.get("non_blocking", False)))
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "to", counting)
+    monkeypatch.setattr(A, "channels_equal", lambda x: False)  # its own single sync
+    out = view(torch.empty(64, 3, 20, 20, dtype=torch.uint8, device="meta"))
+    assert out.shape == (64, 3, 16, 16) and out.device.type == "meta"
+    assert sorted(str(d) for d, _ in copies) == ["torch.bool", "torch.float32", "torch.int64"]
+    assert all(non_blocking for _, non_blocking in copies)
+
+
+def test_the_packed_copies_carry_the_same_values_as_the_cpus(monkeypatch):
+    """The GPU's one-copy path (pack_to), run on the CPU, gives the CPU path's views bit for
+    bit: the packing moves values, never changes them."""
+    cfg = AugmentConfig(size=16, blur_p=(1.0, 0.1), solarize_p=(0.5, 0.5))
+    x = torch.randint(0, 256, (32, 3, 20, 20), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0))
+    outs = []
+    for path in (A.to_device_at_once, A.pack_to):
+        monkeypatch.setattr(A, "to_device_at_once", path)
+        view = A.ViewAugment(cfg, 1, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
+        view.reseed(7, 2)
+        outs.append(view(x))
+    assert torch.equal(outs[0], outs[1])

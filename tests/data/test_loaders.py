@@ -270,3 +270,58 @@ def test_local_crops_are_seeded_differ_and_the_raw_path_is_ffcvs(tmp_path, fake_
             assert local1.shape == (16, 3, 8, 8) and (local1 - local2).abs().mean() > 0.1
     other = train_loader(dataclasses.replace(params, seed=1))
     assert not torch.equal(next(iter(other))[2], next(iter(fast))[2])
+
+
+def test_the_gpu_pipelines_allocate_every_buffer_after_todevice_on_the_device():
+    """On a GPU each op after FFCV's ToDevice must allocate on the device: an allocation
+    without one is on the CPU, and the batch goes back to the host (ToTorchImage did so)."""
+    from ffcv.pipeline.state import State
+
+    from momentum_ssl.data.loaders import _image_ops, _label_ops
+
+    cuda = torch.device("cuda", 0)  # a device object only: nothing here starts CUDA
+    decoded = {"image": State(True, torch.device("cpu"), (20, 24, 3), np.dtype("uint8")),
+               "label": State(True, torch.device("cpu"), (1,), np.dtype("int64"))}
+    for field, ops in (("image", _image_ops(cuda)), ("label", _label_ops(cuda)[1:])):
+        state = decoded[field]
+        for op in ops:
+            state, allocation = op.declare_state_and_memory(state)
+            if state.device.type == "cuda":
+                assert allocation is None or allocation.device == cuda, (field, op)
+        assert state.device == cuda, field
+    assert list(state.shape) == []  # the labels, squeezed
+
+
+def test_a_jpeg_imagefolder_through_the_gpu_paths_ops_gives_the_cpus_batches(tmp_path,
+                                                                            monkeypatch):
+    """The GPU path's pipelines (ToDevice included, here to the CPU) over JPEGs of varying
+    size yield the CPU path's batches, training views and evaluation images alike."""
+    from PIL import Image
+
+    from momentum_ssl.data import loaders
+
+    root = tmp_path / "folder"
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in range(2):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i, (h, w) in enumerate([(40, 56), (48, 36), (44, 44), (60, 40)]):
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+                    folder / f"{i}.jpg", quality=90)
+    params = make_params(tmp_path, data={"dataset": "imagefolder", "root": str(root),
+                                         "jpeg_above": 0},
+                         loader={"batch_size": 4}, augment={"size": 16})
+    convert(params)
+
+    def read() -> list[torch.Tensor]:
+        views = [t.clone() for batch in train_loader(params) for t in batch]
+        return views + [t.clone() for batch in eval_loader(params, "test") for t in batch]
+
+    cpu = read()
+    shipped = []
+    monkeypatch.setattr(loaders, "_ships", lambda device: shipped.append(device) or True)
+    gpu_path = read()
+    assert shipped and len(gpu_path) == len(cpu) > 0
+    for a, b in zip(gpu_path, cpu):
+        assert torch.equal(a, b)

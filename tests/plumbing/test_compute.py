@@ -214,3 +214,26 @@ def test_state_digest_sees_one_changed_bit():
     assert state_digest(a) == state_digest(b)
     b["w"] = torch.nextafter(b["w"], torch.tensor(2.0))
     assert state_digest(a) != state_digest(b)
+
+
+def test_a_cuda_stage_without_determinism_turns_cudnns_kernel_search_on():
+    """As the GPU benchmarks do: otherwise their figures overstate the stages'."""
+    from types import SimpleNamespace
+
+    from momentum_ssl.data.augment import no_cudnn_search
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        configure(ComputeConfig(), "cpu")
+        assert not torch.backends.cudnn.benchmark
+        configure(ComputeConfig(), "cuda")
+        assert torch.backends.cudnn.benchmark
+        # the blur's grouped convolutions change shape every step: no search for them
+        with no_cudnn_search(SimpleNamespace(device=torch.device("cuda"))):
+            assert not torch.backends.cudnn.benchmark
+        assert torch.backends.cudnn.benchmark
+        with no_cudnn_search(torch.zeros(1)):
+            assert torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -111,3 +111,75 @@ def test_a_run_asking_for_gpus_trains_on_the_cpu_where_there_are_none(tmp_path, 
     out = capsys.readouterr().out
     assert "simclr-none asks for 2 GPUs and this machine has none" in out
     assert (tmp_path / "results" / "runs" / "simclr-none" / "s0" / "model.pt").is_file()
+
+
+def forget_after_test(monkeypatch, *names):
+    """Unset ``names`` now and again after the test (claim() sets them in os.environ)."""
+    for name in names:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def test_a_claim_counts_devices_in_nvidia_smis_pci_bus_order(fake, monkeypatch):
+    forget_after_test(monkeypatch, "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES")
+    assert devices.claim() == ["0"]
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # CUDA's default: fastest first
+
+
+def test_a_gpu_that_cuda_cannot_use_is_an_error_not_a_run_on_the_cpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "nvidia_smi_devices", lambda: ["0", "1"])
+    problem = devices.cuda_problem("auto", ["1"])
+    assert "GPUs 1 were claimed but torch" in problem and "pretrain.device: cpu" in problem
+    assert "\n" not in problem
+    assert "pretrain.device is cuda but no CUDA device is usable" in devices.cuda_problem(
+        "cuda", None)
+    assert devices.cuda_problem("cpu", None) is None
+    # stand-ins named by MOMENTUM_SSL_GPUS on a machine without nvidia-smi's GPUs: the CPU
+    monkeypatch.setattr(devices, "nvidia_smi_devices", lambda: [])
+    assert devices.cuda_problem("auto", ["7"]) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert devices.cuda_problem("cuda", ["0"]) is None
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "evaluate"])
+def test_a_stage_claims_its_gpu_before_anything_starts_cuda(stage, fake, tmp_path, monkeypatch,
+                                                           capsys):
+    """CUDA reads CUDA_VISIBLE_DEVICES once, at its first device query: a stage that asked
+    torch.cuda.is_available() before claiming would run on GPU 0 whatever it locked. Every
+    torch.cuda query is recorded; the stage's own work is left out."""
+    import torch
+    import yaml
+
+    from conftest import TINY, make_params
+    from momentum_ssl import cli
+    from momentum_ssl.config import to_dict
+    from momentum_ssl.stages import features, pretrain
+
+    forget_after_test(monkeypatch, "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES")
+    monkeypatch.chdir(tmp_path)
+    params = make_params(tmp_path, **{**TINY, "pretrain": {**TINY["pretrain"],
+                                                           "device": "auto"}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(params), sort_keys=False))
+    events = []
+    claim = devices.claim
+    monkeypatch.setattr(devices, "claim", lambda *a, **k: events.append("claim") or claim(*a, **k))
+    for name in ("is_available", "device_count", "is_bf16_supported", "init", "set_device",
+                 "current_device"):
+        monkeypatch.setattr(torch.cuda, name, lambda *a, n=name, **k: events.append(n) or 0)
+    monkeypatch.setattr(pretrain, "pretrain", lambda *a, **k: events.append("stage") or tmp_path)
+    monkeypatch.setattr(features, "extract", lambda *a, **k: events.append("stage") or tmp_path)
+    monkeypatch.setattr(cli, "_print_probe", lambda out: None)
+    if stage == "evaluate":
+        from momentum_ssl.stages import probes, transfer
+        monkeypatch.setattr(probes, "probe", lambda *a, **k: tmp_path)
+        monkeypatch.setattr(transfer, "transfer", lambda *a, **k: tmp_path)
+        monkeypatch.setattr(cli, "_print_transfer", lambda out: None)
+    run = params.grid[0].name
+    assert cli.main([stage, "--run", run]) == 0, capsys.readouterr().err
+    assert events[0] == "claim" and "is_available" in events, events
+    assert events.index("stage") > events.index("is_available")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    assert "GPUs 0 (claimed)" in capsys.readouterr().out

@@ -19,6 +19,7 @@ rule pretrain:
         f"{ROOT}src/momentum_ssl/plumbing/distributed.py",
         f"{ROOT}src/momentum_ssl/plumbing/devices.py",
         f"{ROOT}src/momentum_ssl/plumbing/compute.py",
+        f"{ROOT}src/momentum_ssl/plumbing/precision.py",
         f"{ROOT}src/momentum_ssl/core/methods",
         f"{ROOT}src/momentum_ssl/core/models",
         f"{ROOT}src/momentum_ssl/data/loaders.py",

@@ -35,7 +35,8 @@ from ..plumbing.artifacts import atomic_write_text, read_json
 
 HEADLINE = {"knn_student": "knn", "logistic_student": "logistic"}  # and every transfer_<target>
 BOUNDS = {"mean": "mean", "ci_low": "low", "ci_high": "high"}
-WHERE = ("cpu", "cpu_isa_used", "portable", "threads", "torch", "gpu", "cuda_deterministic")
+WHERE = ("cpu", "cpu_isa_used", "portable", "threads", "torch", "gpu", "precision",
+         "cuda_deterministic")
 
 
 def _bounds(entry: Mapping) -> dict[str, float]:

@@ -52,11 +52,13 @@ class StabilityMonitor:
     def _add(self, i: int, grad: Tensor) -> None:
         self._sq[i] = self._sq[i] + grad.detach().float().pow(2).sum()
 
-    def step(self) -> None:
-        """Close the current step: its norms join the pending ones."""
+    def step(self, scale: Tensor | None = None) -> None:
+        """Close the current step: its norms join the pending ones. ``scale``: what the loss was
+        multiplied by before backward (fp16's gradient scaler), divided out here."""
         norms = [torch.as_tensor(s, dtype=torch.float32).reshape(()) for s in self._sq]
         device = next((n.device for n in norms if n.device.type != "cpu"), torch.device("cpu"))
-        self._pending.append(torch.stack([n.to(device) for n in norms]).sqrt())
+        norms = torch.stack([n.to(device) for n in norms]).sqrt()
+        self._pending.append(norms if scale is None else norms / scale.to(device))
         self._sq = [0.0] * len(self.names)
 
     def flush(self) -> list[list[float]]:

@@ -161,8 +161,26 @@ class ModelConfig:
     # per sample in training with a rate rising linearly over the blocks from 0 to this (DINO's
     # --drop_path_rate 0.1, timm's drop_path_rate); 0: off
     drop_path: float = 0.0
+    # ViTs: attention heads (null: timm's for the size, DeiT's and DINO's: 6 for vit_small;
+    # MoCo v3's vits.py has 12) and the position embedding: learned (timm, DeiT, DINO) or
+    # sincos, MoCo v3's fixed 2-D sin-cos one (models/vit.py)
+    heads: Optional[int] = None
+    pos_embed: Literal["learned", "sincos"] = "learned"
 
     def __post_init__(self) -> None:
+        vit = self.backbone.startswith("vit_")
+        _require(self.heads is None or (vit and self.heads >= 1), "heads",
+                 f"must be null, or >= 1 for a ViT backbone, got {self.heads} for "
+                 f"{self.backbone}")
+        if self.heads is not None and vit:
+            from ..core.models.vit import VITS  # torch: only a ViT profile that sets heads
+
+            width = VITS[self.backbone][0] if self.backbone in VITS else None
+            _require(width is None or width % self.heads == 0, "heads",
+                     f"{self.backbone}'s width {width} must divide among the heads, got "
+                     f"{self.heads}")
+        _require(self.pos_embed == "learned" or vit, "pos_embed",
+                 f"sincos is a ViT's position embedding; set learned for {self.backbone}")
         _require(0 <= self.drop_path < 1, "drop_path", f"must be in [0, 1), got {self.drop_path}")
         _require(self.drop_path == 0 or self.backbone.startswith("vit_"), "drop_path",
                  f"stochastic depth is implemented for the ViT backbones only; set it to 0 for "

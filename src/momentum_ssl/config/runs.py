@@ -209,8 +209,10 @@ def sweeps(params: Params) -> dict[str, tuple[str, list[tuple[Any, str]]]]:
 # Settings added after runs were cached, each with the value that leaves a run as it was: a
 # plan holds one only when it is set otherwise, so that adding it changed no existing plan
 # (and reran no cached stage). recipe() leaves them out alike.
-UNSET: dict[str, dict[str, Any]] = {"pretrain": {"min_lr": 0.0, "weight_decay_end": None},
-                                    "model": {"drop_path": 0.0}}
+UNSET: dict[str, dict[str, Any]] = {"pretrain": {"min_lr": 0.0, "weight_decay_end": None,
+                                                 "precision": "auto"},
+                                    "model": {"drop_path": 0.0, "heads": None,
+                                              "pos_embed": "learned"}}
 
 
 def _without_unset(section: str, values: Any) -> Any:
@@ -246,7 +248,9 @@ def recipe(params: Params, run: RunSpec) -> dict:
             "model": ({"zero_init_residual": resolved.model.zero_init_residual}
                       if not resolved.model.backbone.startswith("vit_") else
                       {"freeze_patch_embed": resolved.model.freeze_patch_embed,
-                       "drop_path": resolved.model.drop_path}),
+                       "drop_path": resolved.model.drop_path,
+                       **_without_unset("model", {"heads": resolved.model.heads,
+                                                  "pos_embed": resolved.model.pos_embed})}),
             "method": to_dict(getattr(resolved.methods, run.method))}
 
 

@@ -100,6 +100,11 @@ class PretrainConfig:
     clip_grad: float = 0.0
     log_every: int = 10  # steps between logged points
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # CUDA's arithmetic (plumbing/precision.py): bf16 autocast, fp16 autocast with a gradient
+    # scaler (GPUs without bf16: V100, T4), or fp32; auto: bf16 where the GPU has it, else
+    # fp16. The CPU trains in fp32 (auto or fp32; bf16 and fp16 are refused there). The losses
+    # are computed in fp32 either way.
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     # kNN monitor (monitor.py): images of train and test (class-stratified, seeded) scored at
     # each epoch's end and, if eval_every > 0, every eval_every steps; 0 images: off. The
     # embedded default uses 1000 / 500 every 120 steps: under 5% of its CPU epoch (docs/BENCHMARKS.md).

@@ -10,7 +10,10 @@ Per view the student runs backbone, projector and (if the method has one) predic
 teacher, when the scope gives one, continues from where its scope starts (the view itself, the
 student's activation entering the last k stages, or its last feature map). With a teacher, the
 logs carry the student-teacher gap, mean(1 - cos) on the same view, at backbone and projector
-level; residual momentum adds ``residual_weight`` times the gap at ``residual_level``.
+level; residual momentum adds ``residual_weight`` times the gap at ``residual_level``. Under
+autocast (bf16 or fp16 on a GPU) the heads run in low precision but the method's loss and the
+gap are computed in fp32 from fp32 copies of the representations: Barlow Twins' and VICReg's
+correlation matrices, UniGrad's ``u @ F`` and DINO's prototype logits lose too much in bf16.
 
 Multi-crop (Caron et al., 2020, SwAV; DINO): further views (local crops, of another size) run
 through the student only; the teacher, the gap and the residual term see the two global views.
@@ -20,6 +23,9 @@ the epoch (DINO's teacher temperature is a schedule over epochs).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
+import torch
 from torch import Tensor, nn
 
 from .methods import Branch, Method, build_method
@@ -76,23 +82,28 @@ class Learner(nn.Module):
             students.append(branch)
             if self.teacher is not None:
                 teachers.append(Branch(*self.teacher(x if tap == 0 else entry)))
-        t1, t2 = teachers if teachers else (None, None)
-        if multi_crop:
-            loss, logs = self.method.loss(students[0], students[1], t1, t2, local=crops,
-                                          epoch=epoch)
-        else:
-            loss, logs = self.method.loss(students[0], students[1], t1, t2)
-        if self.loss_scale != 1.0:  # the recipe's loss scale (Barlow Twins' scale_loss)
-            loss = self.loss_scale * loss
-        logs = {name: value.detach() for name, value in logs.items()}
-        if teachers:
-            for level, attr in LEVELS.items():
-                gap = sum(residual_momentum_loss(getattr(s, attr), getattr(t, attr).detach())
-                          for s, t in zip(students, teachers)) / 2
-                if level == self.residual_level and self.residual_weight > 0:
-                    logs["residual"] = gap.detach()
-                    loss = loss + self.residual_weight * gap
-                logs[f"gap_{level}"] = gap.detach()
+        autocast = torch.is_autocast_enabled(x1.device.type)
+        if autocast:  # the losses in fp32: bf16's 8-bit mantissa is too coarse for them
+            students, teachers, crops = ([_fp32(b) for b in branches]
+                                         for branches in (students, teachers, crops))
+        with torch.autocast(x1.device.type, enabled=False) if autocast else nullcontext():
+            t1, t2 = teachers if teachers else (None, None)
+            if multi_crop:
+                loss, logs = self.method.loss(students[0], students[1], t1, t2, local=crops,
+                                              epoch=epoch)
+            else:
+                loss, logs = self.method.loss(students[0], students[1], t1, t2)
+            if self.loss_scale != 1.0:  # the recipe's loss scale (Barlow Twins' scale_loss)
+                loss = self.loss_scale * loss
+            logs = {name: value.detach() for name, value in logs.items()}
+            if teachers:
+                for level, attr in LEVELS.items():
+                    gap = sum(residual_momentum_loss(getattr(s, attr), getattr(t, attr).detach())
+                              for s, t in zip(students, teachers)) / 2
+                    if level == self.residual_level and self.residual_weight > 0:
+                        logs["residual"] = gap.detach()
+                        loss = loss + self.residual_weight * gap
+                    logs[f"gap_{level}"] = gap.detach()
         logs["loss"] = loss.detach()
         return loss, logs
 
@@ -100,6 +111,11 @@ class Learner(nn.Module):
         """The EMA step, after the optimiser's."""
         if self.teacher is not None:
             self.teacher.update(tau)
+
+
+def _fp32(branch: Branch) -> Branch:
+    """``branch`` with its representations in fp32 (a no-op for fp32 ones)."""
+    return Branch(*(t.float() if t is not None else None for t in (branch.y, branch.z, branch.p)))
 
 
 def build_learner(params, run) -> Learner:

@@ -13,6 +13,7 @@ parameters, for the comparison loader.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -153,13 +154,57 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel: int) -> Tensor:
     weights = (weights / weights.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, K)
     flat = x.reshape(1, n * c, height, width)
     flat = F.pad(flat, (radius, radius, radius, radius), mode="reflect")
-    flat = F.conv2d(flat, weights.view(n * c, 1, 1, kernel), groups=n * c)
-    flat = F.conv2d(flat, weights.view(n * c, 1, kernel, 1), groups=n * c)
+    with no_cudnn_search(x):
+        flat = F.conv2d(flat, weights.view(n * c, 1, 1, kernel), groups=n * c)
+        flat = F.conv2d(flat, weights.view(n * c, 1, kernel, 1), groups=n * c)
     return flat.view(n, c, height, width)
+
+
+@contextlib.contextmanager
+def no_cudnn_search(x: Tensor):
+    """cuDNN's benchmark search off while ``x``'s device runs the block, if it is a GPU: the
+    blur's grouped convolutions take another shape at every step (the number of images blurred
+    is drawn), so the search (on in the stages, compute.configure) would time kernels for each
+    new shape instead of reusing one."""
+    if x.device.type != "cuda" or not torch.backends.cudnn.benchmark:
+        yield
+        return
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = True
 
 
 def solarize(x: Tensor, mask: Tensor, threshold: float = 0.5) -> Tensor:
     return torch.where(_per_image(mask) & (x >= threshold), 1.0 - x, x)
+
+
+JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def pack_to(tensors: list[Tensor], device: torch.device) -> list[Tensor]:
+    """``tensors`` (on the CPU) on ``device`` in one copy per dtype: each concatenated, pinned
+    on a GPU and copied without blocking, then split by sizes the host knows."""
+    out: list[Tensor | None] = [None] * len(tensors)
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_dtype.setdefault(t.dtype, []).append(i)
+    for members in by_dtype.values():
+        flat = torch.cat([tensors[i].reshape(-1) for i in members])
+        if device.type == "cuda":
+            flat = flat.pin_memory()
+        moved = flat.to(device, non_blocking=True)
+        for i, part in zip(members, moved.split([tensors[i].numel() for i in members])):
+            out[i] = part.view(tensors[i].shape)
+    return out
+
+
+def to_device_at_once(tensors: list[Tensor], device: torch.device) -> list[Tensor]:
+    """The random parameters of a batch on its device: as they are on the CPU, else
+    :func:`pack_to`. One copy each (about 40 per view, each from pageable memory, so each
+    waited for the GPU) became one per dtype (three)."""
+    return list(tensors) if device.type == "cpu" else pack_to(tensors, device)
 
 
 class ViewAugment(nn.Module):
@@ -200,38 +245,39 @@ class ViewAugment(nn.Module):
             x = x[:, :1]
         if x.dtype == torch.uint8:
             x = x.float().div_(255)
+        # every random parameter, drawn on the CPU in the order of the operations
         boxes = sample_crops(n, x.shape[2], x.shape[3], cfg.crop_scale, cfg.crop_ratio,
                              self.gen)
-        x = resized_crop(x, boxes, self._coin(n, cfg.flip_p), cfg.size)
-
-        # colour jitter: each selected image applies the four adjustments in its own order
+        flip = self._coin(n, cfg.flip_p)
         jitter = self._coin(n, cfg.jitter_p)
         factors = [self._uniform(n, max(0.0, 1 - a), 1 + a)
                    for a in (cfg.brightness, cfg.contrast, cfg.saturation)]
         factors.append(self._uniform(n, -cfg.hue, cfg.hue))
         order = torch.argsort(torch.rand(n, 4, generator=self.gen), dim=1)
-        ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-        dev = x.device
-        for step in range(4):
-            for op_index, op in enumerate(ops):
-                if gray_input and op is adjust_hue:
-                    continue
-                chosen = torch.nonzero(jitter & (order[:, step] == op_index))[:, 0]
-                if len(chosen):
-                    chosen = chosen.to(dev)
-                    x[chosen] = op(x[chosen], factors[op_index].to(dev)[chosen])
-
-        gray = self._coin(n, cfg.grayscale_p).to(dev)
-        x = torch.where(_per_image(gray), grayscale(x).expand_as(x), x)
-
+        gray = self._coin(n, cfg.grayscale_p)
         blur = self._coin(n, cfg.blur_p[self.view])
         sigma = self._uniform(n, *cfg.blur_sigma)
-        if blur.any():
-            chosen = torch.nonzero(blur)[:, 0].to(dev)
-            x[chosen] = gaussian_blur(x[chosen], sigma.to(dev)[chosen],
-                                      blur_kernel_size(cfg.size, cfg.blur_sigma[1]))
+        solar = self._coin(n, cfg.solarize_p[self.view])
+        # colour jitter: each selected image applies the four adjustments in its own order;
+        # the images of each (step, adjustment), and the blurred ones, as indices on the CPU
+        jitters = [(op_index, torch.nonzero(jitter & (order[:, step] == op_index))[:, 0])
+                   for step in range(4) for op_index, op in enumerate(JITTER_OPS)
+                   if not (gray_input and op is adjust_hue)]
+        blurred = torch.nonzero(blur)[:, 0]
+        boxes, flip, gray, sigma, solar, blurred, *rest = to_device_at_once(
+            [boxes, flip, gray, sigma, solar, blurred, *factors,
+             *(chosen for _, chosen in jitters)], x.device)
+        factors, chosens = rest[:4], rest[4:]
 
-        x = solarize(x, self._coin(n, cfg.solarize_p[self.view]).to(dev))
+        x = resized_crop(x, boxes, flip, cfg.size)
+        for (op_index, _), chosen in zip(jitters, chosens):
+            if len(chosen):
+                x[chosen] = JITTER_OPS[op_index](x[chosen], factors[op_index][chosen])
+        x = torch.where(_per_image(gray), grayscale(x).expand_as(x), x)
+        if len(blurred):
+            x[blurred] = gaussian_blur(x[blurred], sigma[blurred],
+                                       blur_kernel_size(cfg.size, cfg.blur_sigma[1]))
+        x = solarize(x, solar)
         if gray_input:
             x = x.expand(n, 3, cfg.size, cfg.size)
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)

@@ -27,7 +27,7 @@ from ..config import AugmentConfig, LoaderConfig, Params
 from ..plumbing.artifacts import BETON_IMAGE_MODES, MissingArtifact, check_beton
 from ..plumbing.compute import restore_threads
 from .augment import (EvalTransform, LocalCropAugment, ViewAugment, stream_seed,
-                      torchvision_view)
+                      to_device_at_once, torchvision_view)
 from .convert import (BETON_FIELDS, PRETRAIN, REWRITE, beton_path, read_meta,
                       stratified_subset)
 from .datasets import ImageSource, load_source
@@ -56,15 +56,22 @@ def _decoder(meta: dict, split: str, size: int, train: bool):
     return CenterCropRGBImageDecoder((side, side), ratio=1.0)
 
 
+def _ships(device: torch.device) -> bool:
+    """Whether the loader's pipelines copy each batch to ``device`` (FFCV's ``ToDevice``)."""
+    return device.type == "cuda"
+
+
 def _image_ops(device: torch.device, transform: torch.nn.Module | None = None) -> list:
     """Decoded uint8 pixels as an NCHW tensor on ``device`` (on a GPU: ship uint8, not
-    floats), then ``transform`` in FFCV's loader thread, if given."""
+    floats), then ``transform`` in FFCV's loader thread, if given. The NHWC -> NCHW copy comes
+    before ``ToDevice``: ``ToTorchImage(channels_last=False)`` allocates its buffer without a
+    device, that is on the CPU, so after ``ToDevice`` it would copy every batch back to the
+    host (and the transform would then meet CPU pixels with its parameters on the GPU)."""
     from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
 
-    ops = [ToTensor()]
-    if device.type == "cuda":
+    ops = [ToTensor(), ToTorchImage(channels_last=False)]
+    if _ships(device):
         ops.append(ToDevice(device, non_blocking=True))
-    ops.append(ToTorchImage(channels_last=False))
     return ops + ([transform.to(device)] if transform is not None else [])
 
 
@@ -73,7 +80,7 @@ def _label_ops(device: torch.device) -> list:
     from ffcv.transforms import Squeeze, ToDevice, ToTensor
 
     ops = [IntDecoder(), ToTensor(), Squeeze()]
-    return ops + ([ToDevice(device, non_blocking=True)] if device.type == "cuda" else [])
+    return ops + ([ToDevice(device, non_blocking=True)] if _ships(device) else [])
 
 
 def _epoch(loader):
@@ -180,9 +187,11 @@ class TwoViewLoader:
         order = self._order(epoch)
         for start in range(0, len(order), self.batch_size):
             chosen = order[start:start + self.batch_size]
-            pixels = torch.from_numpy(self.raw[chosen]).to(self.device).permute(0, 3, 1, 2)
-            yield (*(view(pixels) for view in self.views),
-                   torch.from_numpy(self.labels[chosen]).to(self.device))
+            pixels, labels = to_device_at_once([torch.from_numpy(self.raw[chosen]),
+                                                torch.from_numpy(self.labels[chosen])],
+                                               self.device)  # on a GPU: pinned, non-blocking
+            pixels = pixels.permute(0, 3, 1, 2)
+            yield (*(view(pixels) for view in self.views), labels)
 
 
 def ffcv_random_order(num_samples: int, seed: int, epoch: int,

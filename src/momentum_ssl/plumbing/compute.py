@@ -87,20 +87,26 @@ def apply_environment(argv: list[str]) -> dict[str, str]:
 
 def configure(compute: Any, device: str = "cpu") -> None:
     """What can only be set through torch: the intra-op thread count and, when the stage will
-    use CUDA (``device``: pretrain.device, auto | cpu | cuda), deterministic algorithms (cuDNN
-    without its benchmark search; an op without a deterministic kernel then raises, naming
-    itself)."""
+    use CUDA (``device``: pretrain.device, auto | cpu | cuda), either deterministic algorithms
+    (cuDNN without its benchmark search; an op without a deterministic kernel then raises,
+    naming itself) or cuDNN's benchmark search (each convolution shape timed once, its fastest
+    kernel kept: what the GPU benchmarks measure). With ``auto`` this starts CUDA: claim GPUs
+    first (cli.py)."""
     import torch
 
     global _THREADS
     _THREADS = compute.threads
     restore_threads()
-    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cpu":
+        return
+    cuda = device == "cuda" or torch.cuda.is_available()
     if cuda and compute.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    elif cuda:
+        torch.backends.cudnn.benchmark = True
 
 
 _THREADS: int | None = None  # the pinned thread count of this process (configure)
@@ -153,9 +159,10 @@ def _nvidia_driver() -> str | None:
     return None
 
 
-def provenance(compute: Any, device: Any = None) -> dict:
+def provenance(compute: Any, device: Any = None, precision: str | None = None) -> dict:
     """Where a run ran and how its kernels were chosen, as plain data (results and the report
-    carry it, so a difference between two machines explains itself)."""
+    carry it, so a difference between two machines explains itself). ``precision``
+    (plumbing/precision.py) is recorded on CUDA: the CPU trains in fp32 only."""
     import numpy
     import torch
 
@@ -175,6 +182,8 @@ def provenance(compute: Any, device: Any = None) -> dict:
         out.update({"device": "cuda", "gpu": torch.cuda.get_device_name(index),
                     "cuda": torch.version.cuda, "driver": _nvidia_driver(),
                     "cuda_deterministic": bool(compute.deterministic)})
+        if precision is not None:
+            out["precision"] = precision
     return out
 
 
@@ -215,6 +224,7 @@ def render_provenance(machines: list[dict]) -> list[str]:
         device = w.get("device", "?")
         if device == "cuda":
             device = (f"{w.get('gpu')} (CUDA {w.get('cuda')}, driver {w.get('driver')}, "
+                      f"{w.get('precision', 'bf16')}, "
                       f"deterministic {'on' if w.get('cuda_deterministic') else 'off'})")
         lines.append(f"| {w.get('cpu', '?')} | {w.get('cpu_isa_available', '?')} / "
                      f"{w.get('cpu_isa_used', '?')} | {'on' if w.get('portable') else 'off'} | "

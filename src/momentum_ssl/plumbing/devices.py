@@ -11,7 +11,14 @@ file left on disk is just an unlocked file.
 Which devices exist: ``MOMENTUM_SSL_GPUS`` (comma-separated indices; empty for none, and what
 the tests use to fake devices), else ``nvidia-smi``'s list, else none: the job runs on the CPU.
 When ``CUDA_VISIBLE_DEVICES`` is already set (SLURM's ``--gpus``, or a user's choice), that
-assignment is kept and nothing is claimed.
+assignment is kept and nothing is claimed. The indices are nvidia-smi's, which count GPUs in PCI
+bus order; CUDA's own default order is fastest first, so a claim also sets
+``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (on a machine with mixed GPUs, index 1 would otherwise be
+another device to CUDA than the one locked).
+
+CUDA reads both variables once, when it starts (the first ``torch.cuda`` call that asks about
+devices, ``torch.cuda.is_available()`` included): the stages claim before anything touches
+CUDA (cli.py), then :func:`cuda_problem` says whether the devices can be used.
 """
 
 from __future__ import annotations
@@ -37,6 +44,11 @@ def devices() -> list[str]:
     listed = os.environ.get("MOMENTUM_SSL_GPUS")
     if listed is not None:
         return [d.strip() for d in listed.split(",") if d.strip()]
+    return nvidia_smi_devices()
+
+
+def nvidia_smi_devices() -> list[str]:
+    """The GPUs ``nvidia-smi`` lists (the hardware and its driver), by index; [] without it."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return []
@@ -72,10 +84,12 @@ def claim(count: int = 1, wait_s: float = 3600.0, poll_s: float = 1.0) -> list[s
     come free (two schedulers sharing one machine), then raises ``TimeoutError``."""
     preset = os.environ.get("CUDA_VISIBLE_DEVICES")
     if preset is not None:  # set by SLURM, a user, or this process's (or a parent's) claim
+        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # SLURM counts as nvidia-smi
         return [d for d in preset.split(",") if d] or None
     available = devices()
     if not available:
         return None
+    os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # the indices locked are nvidia-smi's
     if count > len(available):
         raise RuntimeError(f"the job asks for {count} GPUs but this machine has "
                            f"{len(available)} ({', '.join(available)})")
@@ -99,6 +113,33 @@ def claim(count: int = 1, wait_s: float = 3600.0, poll_s: float = 1.0) -> list[s
             raise TimeoutError(f"no {count} free GPU(s) among {', '.join(available)} after "
                                f"{wait_s:.0f} s; locks in {lock_dir()}")
         time.sleep(poll_s)
+
+
+def cuda_problem(choice: str, gpus: list[str] | None) -> str | None:
+    """Why a stage that asked for CUDA (``pretrain.device``: ``choice``) cannot use it, after
+    :func:`claim` returned ``gpus``; None when it can, or when ``auto`` may fall back to the CPU.
+
+    ``cuda`` without a CUDA device is a problem; so is ``auto`` with GPUs that nvidia-smi lists
+    but that CUDA cannot start (a driver older than the CUDA of torch's wheel, say): a claimed
+    GPU never trains a run on the CPU in silence. Without nvidia-smi's GPUs (a CPU machine,
+    or devices named only by ``MOMENTUM_SSL_GPUS``, the tests' stand-ins) ``auto`` is the
+    CPU. Calls ``torch.cuda.is_available()``: CUDA starts here, so claim first."""
+    if choice == "cpu":
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    why = (f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot start CUDA"
+           if torch.version.cuda else f"torch {torch.__version__} is a CPU-only build")
+    if choice == "cuda":
+        return (f"pretrain.device is cuda but no CUDA device is usable ({why}; GPUs "
+                f"{','.join(gpus) if gpus else 'none found'}): fix the driver or torch, or "
+                "set pretrain.device: cpu")
+    if gpus and nvidia_smi_devices():
+        return (f"GPUs {','.join(gpus)} were claimed but {why}: check nvidia-smi's driver "
+                "against the wheel's CUDA, or set pretrain.device: cpu to train on the CPU")
+    return None
 
 
 def resolve_device(choice: str):

@@ -9,7 +9,8 @@ checkpoint; then :func:`train_one_epoch` and :func:`end_epoch` per epoch, and :f
 Per step, in order: (1) the learning rate, linear warm-up then cosine (to ``min_lr``), and
 the weight decay's cosine when ``weight_decay_end`` is set; (2) tau from the loop's
 own step counter (cosine or constant); (3) forward of both views, and of the local crops when
-``augment.local_crops`` asks for them (bf16 autocast and channels_last on CUDA, fp32 on CPU);
+``augment.local_crops`` asks for them (``pretrain.precision``'s autocast, bf16 by default, and
+channels_last on CUDA, fp32 on CPU: plumbing/precision.py);
 (4) the NaN guard; (5) backward, the per-parameter gradient clipping of ``pretrain.clip_grad``,
 the method's cancelled gradients (DINO's last layer in its first epoch), the optimiser step;
 (6) the teacher's EMA; (7) logging every ``log_every`` steps: loss, lr, tau, the gap and each
@@ -21,7 +22,7 @@ A checkpoint (checkpoint.pt) is written atomically at the end of every epoch; th
 finds it and resumes from the next epoch, with the same batches as an uninterrupted run, if it
 was written for the same run params (the hash of :func:`~momentum_ssl.config.run_params`); a
 damaged checkpoint is set aside and the previous epoch's is used (checkpoint.py). It holds the
-CPU's RNG state, and the GPU's on CUDA. A finished run writes model.pt, its summary (stability
+CPU's RNG state, the GPU's on CUDA, and fp16's gradient scaler. A finished run writes model.pt, its summary (stability
 per block, pretraining time) and removes the checkpoints.
 
 Under ``torchrun --nproc-per-node=N`` each process trains on its shard of every epoch (FFCV's
@@ -60,6 +61,7 @@ from ..plumbing.checkpoint import (load_checkpoint_on_every_rank, remove_checkpo
 from ..plumbing.compute import provenance
 from ..plumbing.distributed import barrier, close_distributed, init_distributed
 from ..plumbing.paths import cell, run_dir
+from ..plumbing.precision import Precision
 
 
 class TrainingDiverged(RuntimeError):
@@ -88,7 +90,7 @@ class Training:
     steps_per_epoch: int
     total: int  # steps of the run
     warmup: int  # steps of the lr's warm-up
-    autocast: Any
+    amp: Precision  # autocast and fp16's gradient scaler (plumbing/precision.py)
 
     @property
     def cfg(self) -> PretrainConfig:
@@ -136,6 +138,7 @@ def set_up(params: Params, run: RunSpec, out: Path, device: torch.device, rank: 
     """The loader, the learner (wrapped for DDP), its monitors and the optimiser; rank 0
     writes the run's params.yaml."""
     cfg = params.pretrain
+    amp = Precision.for_device(cfg.precision, device)  # autocast and fp16's gradient scaler
     if params.loader.batch_size % world:
         raise ConfigError(f"loader.batch_size ({params.loader.batch_size}) is the global batch "
                           f"and must divide among {world} processes")
@@ -166,11 +169,10 @@ def set_up(params: Params, run: RunSpec, out: Path, device: torch.device, rank: 
     if steps_per_epoch == 0:
         raise ConfigError(f"loader.batch_size ({params.loader.batch_size}) is larger than the "
                           "training set; lower it")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     return Training(params, run, out, params_hash(plan), device, rank, world, loader, learner,
                     model, optimizer, monitor, health, knn, peak, steps_per_epoch,
                     cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch),
-                    autocast)
+                    amp)
 
 
 def resume(t: Training) -> Progress:
@@ -185,6 +187,7 @@ def resume(t: Training) -> Progress:
         progress = Progress(state["epoch"], state["step"], state["elapsed_s"])
         # on the CPU: the RNG state must stay a CPU tensor; load_state_dict moves the rest
         torch.set_rng_state(state["torch_rng"])
+        t.amp.load_state_dict(state.get("precision"))
         if t.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], t.device)
         print(f"{t.run.name}: resuming after epoch {progress.epoch} (step {progress.step})")
@@ -220,7 +223,7 @@ def train_one_epoch(t: Training, progress: Progress, live) -> None:
             set_weight_decay(t.optimizer, cfg, wd)
         tau = (cosine_tau(step, t.total, momentum.tau, momentum.final_tau)  # (2)
                if momentum.schedule == "cosine" else momentum.tau)
-        with t.autocast:  # (3)
+        with t.amp.autocast():  # (3)
             loss, logs = t.model(*views, epoch=epoch)  # two global views, then local crops
         if not torch.isfinite(loss):  # (4)
             raise TrainingDiverged(
@@ -229,12 +232,12 @@ def train_one_epoch(t: Training, progress: Progress, live) -> None:
                 f"checkpoint ({t.checkpoint if t.checkpoint.is_file() else 'none yet'}) is "
                 "kept; lower pretrain.lr or raise pretrain.warmup_epochs, then rerun")
         t.optimizer.zero_grad(set_to_none=True)  # (5)
-        loss.backward()
+        t.amp.backward(loss, t.optimizer)  # fp16: scaled, then unscaled before clipping
         if cfg.clip_grad > 0:
             clip_gradients(t.learner, cfg.clip_grad)
         t.learner.method.cancel_gradients(t.learner.projector, epoch)  # DINO's frozen last layer
-        t.optimizer.step()
-        t.monitor.step()
+        t.monitor.step(t.amp.grad_scale())  # the norms with fp16's scale divided out
+        t.amp.step(t.optimizer)  # fp16: skipped when a gradient overflowed
         t.learner.update_teacher(tau)  # (6)
         if step % cfg.log_every == 0:  # (7)
             progress.last_good = {"step": step, "lr": lr, "tau": tau,
@@ -273,7 +276,8 @@ def end_epoch(t: Training, progress: Progress, started: float) -> None:
         state = {"learner": t.learner.state_dict(), "optimizer": t.optimizer.state_dict(),
                  "stability": t.monitor.state_dict(), "epoch": progress.epoch,
                  "step": progress.step, "elapsed_s": progress.elapsed_s,
-                 "torch_rng": torch.get_rng_state(), "params_hash": t.stamp,
+                 "torch_rng": torch.get_rng_state(), "precision": t.amp.state_dict(),
+                 "params_hash": t.stamp,
                  "run": to_dict(t.run)}
         if t.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(t.device)
@@ -298,7 +302,8 @@ def finish(t: Training, progress: Progress, live) -> None:
                            "epochs": t.cfg.epochs, "params_hash": t.stamp}, t.out / "model.pt")
         # where it ran: a difference between two machines' results explains itself
         atomic_write_text(t.out / "provenance.json",
-                          json.dumps(provenance(t.params.compute, t.device), indent=2) + "\n")
+                          json.dumps(provenance(t.params.compute, t.device, t.amp.name),
+                                     indent=2) + "\n")
         # done: a later rerun of this stage (say, after a code change) must not resume
         remove_checkpoints(t.checkpoint)
     barrier()

@@ -88,3 +88,38 @@ def test_the_queue_must_hold_whole_steps_of_one_views_keys():
     with pytest.raises(ValueError, match=r"queue \(12 keys per view\) must be a multiple of the "
                                          r"keys each view enqueues per step \(5 = batch 5 x 1"):
         m.enqueue(torch.randn(5, D), torch.randn(5, D))
+
+
+@pytest.mark.parametrize("name", ["mocov2", "xmoco"])
+def test_the_queue_pointer_lives_on_the_host_and_is_read_once_after_a_resume(name, monkeypatch):
+    """On a mocked device ("meta": any host read of a device value raises) the queue takes its
+    keys step after step; after load_state_dict (a resume) its pointer is read once, then kept
+    on the host again, and the checkpointed buffer stays right throughout."""
+    m = method(name)
+    for step in range(2):
+        m.loss(*branches(step))
+    assert int(m.queue_ptr) == 2 * N
+    resumed = method(name)
+    resumed.load_state_dict(m.state_dict())
+    reads = []
+    real = torch.Tensor.__int__
+    monkeypatch.setattr(torch.Tensor, "__int__", lambda t: reads.append(1) or real(t))
+    for step in range(2, 5):
+        resumed.loss(*branches(step))
+    assert len(reads) == 1 and int(resumed.queue_ptr) == (5 * N) % K
+    monkeypatch.undo()
+    meta = method(name).to("meta")
+    for step in range(3):
+        meta.loss(*(Branch(*(t.to("meta") if t is not None else None for t in (b.y, b.z, b.p)))
+                    for b in branches(step)))
+    assert meta.queue_ptr.device.type == "meta"
+
+
+def test_the_off_diagonal_by_strides_is_the_masks_to_the_bit():
+    s = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    masked = s[~torch.eye(6, dtype=torch.bool)].view(6, 5)
+    assert torch.equal(_off_diagonal(s), masked)
+    g = torch.randn(6, 5, generator=torch.Generator().manual_seed(1))
+    a, = torch.autograd.grad(_off_diagonal(s), s, g)
+    b, = torch.autograd.grad(masked, s, g)
+    assert torch.equal(a, b)

@@ -206,3 +206,81 @@ def test_the_teacher_never_drops_paths():
     assert backbone.blocks[-1].drop_path == 0.5  # the student keeps its own
     x = torch.randn(4, 3, 16, 16)
     assert torch.equal(teacher(x)[0], teacher(x)[0])
+
+
+def moco_v3_sincos(h: int, w: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """moco-v3's vits.py ``build_2d_sincos_position_embedding``, step for step (meshgrid of
+    its w then h ranges, 'ij'), as a reference for ours."""
+    grid_w, grid_h = torch.meshgrid(torch.arange(w, dtype=torch.float32),
+                                    torch.arange(h, dtype=torch.float32), indexing="ij")
+    pos_dim = dim // 4
+    omega = 1.0 / temperature ** (torch.arange(pos_dim, dtype=torch.float32) / pos_dim)
+    out_w = torch.einsum("m,d->md", grid_w.flatten(), omega)
+    out_h = torch.einsum("m,d->md", grid_h.flatten(), omega)
+    pos = torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)[None]
+    return torch.cat([torch.zeros(1, 1, dim), pos], dim=1)
+
+
+def test_moco_v3s_vit_small_has_twelve_heads_and_a_fixed_sincos_position_embedding():
+    from momentum_ssl.core.models.vit import sincos_position_embedding
+
+    assert torch.equal(sincos_position_embedding(14, 384), moco_v3_sincos(14, 14, 384))
+    moco = build_backbone("vit_small", patch_size=16, image_size=224, heads=12,
+                          pos_embed="sincos", freeze_patch_embed=True)
+    deit = build_backbone("vit_small", patch_size=16, image_size=224)
+    assert {b.attn.heads for b in moco.blocks[1:]} == {12}
+    assert {b.attn.heads for b in deit.blocks[1:]} == {6}
+    stem = moco.blocks[0]
+    assert not stem.pos_embed.requires_grad and torch.equal(stem.pos_embed.detach(),
+                                                            moco_v3_sincos(14, 14, 384))
+    # the heads split the same width: timm's size; trainable: less the embedding and projection
+    assert count_parameters(moco) == count_parameters(deit) == 21_665_664
+    frozen = stem.pos_embed.numel() + sum(p.numel() for p in stem.proj.parameters())
+    assert sum(p.numel() for p in moco.parameters() if p.requires_grad) == 21_665_664 - frozen
+
+
+def test_a_fixed_position_embedding_never_changes_in_training_nor_in_the_teacher():
+    method = build_method("byol", BYOLConfig(proj_hidden=16, proj_out=8, pred_hidden=16))
+    torch.manual_seed(0)
+    learner = Learner(build_backbone("vit_tiny", patch_size=4, image_size=16, heads=4,
+                                     pos_embed="sincos"), method, "full")
+    fixed = learner.backbone.blocks[0].pos_embed.detach().clone()
+    optimizer = torch.optim.AdamW([p for p in learner.parameters() if p.requires_grad], 1e-2)
+    x = torch.rand(4, 3, 16, 16)
+    for _ in range(2):
+        loss, _ = learner(x, x.flip(3))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        learner.update_teacher(0.9)
+    assert torch.equal(learner.backbone.blocks[0].pos_embed, fixed)
+    copies = [t for name, t in [*learner.teacher.named_parameters(),
+                                *learner.teacher.named_buffers()] if name.endswith("pos_embed")]
+    assert copies and all(torch.equal(t.detach(), fixed) for t in copies)
+
+
+def test_the_vit_profiles_recipes_build_each_references_vit(tmp_path):
+    from momentum_ssl.config import load_params, resolve
+    from momentum_ssl.core.models.backbones import backbone_from_config
+    from conftest import REPO
+
+    params = load_params(REPO / "params/imagenet100_vit_small.yaml")
+    for method, heads, fixed in (("mocov3", 12, True), ("dino", 6, False)):
+        run = next(r for r in params.grid if r.method == method)
+        model = resolve(params, run).model
+        assert (model.heads, model.pos_embed == "sincos") == (heads, fixed)
+        backbone = backbone_from_config(model, 224)
+        assert backbone.blocks[1].attn.heads == heads
+        assert backbone.blocks[0].pos_embed.requires_grad is not fixed
+        assert backbone.blocks[0].proj.weight.requires_grad is not fixed
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"backbone": "resnet18", "heads": 12}, "heads: must be null, or >= 1 for a ViT"),
+    ({"backbone": "resnet18", "pos_embed": "sincos"}, "pos_embed: sincos is a ViT's"),
+    ({"backbone": "vit_small", "heads": 5}, "heads: vit_small's width 384 must divide")])
+def test_vit_options_are_refused_where_they_cannot_apply(model, message):
+    from momentum_ssl.config import ConfigError, ModelConfig
+
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(**model)

@@ -66,6 +66,9 @@ class MoCoV2(Method):
         self.register_buffer("queue", F.normalize(
             torch.randn(2, cfg.queue_size, cfg.proj_out), dim=2))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        # the pointer on the host too: reading the buffer (int()) waits for the GPU every step;
+        # None after a load_state_dict until the next enqueue reads it once
+        self._ptr: int | None = 0
 
     def projector(self, dim: int):
         return mlp([dim, self.cfg.proj_hidden, self.cfg.proj_out], hidden_bn=False)
@@ -96,6 +99,11 @@ class MoCoV2(Method):
                 f"the MoCo queue ({size} keys per view) must be a multiple of the keys each "
                 f"view enqueues per step ({n} = batch {n // world_size()} x {world_size()} "
                 "ranks); change queue_size or the batch size")
-        ptr = int(self.queue_ptr)
+        ptr = int(self.queue_ptr) if self._ptr is None else self._ptr
         self.queue[:, ptr:ptr + n] = keys.transpose(0, 1).to(self.queue.dtype)
-        self.queue_ptr.fill_((ptr + n) % size)
+        self._ptr = (ptr + n) % size
+        self.queue_ptr.fill_(self._ptr)  # checkpointed with the queue
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self._ptr = None  # a resumed queue_ptr: read once, at the next enqueue
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -27,8 +27,11 @@ class XMoCoConfig(MoCoV2Config):
 
 
 def _off_diagonal(s: Tensor) -> Tensor:
+    """(N, N) -> (N, N - 1): each row without its diagonal element, in order. By strides
+    (the diagonal is every (N + 1)-th element of the flat matrix), not a boolean mask, whose
+    indexing reads the mask's count on the host: a wait for the GPU every step."""
     n = len(s)
-    return s[~torch.eye(n, dtype=torch.bool, device=s.device)].view(n, n - 1)
+    return s.flatten()[1:].view(n - 1, n + 1)[:, :-1].reshape(n, n - 1)
 
 
 def xmoco_cross_consistency(q1: Tensor, k1: Tensor, q2: Tensor, k2: Tensor,

@@ -102,14 +102,17 @@ def resnet_tiny(width: int = 16, cifar_stem: bool = True,
 def build_backbone(name: str, width: int = 16, cifar_stem: bool = True,
                    zero_init_residual: bool = False, *, patch_size: int = 16,
                    image_size: int = 224, freeze_patch_embed: bool = False,
-                   drop_path: float = 0.0) -> Backbone:
+                   drop_path: float = 0.0, heads: int | None = None,
+                   pos_embed: str = "learned") -> Backbone:
     """``zero_init_residual``: the last BatchNorm of every residual block starts at weight 0
     (Goyal et al., 2017), as SimSiam, Barlow Twins, VICReg and UniGrad set it (ResNets).
-    ``patch_size``, ``image_size``, ``freeze_patch_embed``, ``drop_path``: ViTs only (vit.py)."""
+    ``patch_size``, ``image_size``, ``freeze_patch_embed``, ``drop_path``, ``heads``,
+    ``pos_embed``: ViTs only (vit.py)."""
     if name.startswith("vit_"):
         from .vit import vit
 
-        return vit(name, patch_size, image_size, freeze_patch_embed, drop_path)
+        return vit(name, patch_size, image_size, freeze_patch_embed, drop_path, heads,
+                   pos_embed)
     if drop_path:
         raise ValueError(f"stochastic depth is implemented for the ViTs only, not {name}")
     if name == "resnet_tiny":
@@ -130,7 +133,8 @@ def backbone_from_config(model, size: int) -> Backbone:
                           model.zero_init_residual, patch_size=model.patch_size,
                           image_size=model.image_size or size,
                           freeze_patch_embed=model.freeze_patch_embed,
-                          drop_path=model.drop_path)
+                          drop_path=model.drop_path, heads=model.heads,
+                          pos_embed=model.pos_embed)
 
 
 __all__ = ["Backbone", "NAMES", "average_pool", "backbone_from_config", "build_backbone",

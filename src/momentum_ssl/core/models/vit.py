@@ -15,6 +15,12 @@ so export.py maps our state dict onto timm's names by renaming the block index o
 Initialisation as timm's default: truncated normal (std 0.02) for Linear weights and the position
 embedding, zero biases, the class token N(0, 1e-6).
 
+MoCo v3's ViT-Small is not DeiT's (its ``vits.py``, facebookresearch/moco-v3 at c349e6e2):
+12 heads instead of 6 and a fixed 2-D sin-cos position embedding (``heads`` and
+``pos_embed="sincos"`` here), and with ``--stop-grad-conv1`` a frozen random patch projection
+(``freeze_patch_embed``). Its other Linear layers start from Xavier-uniform, not timm's truncated
+normal; that is not reproduced.
+
 An image of another side than ``image_size`` (DINO's local crops) gets the position embedding
 resampled to its grid (bicubic to the exact size, as timm's ``resample_abs_pos_embed``; DINO's
 ``interpolate_pos_encoding`` samples at (grid + 0.1) / grid instead, slightly other values).
@@ -34,19 +40,43 @@ from .base import Backbone
 VITS = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
 
 
+def sincos_position_embedding(grid: int, dim: int, temperature: float = 10000.0) -> Tensor:
+    """MoCo v3's fixed 2-D sin-cos position embedding of a ``grid`` x ``grid`` patch grid,
+    (1, 1 + grid^2, dim), the class token's row zero (``build_2d_sincos_position_embedding``):
+    a quarter of the channels each for sin and cos of the row index, then of the column
+    index, times frequencies temperature^(-k / (dim / 4)), k = 0 .. dim / 4 - 1."""
+    if dim % 4:
+        raise ValueError(f"a 2-D sin-cos position embedding needs dim divisible by 4, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float32),
+                                torch.arange(grid, dtype=torch.float32), indexing="ij")
+    out_r = rows.flatten()[:, None] * omega[None]  # (grid^2, dim / 4): token t = r * grid + c
+    out_c = cols.flatten()[:, None] * omega[None]
+    table = torch.cat([out_r.sin(), out_r.cos(), out_c.sin(), out_c.cos()], dim=1)
+    return torch.cat([torch.zeros(1, dim), table])[None]
+
+
 class PatchEmbed(nn.Module):
     """(N, 3, H, W) -> tokens (N, 1 + (H // p) * (W // p), dim): the class token, then one token
-    per patch, each plus its position embedding."""
+    per patch, each plus its position embedding: learned (timm's, DeiT's, DINO's) or MoCo v3's
+    fixed sin-cos (``pos_embed="sincos"``: a parameter without gradient, as moco-v3's)."""
 
-    def __init__(self, dim: int, patch_size: int, image_size: int):
+    def __init__(self, dim: int, patch_size: int, image_size: int, pos_embed: str = "learned"):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image size {image_size} must be a multiple of the patch size "
                              f"{patch_size}")
+        if pos_embed not in ("learned", "sincos"):
+            raise ValueError(f"pos_embed must be learned or sincos, got {pos_embed!r}")
         self.patch_size, self.grid = patch_size, image_size // patch_size
         self.proj = nn.Conv2d(3, dim, patch_size, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid ** 2, dim))
+        if pos_embed == "sincos":
+            self.pos_embed = nn.Parameter(sincos_position_embedding(self.grid, dim),
+                                          requires_grad=False)
+        else:
+            self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid ** 2, dim))
 
     def position(self, h: int, w: int) -> Tensor:
         """The position embedding for an (h, w) patch grid, (1, 1 + h * w, dim)."""
@@ -130,8 +160,11 @@ def class_token(h: Tensor) -> Tensor:
 
 
 def vit(name: str, patch_size: int = 16, image_size: int = 224,
-        freeze_patch_embed: bool = False, drop_path_rate: float = 0.0):
-    """ViT-Tiny or ViT-Small as a :class:`Backbone` of ``depth`` stages.
+        freeze_patch_embed: bool = False, drop_path_rate: float = 0.0, heads: int | None = None,
+        pos_embed: str = "learned"):
+    """ViT-Tiny or ViT-Small as a :class:`Backbone` of ``depth`` stages. ``heads``: attention
+    heads (None: timm's for the size; MoCo v3's ViT-Small has 12); ``pos_embed``: ``learned``
+    or MoCo v3's fixed ``sincos``.
     ``freeze_patch_embed``: MoCo v3's fix for training instability (Chen, Xie & He, 2021,
     sec. 4.1, ``stop_grad_conv1``): the patch projection stays at its random initialisation,
     which moco-v3 draws uniform in +-sqrt(6 / (3 p^2 + dim)) (vits.py). ``drop_path_rate``:
@@ -140,8 +173,11 @@ def vit(name: str, patch_size: int = 16, image_size: int = 224,
 
     if name not in VITS:
         raise ValueError(f"unknown ViT {name!r}; choose one of {', '.join(VITS)}")
-    dim, depth, heads = VITS[name]
-    stem = PatchEmbed(dim, patch_size, image_size)
+    dim, depth, default_heads = VITS[name]
+    heads = heads or default_heads
+    if dim % heads:
+        raise ValueError(f"{name}'s width {dim} must divide among its heads, got {heads}")
+    stem = PatchEmbed(dim, patch_size, image_size, pos_embed)
     rates = torch.linspace(0, drop_path_rate, depth).tolist()
     blocks = [Block(dim, heads, final_norm=i == depth - 1, drop_path=rates[i])
               for i in range(depth)]
@@ -150,7 +186,8 @@ def vit(name: str, patch_size: int = 16, image_size: int = 224,
         if isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
-    nn.init.trunc_normal_(stem.pos_embed, std=0.02)
+    if pos_embed == "learned":
+        nn.init.trunc_normal_(stem.pos_embed, std=0.02)
     nn.init.normal_(stem.cls_token, std=1e-6)
     if freeze_patch_embed:
         bound = math.sqrt(6.0 / (3 * patch_size ** 2 + dim))
@@ -160,4 +197,5 @@ def vit(name: str, patch_size: int = 16, image_size: int = 224,
     return backbone
 
 
-__all__ = ["Block", "PatchEmbed", "VITS", "class_token", "drop_path", "vit"]
+__all__ = ["Block", "PatchEmbed", "VITS", "class_token", "drop_path",
+           "sincos_position_embedding", "vit"]
