@@ -49,6 +49,20 @@ TINY = {
 }
 
 
+def tiny_copy(profile: Path, tmp_path: Path) -> dict:
+    """A profile of params/ on the tiny data: its recipes file read in, TINY's sections over
+    its own (its grid, seeds and methods kept), data under ``tmp_path``, seeds 0 and 1."""
+    data = yaml.safe_load(profile.read_text())
+    data["recipes"] = yaml.safe_load((profile.parent / data["recipes"]).read_text())
+    for name, values in copy.deepcopy(TINY).items():
+        if name in ("grid", "seeds", "methods"):
+            continue
+        data[name] = {**data[name], **values} if isinstance(values, dict) else values
+    data["data"]["out_dir"] = str(tmp_path / "beton")
+    data["seeds"] = [0, 1]
+    return data
+
+
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     """The tiny profile converted, with the working directory (results/) in ``tmp_path``."""

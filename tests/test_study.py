@@ -2,12 +2,11 @@
 pipeline is the root one seen from its folder, every run resolves, its claims expand to runs of
 its grid, and a tiny version (two seeds, digits) runs end to end and writes the document."""
 
-import copy
 
 import pytest
 import yaml
 
-from conftest import REPO, TINY
+from conftest import REPO, tiny_copy
 from momentum_ssl.analysis.claims import expand
 from momentum_ssl.cli import main
 from momentum_ssl.config import load_params
@@ -107,14 +106,7 @@ def test_every_claim_has_a_note_on_what_this_scale_can_say():
 
 
 def test_a_tiny_claims_study_runs_end_to_end_and_writes_the_document(tmp_path, monkeypatch):
-    data = yaml.safe_load(PROFILE.read_text())
-    data["recipes"] = yaml.safe_load((PROFILE.parent / data["recipes"]).read_text())
-    for name, values in copy.deepcopy(TINY).items():
-        if name in ("grid", "seeds", "methods"):
-            continue
-        data[name] = {**data[name], **values} if isinstance(values, dict) else values
-    data["data"]["out_dir"] = str(tmp_path / "beton")
-    data["seeds"] = [0, 1]
+    data = tiny_copy(PROFILE, tmp_path)
     for recipe in data["recipes"].values():  # heads small enough for 8 px digits
         recipe["method_settings"] = {"proj_hidden": 16, "proj_out": 8,
                                      **({"pred_hidden": 16} if "pred_hidden" in

@@ -4,12 +4,11 @@ sweep of two momentum coefficients at two seeds) gets a row per variant in the t
 results/metrics.json, its claim that names two variants, a plot of kNN against the swept
 value, and the page `python -m momentum_ssl sweep-doc` writes."""
 
-import copy
 import json
 
 import yaml
 
-from conftest import REPO, TINY
+from conftest import REPO, tiny_copy
 from momentum_ssl.cli import main
 from momentum_ssl.plumbing.paths import BASELINES, SEEDLESS
 
@@ -18,14 +17,7 @@ VARIANTS = ["mocov3-full+tau0.99", "mocov3-full+tau0.996"]
 
 
 def tiny_sweep(tmp_path) -> dict:
-    data = yaml.safe_load(PROFILE.read_text())
-    data["recipes"] = yaml.safe_load((PROFILE.parent / data["recipes"]).read_text())
-    for name, values in copy.deepcopy(TINY).items():
-        if name in ("grid", "seeds", "methods"):
-            continue
-        data[name] = {**data[name], **values} if isinstance(values, dict) else values
-    data["data"]["out_dir"] = str(tmp_path / "beton")
-    data["seeds"] = [0, 1]
+    data = tiny_copy(PROFILE, tmp_path)
     data["recipes"]["mocov3"]["method_settings"] = {"proj_hidden": 16, "proj_out": 8,
                                                     "pred_hidden": 16}
     data["grid"] = {"mocov3-full": {"method": "mocov3", "scope": "full",
