@@ -54,3 +54,15 @@ def test_the_slice_is_the_default_on_fewer_images(tmp_path):
         assert sliced[section] == data[section], section  # the default's computation
     assert data["data"]["train_per_class"] == 2000  # the input is left as it was
     json.dumps(sliced)
+
+
+def test_a_params_file_without_the_run_is_refused_in_one_line(tmp_path):
+    import yaml
+
+    data = yaml.safe_load((REPO / "params.yaml").read_text())
+    del data["grid"]["simclr-full-res"]
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(data))
+    done = fingerprint("--params", str(other))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "lacks" in done.stderr.strip().splitlines()[-1]

@@ -92,8 +92,12 @@ def slice_params(data: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The default's params on its slice: ``SLICE`` images a class, one epoch, one seed, one run,
     a kNN monitor that fits the slice; everything else as the file says."""
     data = json.loads(json.dumps(data))  # a deep copy
-    if RUN not in data["grid"]:
-        raise KeyError(f"the fingerprint trains grid run {RUN!r}, which params.yaml lacks")
+    if RUN not in data.get("grid", {}):
+        from .config import ConfigError
+
+        raise ConfigError(f"the fingerprint trains the embedded default's grid run {RUN!r}, "
+                          "which this params file lacks; run it with the repository's "
+                          "params.yaml")
     data["data"].update(SLICE, out_dir=str(workdir / "beton"))
     data["pretrain"].update(epochs=1, monitor_train=160, monitor_test=80, eval_every=0)
     data["seeds"] = [0]
