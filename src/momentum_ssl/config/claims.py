@@ -32,7 +32,8 @@ class ClaimConfig:
     - ``greater`` / ``less``: a > b (a < b) on ``metric``; without ``b``, a's metric > 0 (< 0);
     - ``equivalent``: |a - b| < ``margin`` (two one-sided tests);
     - ``noninferior``: a - b > -``margin`` ("comparable or preferable");
-    - ``rising``: run a's per-block ``metric`` rises with depth through ``blocks`` (Page's L);
+    - ``rising``: run a's per-block ``metric`` rises with depth through ``blocks``
+      (a t on each seed's mean of the final blocks minus that of the earlier ones);
     - ``dominant``: the mean effect of a over b across methods exceeds the largest difference
       between the methods' a runs (``{method}`` in both).
 
