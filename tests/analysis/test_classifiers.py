@@ -98,3 +98,20 @@ def test_logistic_chooses_c_on_a_subsample_and_refits_on_all_of_train(data):
     assert within_one_image(ours["top1"], converged(best).fit(x64, train_y).score(t64, test_y),
                             len(test_y))
     assert ours["converged"]
+
+
+@pytest.mark.parametrize("per_class, val_fraction, search, says", [
+    (1, 0.5, None, "class 0 has 1"),                   # a class with one image cannot stratify
+    (3, 0.1, None, "probes.val_fraction"),             # 30 images: 3 held out for 10 classes
+    (20, 0.1, 5, "probes.c_search_max_train"),         # a C search on 5 images of 10 classes
+])
+def test_logistic_refuses_a_validation_split_too_small_for_the_classes_in_one_line(
+        per_class, val_fraction, search, says):
+    from momentum_ssl.config import ConfigError
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), per_class)
+    x = rng.normal(size=(len(y), 4)).astype(np.float32)
+    with pytest.raises(ConfigError, match=says) as caught:
+        logistic_probe(x, y, x, y, val_fraction=val_fraction, search_max_train=search)
+    assert "\n" not in str(caught.value) and "data.train_per_class" in str(caught.value)

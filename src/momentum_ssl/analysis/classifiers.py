@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import ProbeConfig
+from ..config import ConfigError, ProbeConfig
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -85,9 +85,12 @@ def logistic_probe(train_x, train_y, test_x, test_y, cs=(0.01, 0.1, 1.0), val_fr
 
     search = np.arange(len(train_x))
     if search_max_train is not None and search_max_train < len(train_x):
+        _check_stratified(train_y, search_max_train, "probes.c_search_max_train")
         search, _ = train_test_split(search, train_size=search_max_train, stratify=train_y,
                                      random_state=seed)
         search = np.sort(search)
+    _check_stratified(train_y[search], len(search) - int(np.ceil(val_fraction * len(search))),
+                      "probes.val_fraction")
     fit, val = train_test_split(search, test_size=val_fraction, stratify=train_y[search],
                                 random_state=seed)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
@@ -107,6 +110,23 @@ def logistic_probe(train_x, train_y, test_x, test_y, cs=(0.01, 0.1, 1.0), val_fr
     fits.append({"C": float(best), "on": "train", **model.fit_record()})
     return {"top1": float((predicted == test_y).mean()), "C": float(best),
             "val_top1": val_scores[best], **model.fit_record(), "fits": fits}
+
+
+def _check_stratified(labels: np.ndarray, keep: int, setting: str) -> None:
+    """Refuse, in one line, a stratified split of ``labels`` into ``keep`` and the rest that
+    cannot hold every class on both sides (scikit-learn would raise from inside the split)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    rest = len(labels) - keep
+    if counts.min() < 2:
+        raise ConfigError(
+            f"the logistic probe's stratified split needs at least 2 train images of each class, "
+            f"class {int(classes[counts.argmin()])} has {int(counts.min())}: keep more train "
+            f"images per class (data.train_per_class)")
+    if min(keep, rest) < len(classes):
+        raise ConfigError(
+            f"the logistic probe's stratified split of {len(labels)} train images into {keep} and "
+            f"{rest} leaves fewer images than the {len(classes)} classes on one side: change "
+            f"{setting} or keep more train images (data.train_per_class)")
 
 
 def probe_features(train: dict[str, np.ndarray], train_y: np.ndarray,
