@@ -165,6 +165,32 @@ def test_a_run_that_did_not_learn_is_marked_and_no_claim_is_judged_on_it(pipelin
     assert "not testable" in text
 
 
+def test_a_run_that_logged_one_step_reports_its_stability_without_a_rel_change(pipeline,
+                                                                                 tmp_path):
+    """One logged step has no step-to-step change: telemetry says NaN, which dvclive writes as
+    the string "nan". The report reads it as a number and shows a dash, not a TypeError."""
+    import shutil
+
+    root, params = pipeline
+    shutil.copytree(root / "results", tmp_path / "results")
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    for seed in SEEDS:
+        path = tmp_path / "results" / "runs" / "byol-full" / f"s{seed}" / "dvclive" / "metrics.json"
+        live = json.loads(path.read_text())
+        assert live["stability"]
+        for stats in live["stability"].values():
+            stats["rel_change"] = "nan"
+        path.write_text(json.dumps(live))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert main(["report"]) == 0
+    text = (tmp_path / "results" / "report.md").read_text()
+    stability = text.split("## Gradient stability per block", 1)[1]
+    row = next(line for line in stability.splitlines() if line.startswith("| byol-full |"))
+    cells = row.strip("|").split("|")[1:]
+    assert cells and all(cell.strip().endswith("/ —") for cell in cells)
+
+
 def test_report_names_a_missing_params_file(tiny, capsys):
     assert main(["report", "--params", "missing.yaml"]) == 2
     assert "params file missing.yaml not found" in capsys.readouterr().err

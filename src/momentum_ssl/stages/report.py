@@ -21,6 +21,7 @@ each run's DVCLive folder and provenance); the statistics are stats.py's.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..analysis.claims import (NOT_TESTABLE, NOT_TESTED, Learning, Verdict, judge, learning,
@@ -88,7 +89,10 @@ def cell_metrics(name: str, run: RunSpec | None, seed: int | None, root: Path = 
         for level in ("backbone", "projector"):
             if f"gap_{level}" in summary.get("train", {}):
                 out[f"gap_{level}"] = summary["train"][f"gap_{level}"]
-        stability = summary.get("stability", {})
+        # dvclive writes a value that is not finite as a string ("nan": rel_change of a run
+        # that logged one step): read every value back as a float
+        stability = {block: {key: float(value) for key, value in stats.items()}
+                     for block, stats in summary.get("stability", {}).items()}
         out["stability"] = stability
         out["cv"] = {block: stats["cv"] for block, stats in stability.items()}
         out["rel_change"] = {block: stats["rel_change"] for block, stats in stability.items()
@@ -543,8 +547,9 @@ def _stability_section(collected: dict, blocks: list[str]) -> list[str]:
         for b in blocks:
             if all(b in st for st in per_seed):
                 cv = sum(st[b]["cv"] for st in per_seed) / len(per_seed)
-                rel = sum(st[b]["rel_change"] for st in per_seed) / len(per_seed)
-                cells.append(f"{cv:.3f} / {rel:.3f}")
+                rel = sum(st[b].get("rel_change", math.nan) for st in per_seed) / len(per_seed)
+                cells.append(" / ".join(f"{v:.3f}" if math.isfinite(v) else "—"
+                                        for v in (cv, rel)))
             else:
                 cells.append("—")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
