@@ -317,3 +317,15 @@ def test_the_blocks_come_from_the_model_when_no_run_logged_them(tmp_path):
     assert model_blocks(params) == ["stem", "stage1", "stage2", "stage3", "stage4", "projector"]
     vit = make_params(tmp_path, **{**TINY, "model": {"backbone": "vit_tiny", "patch_size": 4}})
     assert model_blocks(vit) == ["stem", *[f"stage{i}" for i in range(1, 13)], "projector"]
+
+
+def test_the_reports_scale_line_says_each_runs_epochs_when_a_grid_entry_sets_its_own(tmp_path):
+    from momentum_ssl.stages.report import _scale_line
+
+    shared = make_params(tmp_path, **TINY)
+    assert _scale_line(shared).endswith(f", 2 epochs at batch {shared.loader.batch_size}")
+    grid = {"byol-full": {"method": "byol", "scope": "full"},
+            "byol-full+long": {"method": "byol", "scope": "full", "pretrain": {"epochs": 3}}}
+    line = _scale_line(make_params(tmp_path, **{**TINY, "grid": grid}))
+    assert "per run byol-full 2 epochs at batch" in line
+    assert "byol-full+long 3 epochs at batch" in line

@@ -30,20 +30,18 @@ from ..analysis.classifiers import headline_knn
 from ..analysis.headline import write_headline
 from ..analysis.health import collapsed_epochs
 from ..analysis.plots import (plot_accuracy, plot_claims, plot_curves, plot_health, plot_knn,
-                              plot_stability)
+                              plot_stability, plot_sweeps)
 from ..analysis.stats import (CONTRADICTED, MIN_SEEDS, SUPPORTED, Summary, image_half_width,
                               image_half_width_bound)
 from ..analysis.summaries import (claim_interval, in_points, live_summary, read_history,
                                   summaries)
 from ..analysis.telemetry import block_names
-from ..config import ConfigError, Params, RunSpec
+from ..config import ConfigError, Params, RunSpec, resolve, sweeps
 from ..plumbing.artifacts import MissingArtifact, atomic_write_text, read_json
 from ..plumbing.compute import collect_provenance, render_provenance
 from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, predictions_file, probe_file,
                               run_dir, seed_flag, transfer_file)
 from ..plumbing.results import read_features, transfer_summary
-from ..analysis.plots import plot_sweeps
-from ..config import sweeps
 
 BASELINE_LABELS = {"raw": "baseline: raw pixels", "random": "baseline: random-init backbone"}
 
@@ -192,7 +190,8 @@ def collapses(params: Params, root: Path = RESULTS) -> list[tuple[str, int, list
             steps, values = read_history(live, "health/z_std")
             if threshold is None or not total or not steps:
                 continue
-            epochs = collapsed_epochs(steps, values, max(1, total // params.pretrain.epochs),
+            epochs = collapsed_epochs(steps, values,
+                                      max(1, total // resolve(params, run).pretrain.epochs),
                                       threshold)
             if epochs:
                 out.append((run.name, seed, epochs, threshold, values[-1]))
@@ -402,12 +401,21 @@ def _knn_label(params: Params) -> str:
 
 
 def _scale_line(params: Params) -> str:
-    """Dataset, backbone, epochs and batch: the scale of the runs a report shows."""
+    """Dataset, backbone, epochs and batch: the scale of the runs a report shows, as each run
+    trains (its method's recipe and its grid entry may set its own epochs and batch)."""
+    scales = {run.name: (p.pretrain.epochs, p.loader.batch_size)
+              for run, p in ((run, resolve(params, run)) for run in params.grid)}
+    shared = set(scales.values())
+    if len(shared) == 1:
+        epochs, batch = shared.pop()
+        scale = f"{epochs} epoch{'s' * (epochs != 1)} at batch {batch}"
+    else:
+        scale = "per run " + ", ".join(f"{name} {epochs} epoch{'s' * (epochs != 1)} at batch "
+                                       f"{batch}" for name, (epochs, batch) in scales.items())
     return (f"{params.data.dataset}, backbone {params.model.backbone}"
             + (f" (width {params.model.width})" if params.model.backbone == "resnet_tiny"
                else "")
-            + f", {params.pretrain.epochs} epoch{'s' * (params.pretrain.epochs != 1)} at batch "
-            f"{params.loader.batch_size}")
+            + f", {scale}")
 
 
 def runs_section(params: Params, collected: dict,
