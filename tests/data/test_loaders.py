@@ -88,6 +88,15 @@ def test_batches_are_reproducible_for_a_seed(numbered):
     assert not torch.equal(batches(other)[0], epoch0_a[0])
 
 
+def test_more_workers_than_this_machine_has_cores_train_the_same_batches(numbered):
+    """A GPU profile's num_workers on a small machine: capped at numba's thread count instead
+    of numba's "number of threads must be between 1 and N", and the batches do not change."""
+    many = make_params_like(numbered, loader={"num_workers": 512})
+    for x, y in zip(batches(train_loader(numbered)), batches(train_loader(many))):
+        assert torch.equal(x, y)
+    assert len(list(eval_loader(many, "test"))) == len(list(eval_loader(numbered, "test")))
+
+
 def test_eval_loader_reads_every_image_in_order(numbered):
     meta = read_meta(f"{numbered.data.out_dir}/fashion_mnist")
     ids, labels = [], []

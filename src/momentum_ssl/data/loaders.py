@@ -56,6 +56,15 @@ def _decoder(meta: dict, split: str, size: int, train: bool):
     return CenterCropRGBImageDecoder((side, side), ratio=1.0)
 
 
+def _workers(requested: int) -> int:
+    """FFCV's worker count, at most the threads numba may start on this machine (its CPU
+    count): a GPU profile's 8 workers on a 2-core machine would stop numba with "the number of
+    threads must be between 1 and 2". Which image goes where does not depend on it."""
+    import numba
+
+    return max(1, min(requested, numba.config.NUMBA_NUM_THREADS))
+
+
 def _ships(device: torch.device) -> bool:
     """Whether the loader's pipelines copy each batch to ``device`` (FFCV's ``ToDevice``)."""
     return device.type == "cuda"
@@ -150,7 +159,7 @@ class TwoViewLoader:
             "label": _label_ops(self.device),
         }
         self.loader = Loader(str(checked[0]), batch_size=loader.batch_size,
-                             num_workers=loader.num_workers, os_cache=loader.os_cache,
+                             num_workers=_workers(loader.num_workers), os_cache=loader.os_cache,
                              order=OrderOption.RANDOM, seed=seed, drop_last=True,
                              distributed=distributed, batches_ahead=loader.batches_ahead,
                              pipelines=pipelines)
@@ -251,7 +260,7 @@ class EvalLoader:
         meta = read_meta(folder)
         transform = EvalTransform(size, meta["mean"], meta["std"])
         self.loader = Loader(str(beton_path(folder, split, meta)), batch_size=loader.batch_size,
-                             num_workers=loader.num_workers, os_cache=loader.os_cache,
+                             num_workers=_workers(loader.num_workers), os_cache=loader.os_cache,
                              order=OrderOption.SEQUENTIAL, drop_last=False,
                              batches_ahead=loader.batches_ahead, indices=indices,
                              pipelines={"image": PipelineSpec(
