@@ -10,9 +10,9 @@ The images (N x 32 x 32 x 3 uint8, 10 classes, seeded noise) sit on the device o
 two views come from the recipe's seeded ViewAugment on the device, as they do after FFCV's
 decoding in the training loader (FFCV itself is not needed, so the check runs on a GPU machine
 that lacks it). The step is written here from the parts that stages/pretrain.py's train_one_epoch
-uses, without its loader, logging and checkpoints: the recipe's lr schedule and parameter groups
-(core/optim.py: build_optimizer, set_learning_rates), its tau schedule, the precision (plumbing/precision.py:
-fp16 with its gradient scaler), the NaN guard, the EMA. Prints, per method: images/s (an image
+uses, without its loader, logging and checkpoints: the recipe's lr schedule and parameter
+groups (core/optim.py: build_optimizer, set_learning_rates), its tau schedule, the precision
+(plumbing/precision.py: fp16 with its gradient scaler), the NaN guard, the EMA. Prints, per method: images/s (an image
 is one pair of views) over the epoch after ``--warmup`` steps, peak GPU memory, and the loss at
 the first and last step. ``--device cpu`` runs the same code (a test does, with a small
 backbone).
