@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..core.methods import METHODS as METHOD_CLASSES
 from .base import METHODS, ConfigError, _build, _require
 from .claims import CLAIMS_FILE, PAPERS
 from .data import local_size
@@ -187,18 +188,17 @@ def params_from_dict(data: Any) -> Params:
     return params
 
 
-MULTI_CROP_METHODS = ("dino",)  # methods whose loss takes local crops (methods/dino.py)
-
-
 def _check_views(resolved: Params, run: RunSpec) -> None:
     """Local crops only for a method that uses them, and of a side a ViT can cut into patches."""
     augment, model = resolved.augment, resolved.model
     if augment.local_crops == 0:
         return
-    _require(run.method in MULTI_CROP_METHODS, "augment.local_crops",
+    # the methods whose loss takes local crops say so themselves (Method.multi_crop)
+    multi_crop = [name for name, cls in METHOD_CLASSES.items() if cls.multi_crop]
+    _require(run.method in multi_crop, "augment.local_crops",
              f"{run.method} takes two views, but its runs get {augment.local_crops} local "
              f"crops; set local_crops in recipes.dino.augment only (methods with local crops: "
-             f"{', '.join(MULTI_CROP_METHODS)})")
+             f"{', '.join(multi_crop)})")
     side = local_size(augment)
     _require(not model.backbone.startswith("vit_") or side % model.patch_size == 0,
              "augment.local_size", f"{side} px local crops are not a whole number of "
