@@ -169,3 +169,14 @@ def test_each_method_trains_a_step_with_its_recipe_on_the_cpu(profile, method):
             before[:len(group["params"])], group["params"]))
         before = before[len(group["params"]):]
         assert moved, f"{method}: group {group['select']} did not move"
+
+
+def test_a_grid_entry_overrides_the_same_sections_a_recipe_does():
+    """RECIPE_SECTIONS is Recipe's fields (but its source); RunSpec must carry each, as a
+    mapping, so that a grid entry can override what its method's recipe sets."""
+    from momentum_ssl.config import RECIPE_SECTIONS, Recipe
+
+    assert RECIPE_SECTIONS == tuple(f.name for f in dataclasses.fields(Recipe))[1:]
+    spec = {f.name: f for f in dataclasses.fields(RunSpec)}
+    for name in RECIPE_SECTIONS:
+        assert name in spec and spec[name].default_factory is dict, name

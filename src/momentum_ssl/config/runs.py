@@ -63,11 +63,9 @@ class RunSpec:
         return self.variant or self.base_name
 
 
-# The sections a method's recipe (and a grid entry) may override, and the keys in them that
-# stay shared by every run: evaluation reads augment.size, and every run's features must come
-# from the same backbone. ``method_settings`` overrides methods.<method>.
-RECIPE_SECTIONS: tuple[str, ...] = ("pretrain", "momentum", "augment", "model",
-                                    "method_settings")
+# The keys of the sections a recipe overrides (RECIPE_SECTIONS, below) that stay shared by
+# every run: evaluation reads augment.size, and every run's features must come from the same
+# backbone.
 SHARED_KEYS: dict[str, tuple[str, ...]] = {
     "pretrain": ("log_every", "device", "monitor_train", "monitor_test", "eval_every",
                  "collapse_std"),  # telemetry: every run watched alike, so curves compare
@@ -92,6 +90,12 @@ class Recipe:
     augment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     method_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# The sections a method's recipe (and a grid entry: RunSpec has a field of each name) may
+# override, Recipe's fields but its source. ``method_settings`` overrides methods.<method>.
+RECIPE_SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe)
+                                         if f.name != "source")
 
 
 @dataclass(frozen=True)
