@@ -60,6 +60,10 @@ def test_a_sweep_reports_each_variant_and_its_page_is_generated(tmp_path, monkey
     assert "sweep-doc momentum_sweep --out ../../docs/MOMENTUM_SWEEP.md" in text
     assert "| 0.996 | mocov3-full+tau0.996 |" in text
     assert "a slower teacher improves MoCo v3 at this budget" in text
+    runs = text.split("## Runs", 1)[1].split("## Every claim row", 1)[0]
+    assert "| run | kNN student |" in runs and f"| {VARIANTS[1]} |" in runs
+    rows = text.split("## Every claim row", 1)[1]
+    assert "| claim | source | runs (a vs b) |" in rows and "claims tested (Holm over" in rows
     for image in ("sweeps.png", "claims.png", "accuracy.png", "knn.png"):
         assert (tmp_path / "docs" / "momentum_sweep" / image).stat().st_size > 0
         assert f"momentum_sweep/{image}" in text

@@ -704,11 +704,8 @@ def claims_doc(params: Params, notes: dict[str, str], out: Path, root: Path = RE
     lines = [
         "# The claims study", "",
         "Every claim of the papers behind momentum-ssl (src/momentum_ssl/config/claims.yaml), "
-        "judged on runs that a 2-core machine trains: "
-        f"{params.data.dataset}, {params.model.backbone}"
-        + (f" (width {params.model.width})" if params.model.backbone == "resnet_tiny" else "")
-        + f", {params.pretrain.epochs} epoch{'s' * (params.pretrain.epochs != 1)} at batch "
-        f"{params.loader.batch_size}, {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}). The profile "
+        f"judged on runs that a 2-core machine trains: {_scale_line(params)}, "
+        f"{len(seeds)} seeds ({seeds[0]}-{seeds[-1]}). The profile "
         "is params/claims.yaml (its comments say why each run is in the grid and why the "
         "others are not), its recipes params/recipes/cpu.yaml (what was tried, with each "
         "measurement). How a claim is judged: docs/STATISTICS.md.", "",
