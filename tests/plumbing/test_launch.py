@@ -15,7 +15,8 @@ from conftest import TINY, make_params, repo_params_dict
 from momentum_ssl.config import ConfigError, params_from_dict, run_params, to_dict
 from momentum_ssl.plumbing import launch
 
-JOB = ("JobId=4711 JobName=x UserId=me(1) NodeList=gpu[07-08] BatchHost=gpu07 NumNodes=2 "
+JOB = ("JobId=4711 JobName=x UserId=me(1) ReqNodeList=(null) ExcNodeList=(null) "
+       "NodeList=gpu[07-08] BatchHost=gpu07 NumNodes=2 "
        "NumCPUs=16 NumTasks=2 CPUs/Task=8 TresPerNode=gres:gpu:4")
 NODE = ("NodeName=gpu07 Arch=x86_64 CoresPerSocket=8 Gres=gpu:4 NodeAddr=10.1.0.7 "
         "NodeHostName=gpu07 Port=6818 State=ALLOCATED")
