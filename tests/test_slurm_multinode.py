@@ -11,7 +11,8 @@ node, each holding the GRES GPU SLURM gave its node) train the run together over
 filesystem is trivially shared, the GPUs are /dev/null (the processes train on the CPU) and
 NCCL is not used (docs/CLUSTER.md).
 
-Time (2-core machine shared with other work): about 2 minutes, most of it the tiny run."""
+Time (2-core machine shared with other work): 3 minutes at a load of 1-5, 5 at 10-14, most of it
+the plugin's status polls and the tiny run."""
 
 import json
 import re
