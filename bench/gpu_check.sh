@@ -51,7 +51,7 @@ if [ "$failed" -ne 0 ]; then exit 1; fi
 step 90 "$PY" bench/gpu_setup.py --venv .gpu-venv
 if [ -x .gpu-venv/bin/python ]; then PY=.gpu-venv/bin/python; fi
 step 90 "$PY" -m pytest -q -s -p no:cacheprovider tests/test_gpu.py \
-  tests/plumbing/test_compute.py -k "gpu or cuda"
+  tests/plumbing/test_compute.py tests/stages/test_host_syncs.py -k "gpu or cuda"
 step 80 "$PY" bench/gpu_recipe.py --params params/cifar10.yaml --methods all --images 10240
 step 40 "$PY" bench/gpu.py --steps 30
 step 30 "$PY" bench/gpu.py --steps 20 --deterministic --methods byol

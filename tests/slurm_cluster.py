@@ -1,4 +1,5 @@
-"""A single-node SLURM cluster on localhost, started by the tests and stopped by its PIDs.
+"""A single-node SLURM cluster on localhost, started by the tests and stopped by its PIDs; or
+two nodes on the same machine, for a run across nodes (``Cluster(root, nodes=2)``, below).
 
 Debian 12's packages (``munge``, ``slurmctld``, ``slurmd``, ``slurm-client``, SLURM 22.05),
 installed with apt-get when missing. ``slurm.conf`` and ``gres.conf`` go where SLURM looks by
@@ -28,6 +29,13 @@ The configuration avoids what a machine without systemd lacks (facts from a tria
   on a cluster without slurmdbd; :meth:`Cluster.enable_accounting` adds slurmdbd over a MariaDB
   in the same folder and restarts slurmctld and slurmd with it;
 - ``KillWait=2``: a job past its time limit gets SIGTERM, then SIGKILL 2 s later.
+
+Two nodes (``nodes=2``, tests/test_slurm_multinode.py): two slurmd on this machine, ``node1``
+and ``node2``, each with its own ``Port=`` (Debian's SLURM is built without
+``--enable-multiple-slurmd``, and per-node ports are all it needs: a trial run), spool folder,
+PID and log file (``-%n``), both at ``NodeAddr=127.0.0.1``, with two of the four fake GPUs each. SLURM
+then allocates, and ``srun`` starts tasks on, two nodes as on a real cluster; what it cannot
+show is a second machine's network and filesystem.
 """
 
 from __future__ import annotations
@@ -103,8 +111,9 @@ def _binary(name: str) -> str:
 class Cluster:
     """munged, slurmctld and slurmd for one folder; :meth:`stop` ends exactly these PIDs."""
 
-    def __init__(self, root: Path, conf_dir: Path = CONF_DIR):
+    def __init__(self, root: Path, conf_dir: Path = CONF_DIR, nodes: int = 1):
         self.root = Path(root)
+        self.nodes = ("localhost",) if nodes == 1 else tuple(f"node{i + 1}" for i in range(nodes))
         self.conf = Path(conf_dir) / "slurm.conf"
         self.gres = Path(conf_dir) / "gres.conf"
         self.dbd_conf = Path(conf_dir) / "slurmdbd.conf"
@@ -137,8 +146,9 @@ class Cluster:
             if not dev.exists():
                 dev.symlink_to("/dev/null")
         if self.ports is None:  # kept when the configuration is rewritten
-            self.ports = _free_ports(2)
-        ctld_port, slurmd_port = self.ports
+            self.ports = _free_ports(1 + len(self.nodes))
+        ctld_port, slurmd_port = self.ports[:2]
+        per_node = "" if len(self.nodes) == 1 else "-%n"  # each slurmd its own files
         if self.accounting_port is None:  # sacct then fails, as on a cluster without slurmdbd
             accounting = "AccountingStorageType=accounting_storage/none\n"
         else:
@@ -158,11 +168,11 @@ CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
+SlurmdSpoolDir={root}/spool{per_node}
 SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd.pid
+SlurmdPidFile={root}/slurmd{per_node}.pid
 SlurmctldLogFile={root}/log/slurmctld.log
-SlurmdLogFile={root}/log/slurmd.log
+SlurmdLogFile={root}/log/slurmd{per_node}.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -176,11 +186,31 @@ ReturnToService=2
 MinJobAge=1800
 KillWait=2
 GresTypes=gpu
-NodeName=localhost CPUs=64 RealMemory=256000 Gres=gpu:{GPUS} State=UNKNOWN
-PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-""")
-        self.gres.write_text(
-            MARKER + f"NodeName=localhost Name=gpu File={root}/dev/nvidia[0-{GPUS - 1}]\n")
+{self._nodes_config()}""")
+        self.gres.write_text(MARKER + self._gres_config())
+
+    def _nodes_config(self) -> str:
+        if len(self.nodes) == 1:
+            return (f"NodeName=localhost CPUs=64 RealMemory=256000 Gres=gpu:{GPUS} "
+                    "State=UNKNOWN\n"
+                    f"PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE "
+                    "State=UP\n")
+        lines = []
+        for name, port in zip(self.nodes, self.ports[1:]):
+            (self.root / f"spool-{name}").mkdir(mode=0o700, exist_ok=True)
+            lines.append(f"NodeName={name} NodeAddr=127.0.0.1 Port={port} CPUs=32 "
+                         f"RealMemory=128000 Gres=gpu:{GPUS // len(self.nodes)} State=UNKNOWN")
+        lines.append(f"PartitionName={PARTITION} Nodes={','.join(self.nodes)} Default=YES "
+                     "MaxTime=INFINITE State=UP")
+        return "\n".join(lines) + "\n"
+
+    def _gres_config(self) -> str:
+        dev = self.root / "dev"
+        if len(self.nodes) == 1:
+            return f"NodeName=localhost Name=gpu File={dev}/nvidia[0-{GPUS - 1}]\n"
+        each = GPUS // len(self.nodes)
+        return "".join(f"NodeName={name} Name=gpu File={dev}/nvidia[{i * each}-{(i + 1) * each - 1}]"
+                       "\n" for i, name in enumerate(self.nodes))
 
     def _spawn(self, *cmd: str) -> None:
         log = open(self.root / "log" / f"{Path(cmd[0]).name}.out", "ab")
@@ -242,7 +272,8 @@ PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 
     def _start_slurm(self, timeout: float) -> None:
         self._spawn(_binary("slurmctld"), "-D", "-i", "-f", str(self.conf))
-        self._spawn(_binary("slurmd"), "-D", "-N", "localhost", "-f", str(self.conf))
+        for name in self.nodes:
+            self._spawn(_binary("slurmd"), "-D", "-N", name, "-f", str(self.conf))
         self._wait(self.idle, timeout, "the node to be idle")
 
     def _end(self, proc: subprocess.Popen) -> None:
@@ -307,9 +338,9 @@ StorageLoc=slurm_acct_db
                                    f"logs in {self.root / 'log'}: {self.log_tail()}")
 
     def idle(self) -> bool:
-        done = subprocess.run(["sinfo", "-h", "-n", "localhost", "-o", "%T"], env=self.env(),
-                              capture_output=True, text=True)
-        return done.returncode == 0 and done.stdout.strip() == "idle"
+        done = subprocess.run(["sinfo", "-h", "-N", "-n", ",".join(self.nodes), "-o", "%T"],
+                              env=self.env(), capture_output=True, text=True)
+        return done.returncode == 0 and done.stdout.split() == ["idle"] * len(self.nodes)
 
     def _wait(self, ready, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

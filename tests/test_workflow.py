@@ -127,6 +127,8 @@ def test_slurm_profile_dry_run_maps_gpu_jobs():
     assert done.returncode == 0, done.stdout + done.stderr
     pretrain = re.search(r"rule pretrain:.*?resources: (.*?)\n", done.stdout, re.S).group(1)
     assert "gpu=1" in pretrain and "slurm_partition=gpu" in pretrain and "runtime=1440" in pretrain
+    # a run on one node asks for none of a run across nodes' resources (plumbing/launch.py)
+    assert "nodes=" not in pretrain and "mpi=" not in pretrain and "tasks" not in pretrain
 
 
 @pytest.mark.parametrize("change, message", [

@@ -142,6 +142,29 @@ def _claim_gpus(params, count: int = 1) -> list[str] | None:
     return gpus
 
 
+def _across_nodes(params, run, seed: int, params_path: str) -> bool:
+    """Train ``run`` on several nodes of this SLURM job when its GPUs are more than
+    ``cluster.gpus_per_node``: one torchrun agent a node, started with srun
+    (plumbing/launch.py), this process waiting for them. False for a run on one node."""
+    import subprocess
+
+    from .plumbing.launch import LaunchError, across_nodes, nodes_for
+
+    per_node = params.cluster.gpus_per_node
+    if nodes_for(run.gpus, per_node) == 1:
+        return False
+    try:
+        cmd = across_nodes(run.name, run.gpus, per_node, [
+            "pretrain", "--run", run.name, "--seed", str(seed), "--params", params_path])
+    except LaunchError as err:
+        raise ConfigError(str(err)) from None
+    print(" ".join(cmd), flush=True)
+    done = subprocess.run(cmd)
+    if done.returncode:
+        raise SystemExit(done.returncode)
+    return True
+
+
 def _pretrain(args: argparse.Namespace) -> None:
     import os
     import subprocess
@@ -152,6 +175,8 @@ def _pretrain(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     run, seed = _grid_run(params, args), _seed(params, args)
     check_plan(params, run, seed, args.params)
+    if "WORLD_SIZE" not in os.environ and _across_nodes(params, run, seed, args.params):
+        return
     gpus = _start_torch(params, run.gpus if "WORLD_SIZE" not in os.environ else 1)
     if run.gpus > 1 and "WORLD_SIZE" not in os.environ:
         if gpus is None:

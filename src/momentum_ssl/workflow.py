@@ -13,6 +13,7 @@ from .config import (ConfigError, Params, load_params, params_from_dict, params_
                      run_params, to_dict, with_seed)
 from .config.loader import RECIPES_DIR, recipes_path, refuse_sweep_in_pipeline
 from .data.loaders import beton_folder
+from .plumbing.launch import slurm_resources
 from .plumbing.paths import BASELINES, SEEDLESS, cell
 
 # the params sections each baseline's evaluate reads besides probe and transfer (as in dvc.yaml)
@@ -85,6 +86,12 @@ class Grid:
 
     def gpus(self, name: str) -> int:
         return self._run(name).gpus
+
+    def across_nodes(self, name: str, resource: str):
+        """One SLURM resource (nodes, tasks, mpi, ...) of a run that spans nodes
+        (plumbing/launch.py); None, which Snakemake leaves out, for a run on one node."""
+        return slurm_resources(self._run(name).gpus,
+                               self.params.cluster.gpus_per_node).get(resource)
 
     def params_of(self, *keys: str) -> dict:
         """{key: value} for top-level or dotted keys, as plain data."""

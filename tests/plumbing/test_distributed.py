@@ -54,3 +54,45 @@ def test_close_distributed_leaves_the_process_group_and_a_lone_barrier_returns()
     close_distributed()
     assert not dist.is_initialized()
     close_distributed()  # nothing to leave: no error
+
+
+def _check_on_rank(rank: int, store: str, results) -> None:
+    """One rank of test_a_loss_that_is_not_finite_on_one_rank_stops_every_rank: rank 1's loss
+    was not finite, rank 0's was."""
+    import types
+
+    import torch.distributed as dist
+
+    from momentum_ssl.stages.pretrain import Progress, TrainingDiverged, check_finite
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    t = types.SimpleNamespace(world=2, run=types.SimpleNamespace(name="byol-full"),
+                              cfg=types.SimpleNamespace(log_every=4),
+                              checkpoint=Path(store).with_name("checkpoint.pt"))
+    progress = Progress(step=8, nonfinite=torch.tensor(rank == 1), unchecked_from=5)
+    try:
+        check_finite(t, progress, 8)
+        results.put((rank, "went on"))
+    except TrainingDiverged as err:
+        results.put((rank, str(err)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_loss_that_is_not_finite_on_one_rank_stops_every_rank(tmp_path):
+    """The loss check (pretrain.check_finite, read at log steps) reduces the flag over the
+    ranks: a rank whose own loss was finite stops too, rather than waiting forever in the
+    next collective for the rank that stopped."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_check_on_rank, args=(rank, str(tmp_path / "store"), results))
+             for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    got = dict(results.get(timeout=10) for _ in procs)
+    for rank in (0, 1):
+        assert got[rank].startswith("byol-full: the loss was not finite at a step of 5-8"), got

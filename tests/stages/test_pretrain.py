@@ -92,9 +92,20 @@ def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path, monkeypatch)
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
-def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny, tmp_path,
-                                                                      monkeypatch):
+@pytest.mark.parametrize("log_every, nan_from, steps, logged", [
+    (1, 6, "6", 5), (4, 6, "5-8", 4),  # caught at the next log step
+    (4, 9, "9", 8)])  # after the epoch's last log step: caught before its checkpoint
+def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
+        tiny, tmp_path, monkeypatch, log_every, nan_from, steps, logged):
+    """The loss turns NaN at step ``nan_from`` of epoch 2 (steps 5-9). It is checked at log
+    steps and at each epoch's end (reading it waits for the GPU), so the run stops at the
+    next of them, naming the steps since the last check; epoch 1's checkpoint is kept."""
+    import dataclasses
+
     import momentum_ssl.stages.pretrain as train
+
+    tiny = dataclasses.replace(tiny, pretrain=dataclasses.replace(tiny.pretrain,
+                                                                  log_every=log_every))
 
     real = train.build_learner
 
@@ -103,19 +114,22 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny, tmp_
         forward = learner.forward
         calls = {"n": 0}
 
-        def nan_after_six(*views, epoch=0):
+        def nan_from_step(*views, epoch=0):
             loss, logs = forward(*views, epoch=epoch)
             calls["n"] += 1
-            return (loss * float("nan") if calls["n"] > 6 else loss), logs
+            return (loss * float("nan") if calls["n"] > nan_from else loss), logs
 
-        learner.forward = nan_after_six
+        learner.forward = nan_from_step
         return learner
 
     monkeypatch.setattr(train, "build_learner", poisoned)
     with pytest.raises(TrainingDiverged) as info:
         pretrain(tiny, RunSpec("byol", "none"), tmp_path / "run")
     msg = str(info.value)
-    assert "the loss is nan at step 6 (epoch 2)" in msg and "last finite values" in msg
-    assert "'step': 5" in msg and "checkpoint.pt" in msg
+    assert f"the loss was not finite at a step of {steps} (epoch 2; checked every " \
+        f"pretrain.log_every = {log_every} steps, at the kNN monitor's and at each epoch's " \
+        "end)" in msg
+    assert "last finite values" in msg and "checkpoint.pt" in msg
+    assert f"'step': {logged}," in msg  # the last logged values
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 1  # the last good checkpoint is kept

@@ -32,6 +32,10 @@ rule pretrain:
         directory("results/runs/{run}/s{seed}/dvclive/plots/metrics"),
     resources:
         gpu=lambda wc: GRID.gpus(wc.run),  # a run asking for several trains under torchrun
+        # a run with more GPUs than cluster.gpus_per_node spans nodes: one SLURM task a node,
+        # started by the stage itself (plumbing/launch.py); left out for a run on one node
+        **{key: (lambda wc, key=key: GRID.across_nodes(wc.run, key))
+           for key in ("nodes", "tasks", "mpi", "tasks_per_gpu", "slurm_extra")},
     threads: 4
     conda:
         ENV

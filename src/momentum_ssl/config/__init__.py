@@ -32,11 +32,11 @@ from .loader import load_params, params_from_dict
 from .runs import (RECIPE_SECTIONS, SHARED_KEYS, MethodsConfig, Params, Recipe, RecipesConfig,
                    RunSpec, params_hash, recipe, resolve, run_params, sweeps, to_dict,
                    with_seed)
-from .training import (ComputeConfig, LarsConfig, MomentumConfig, ParamGroupConfig,
+from .training import (ClusterConfig, ComputeConfig, LarsConfig, MomentumConfig, ParamGroupConfig,
                        PretrainConfig, ResidualConfig)
 
 __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LarsConfig", "LoaderConfig",
-           "MethodsConfig", "ClaimConfig", "CLAIMS", "CLAIMS_FILE", "CLAIM_METRICS", "BLOCK_METRICS", "ComputeConfig",
+           "MethodsConfig", "ClaimConfig", "ClusterConfig", "CLAIMS", "CLAIMS_FILE", "CLAIM_METRICS", "BLOCK_METRICS", "ComputeConfig",
            "PAPERS", "ModelConfig",
            "MomentumConfig", "ParamGroupConfig", "Params", "PretrainConfig", "ProbeConfig",
            "Recipe", "RecipesConfig", "RECIPE_SECTIONS", "ResidualConfig", "RunSpec",

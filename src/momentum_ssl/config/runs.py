@@ -13,9 +13,11 @@ from typing import Any, Optional
 from ..core.methods import MethodsConfig
 from .base import ConfigError, MethodName, Scope, _build, _require
 from .claims import CLAIMS, ClaimConfig
-from .data import LOCAL_CROP_KEYS, AugmentConfig, DataConfig, LoaderConfig, ModelConfig
+from .data import (LOCAL_CROP_KEYS, OMIT_AT_DEFAULT, AugmentConfig, DataConfig, LoaderConfig,
+                   ModelConfig)
 from .evaluation import ProbeConfig, TransferConfig
-from .training import ComputeConfig, MomentumConfig, PretrainConfig, ResidualConfig
+from .training import (ClusterConfig, ComputeConfig, MomentumConfig, PretrainConfig,
+                       ResidualConfig)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,9 @@ class Params:
     seeds: tuple[int, ...] = (0,)
     # the claims the report judges (stats.py, claims.py); left out: the papers' (CLAIMS above)
     claims: tuple[ClaimConfig, ...] = dataclasses.field(default_factory=lambda: CLAIMS)
+    # the machines runs train on (a run with more GPUs than a node holds spans nodes); in no
+    # plan, and left out of to_dict while unset
+    cluster: ClusterConfig = dataclasses.field(default=ClusterConfig(), metadata=OMIT_AT_DEFAULT)
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
@@ -153,6 +158,13 @@ class Params:
                      "model.image_size" if self.model.image_size else "model.patch_size",
                      f"a ViT's image side ({side}, model.image_size or augment.size) must be a "
                      f"multiple of model.patch_size ({self.model.patch_size}); change either")
+        per_node = self.cluster.gpus_per_node
+        for run in self.grid:  # a run spanning nodes fills each of them
+            _require(not per_node or run.gpus <= per_node or run.gpus % per_node == 0,
+                     f"grid.{run.name}.gpus",
+                     f"{run.gpus} GPUs do not divide into nodes of cluster.gpus_per_node "
+                     f"({per_node}): ask for a multiple of {per_node} to span nodes, or at most "
+                     f"{per_node} for one node")
         names = [run.name for run in self.grid]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         _require(not duplicates, "grid", f"lists the same run twice: {', '.join(duplicates)}")
@@ -320,7 +332,8 @@ def params_hash(data: Any) -> str:
 def to_dict(obj: Any) -> Any:
     """Plain-data form of a config (tuples as lists), for resolved-params files and hashing."""
     if isinstance(obj, Params):
-        out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+               if not (f.metadata.get("omit_at_default") and getattr(obj, f.name) == f.default)}
         out["grid"] = {run.name: to_dict(run) for run in obj.grid}
         return out
     if isinstance(obj, RunSpec):  # a grid entry: its own overrides only when it has some

@@ -142,6 +142,22 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Section ``cluster`` (optional): the machines runs train on. A grid run with more ``gpus``
+    than ``gpus_per_node`` spans ``gpus / gpus_per_node`` nodes of a SLURM job, one torchrun
+    agent a node (plumbing/launch.py, docs/CLUSTER.md). Which nodes hold a run's processes does
+    not change what it computes (its world size is its ``gpus``), so no plan holds the section,
+    and it is left out of the params' plain form while unset."""
+
+    # GPUs of one node of the cluster; null: every run on one node, whatever its gpus
+    gpus_per_node: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _require(self.gpus_per_node is None or self.gpus_per_node >= 1, "gpus_per_node",
+                 f"must be null or >= 1, got {self.gpus_per_node}")
+
+
+@dataclass(frozen=True)
 class ComputeConfig:
     """Section ``compute``: how the kernels run (compute.py, docs/REPRODUCIBILITY.md). Every
     value changes a run's bits, so each run's plan holds the section."""

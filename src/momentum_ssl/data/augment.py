@@ -139,8 +139,10 @@ def adjust_hue(x: Tensor, f: Tensor) -> Tensor:
                     torch.zeros_like(maxc))
     h = (h + f.view(-1, 1, 1)) % 1.0
     # back to RGB: c = v * (1 - s * clamp(|...|)) form, vectorised over the six sectors
-    k = (torch.stack([h, h, h], 1) * 6.0 + torch.tensor([5.0, 3.0, 1.0], device=x.device)
-         .view(1, 3, 1, 1)) % 6.0
+    # the offsets 5, 3, 1 as scalars: a tensor of them built on a GPU is a copy from pageable
+    # memory, which waits for the device (the same float32 products and sums either way)
+    six = h * 6.0
+    k = torch.stack([six + 5.0, six + 3.0, six + 1.0], 1) % 6.0
     v = maxc.unsqueeze(1)
     return v - v * s.unsqueeze(1) * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
 
@@ -239,8 +241,10 @@ class ViewAugment(nn.Module):
         # act on each channel alike, and a hue rotation leaves a pixel with no saturation as it
         # is (s = 0, so v - v * s * ... = v). So it is augmented as one channel, a third of the
         # work, with the hue step skipped, and widened to three at the end: the same bits as
-        # the three-channel path (tests/data/test_augment.py), the same random draws.
-        gray_input = channels_equal(x)
+        # the three-channel path (tests/data/test_augment.py), the same random draws. On a GPU
+        # the test would read the batch back to the host (two waits a view, every step), and
+        # the three-channel path computes the same values: it is taken without asking.
+        gray_input = x.device.type == "cpu" and channels_equal(x)
         if gray_input:
             x = x[:, :1]
         if x.dtype == torch.uint8:

@@ -324,7 +324,8 @@ def _raw_batches(raw: np.ndarray, labels: np.ndarray, transform: torch.nn.Module
                  batch_size: int, device: torch.device):
     transform = transform.to(device)
     for start in range(0, len(raw), batch_size):
-        pixels = torch.from_numpy(raw[start:start + batch_size]).to(device).permute(0, 3, 1, 2)
+        pixels, = to_device_at_once([torch.from_numpy(raw[start:start + batch_size])], device)
+        pixels = pixels.permute(0, 3, 1, 2)  # pinned and not waited for on a GPU
         yield transform(pixels), torch.from_numpy(labels[start:start + batch_size])
 
 

@@ -6,6 +6,7 @@
     checkpoint.py   the training checkpoint: save, resume, set aside a damaged one
     devices.py      the device a stage runs on, and claiming free GPUs
     distributed.py  joining and leaving torchrun's process group; gathers and reductions
+    launch.py       a run across nodes: SLURM's request, srun and torchrun's rendezvous
 
 The bottom layer: imports nothing else of the package.
 """

@@ -11,8 +11,10 @@ the weight decay's cosine when ``weight_decay_end`` is set; (2) tau from the loo
 own step counter (cosine or constant); (3) forward of both views, and of the local crops when
 ``augment.local_crops`` asks for them (``pretrain.precision``'s autocast, bf16 by default, and
 channels_last on CUDA, fp32 on CPU: plumbing/precision.py);
-(4) the NaN guard; (5) backward, the per-parameter gradient clipping of ``pretrain.clip_grad``,
-the method's cancelled gradients (DINO's last layer in its first epoch), the optimiser step;
+(4) the NaN guard (a flag on the device, read at log and monitor steps, and at each epoch's
+end); (5)
+backward, the per-parameter gradient clipping of ``pretrain.clip_grad``, the method's cancelled
+gradients (DINO's last layer in its first epoch), the optimiser step;
 (6) the teacher's EMA; (7) logging every ``log_every`` steps: loss, lr, tau, the gap and each
 block's gradient norm, at the step's number (telemetry.py), and the health of the
 representations (health.py: output std, effective ranks, the collapse finding); (8) the kNN
@@ -59,7 +61,8 @@ from ..plumbing.artifacts import atomic_torch_save, atomic_write_text
 from ..plumbing.checkpoint import (load_checkpoint_on_every_rank, remove_checkpoints,
                                    save_checkpoint)
 from ..plumbing.compute import provenance
-from ..plumbing.distributed import barrier, close_distributed, init_distributed
+from ..plumbing.distributed import (all_reduce_mean, barrier, close_distributed,
+                                     init_distributed)
 from ..plumbing.paths import cell, run_dir
 from ..plumbing.precision import Precision
 
@@ -109,6 +112,10 @@ class Progress:
     step: int = 0  # steps done
     elapsed_s: float = 0.0  # time in the epochs' loops
     last_good: dict[str, float] = field(default_factory=dict)  # the last logged values
+    # (4): whether a loss since the last check was not finite (a tensor on the device, read
+    # only at log steps and epoch ends), and the first step since that check
+    nonfinite: Any = None
+    unchecked_from: int = 0
 
 
 def pretrain(params: Params, run: RunSpec, out: Path | None = None,
@@ -225,12 +232,11 @@ def train_one_epoch(t: Training, progress: Progress, live) -> None:
                if momentum.schedule == "cosine" else momentum.tau)
         with t.amp.autocast():  # (3)
             loss, logs = t.model(*views, epoch=epoch)  # two global views, then local crops
-        if not torch.isfinite(loss):  # (4)
-            raise TrainingDiverged(
-                f"{t.run.name}: the loss is {loss.item()} at step {step} (epoch {epoch + 1}); "
-                f"last finite values: {progress.last_good or 'none yet'}. The last good "
-                f"checkpoint ({t.checkpoint if t.checkpoint.is_file() else 'none yet'}) is "
-                "kept; lower pretrain.lr or raise pretrain.warmup_epochs, then rerun")
+        bad = ~torch.isfinite(loss.detach())  # (4) noted on the device, read at log steps
+        if progress.nonfinite is None:
+            progress.nonfinite, progress.unchecked_from = bad, step
+        else:
+            progress.nonfinite = progress.nonfinite | bad
         t.optimizer.zero_grad(set_to_none=True)  # (5)
         t.amp.backward(loss, t.optimizer)  # fp16: scaled, then unscaled before clipping
         if cfg.clip_grad > 0:
@@ -239,6 +245,11 @@ def train_one_epoch(t: Training, progress: Progress, live) -> None:
         t.monitor.step(t.amp.grad_scale())  # the norms with fp16's scale divided out
         t.amp.step(t.optimizer)  # fp16: skipped when a gradient overflowed
         t.learner.update_teacher(tau)  # (6)
+        # (4) read where the host reads anyway, before the logs or the kNN monitor (8) use the
+        # weights: log steps, the monitor's steps, each epoch's last step (alike on every rank)
+        if step % cfg.log_every == 0 or (step + 1) % t.steps_per_epoch == 0 or (
+                cfg.eval_every > 0 and step % cfg.eval_every == 0):
+            check_finite(t, progress, step)
         if step % cfg.log_every == 0:  # (7)
             progress.last_good = {"step": step, "lr": lr, "tau": tau,
                                   **({"weight_decay": wd} if wd is not None else {}),
@@ -246,6 +257,29 @@ def train_one_epoch(t: Training, progress: Progress, live) -> None:
             log_step(t, progress.last_good, live)
         t.knn.after_step(step, t.steps_per_epoch, live)  # (8)
         progress.step += 1
+    check_finite(t, progress, progress.step - 1)  # before end_epoch writes the checkpoint
+
+
+def check_finite(t: Training, progress: Progress, step: int) -> None:
+    """(4) Stop the run if a loss since the last check was not finite (on every rank, if it
+    was on any); ``step``: the last step done. Checked at log steps, the kNN monitor's steps
+    and each epoch's last step, not every step: reading the flag waits for the device. So a
+    diverged run stops up to ``log_every`` steps late, before its weights are logged, monitored
+    or checkpointed, and the last good checkpoint is kept."""
+    if progress.nonfinite is None:
+        return
+    bad, first = progress.nonfinite, progress.unchecked_from
+    progress.nonfinite = None
+    if t.world > 1:
+        bad = all_reduce_mean(bad.float()) > 0
+    if bool(bad):
+        last = step if first == step else f"{first}-{step}"
+        raise TrainingDiverged(
+            f"{t.run.name}: the loss was not finite at a step of {last} (epoch "
+            f"{progress.epoch + 1}; checked every pretrain.log_every = {t.cfg.log_every} steps, "
+            f"at the kNN monitor's and at each epoch's end); last finite values: {progress.last_good or 'none yet'}. "
+            f"The last good checkpoint ({t.checkpoint if t.checkpoint.is_file() else 'none yet'}"
+            ") is kept; lower pretrain.lr or raise pretrain.warmup_epochs, then rerun")
 
 
 def log_step(t: Training, values: dict[str, float], live) -> None:

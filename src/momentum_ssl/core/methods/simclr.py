@@ -42,7 +42,8 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2) -> Tensor:
     logits = z @ z.T / temperature  # 2N x 2N
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
-    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    # built on the device: a copy from the host would wait for the GPU
+    positives = torch.arange(2 * n, device=z.device).roll(n)  # n..2n-1, then 0..n-1
     return F.cross_entropy(logits, positives)
 
 

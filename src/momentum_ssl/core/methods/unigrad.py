@@ -45,6 +45,9 @@ class UniGrad(Method):
         super().__init__(cfg)
         self.register_buffer("F", torch.zeros(cfg.proj_out, cfg.proj_out))
         self.register_buffer("F_ready", torch.zeros((), dtype=torch.bool))  # set by 1st batch
+        # the flag on the host too: reading the buffer (bool()) waits for the GPU every step;
+        # None after a load_state_dict until the next update reads it once (as MoCo's pointer)
+        self._ready: bool | None = False
 
     def projector(self, dim: int):
         c = self.cfg
@@ -59,11 +62,17 @@ class UniGrad(Method):
         # their inputs' dtype (the CPU path has no autocast: the same bits there)
         with torch.autocast(u1_t.device.type, enabled=False):
             batch = all_reduce_mean((u1_t.T @ u1_t + u2_t.T @ u2_t) / (2 * len(u1_t)))
-        if bool(self.F_ready):
+        ready = bool(self.F_ready) if self._ready is None else self._ready
+        if ready:
             self.F.mul_(self.cfg.rho).add_(batch, alpha=1 - self.cfg.rho)
         else:
             self.F.copy_(batch)
             self.F_ready.fill_(True)
+            self._ready = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self._ready = None  # a resumed F_ready: read once, at the next update
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def loss(self, s1, s2, t1, t2):
         u1, u2 = normalized(s1.z), normalized(s2.z)
