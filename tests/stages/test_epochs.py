@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from conftest import TINY, make_params
+from momentum_ssl.analysis.stats import summarize
 from momentum_ssl.config import ConfigError
 from momentum_ssl.plumbing.artifacts import MissingArtifact
 from momentum_ssl.stages.epochs import evaluate_epochs
@@ -45,3 +47,36 @@ def test_missing_or_foreign_kept_checkpoints_are_named_with_the_fix(tiny):
     changed = dataclasses.replace(params, momentum=dataclasses.replace(params.momentum, tau=0.5))
     with pytest.raises(ConfigError, match="e0001.pt was trained with other params"):
         evaluate_epochs(changed, "simclr-none")
+
+
+def test_kept_checkpoints_table_and_plot_over_seeds(tmp_path):
+    """results/epochs/<run>/s<seed>.json -> a row per kept epoch, mean ± half-width of the
+    student's headline kNN over seeds per run; the plot is drawn; a missing file is named
+    with the command that writes it."""
+    from momentum_ssl.analysis.plots import plot_epochs
+    from momentum_ssl.plumbing.artifacts import MissingArtifact
+    from momentum_ssl.stages.report import collect_epochs, epochs_section
+
+    params = make_params(tmp_path, **{**TINY, "seeds": [0, 1],
+                                      "grid": {"byol-full": {"method": "byol", "scope": "full"}}})
+    params = dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain,
+                                                                      keep_every=1))
+    root = tmp_path / "results"
+    with pytest.raises(MissingArtifact, match="run python -m momentum_ssl evaluate-epochs "
+                                              "--run byol-full --seed 0 first"):
+        collect_epochs(params, root)
+    values = {0: (0.5, 0.7), 1: (0.6, 0.8)}
+    for seed, (first, last) in values.items():
+        path = root / "epochs" / "byol-full" / f"s{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"knn_headline": "k5_weighted", "epochs": [
+            {"epoch": 1, "student": {"k5_weighted": first}},
+            {"epoch": 2, "student": {"k5_weighted": last}}]}))
+    kept = collect_epochs(params, root)
+    assert kept == {"byol-full": {1: {0: 0.5, 1: 0.6}, 2: {0: 0.7, 1: 0.8}}}
+    lines = epochs_section(params, kept)
+    s = summarize([0.7, 0.8])
+    assert lines[0] == "## Accuracy against epochs"
+    assert f"| 2 | {100 * s.mean:.2f} ± {100 * s.half_width:.2f} |" in lines
+    plot_epochs(kept, tmp_path / "epochs.png")
+    assert (tmp_path / "epochs.png").read_bytes()[:4] == b"\x89PNG"

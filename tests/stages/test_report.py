@@ -125,6 +125,12 @@ def test_summary_json_holds_each_metric_over_seeds_and_every_claim(pipeline):
     assert all(c["status"] not in ("supported", "contradicted") for c in summary["claims"])
 
 
+def test_no_epochs_section_or_plot_without_kept_checkpoints(pipeline):
+    root, _ = pipeline
+    assert "against epochs" not in (root / "results" / "report.md").read_text()
+    assert not (root / "results" / "plots" / "epochs.png").exists()
+
+
 def test_a_run_that_did_not_learn_is_marked_and_no_claim_is_judged_on_it(pipeline, tmp_path):
     """The tiny pipeline's results with byol-full's student kNN set to the random-init
     backbone's at each seed (a zero difference) and byol-projector's 10 and 11 points above
@@ -292,43 +298,3 @@ def test_the_blocks_come_from_the_model_when_no_run_logged_them(tmp_path):
     vit = make_params(tmp_path, **{**TINY, "model": {"backbone": "vit_tiny", "patch_size": 4}})
     assert model_blocks(vit) == ["stem", *[f"stage{i}" for i in range(1, 13)], "projector"]
 
-
-def test_no_epochs_section_or_plot_without_kept_checkpoints(pipeline):
-    root, _ = pipeline
-    assert "against epochs" not in (root / "results" / "report.md").read_text()
-    assert not (root / "results" / "plots" / "epochs.png").exists()
-
-
-def test_kept_checkpoints_table_and_plot_over_seeds(tmp_path):
-    """results/epochs/<run>/s<seed>.json -> a row per kept epoch, mean ± half-width of the
-    student's headline kNN over seeds per run; the plot is drawn; a missing file is named
-    with the command that writes it."""
-    import dataclasses
-
-    from momentum_ssl.analysis.plots import plot_epochs
-    from momentum_ssl.plumbing.artifacts import MissingArtifact
-    from momentum_ssl.stages.report import collect_epochs, epochs_section
-
-    params = make_params(tmp_path, **{**TINY, "seeds": SEEDS,
-                                      "grid": {"byol-full": {"method": "byol", "scope": "full"}}})
-    params = dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain,
-                                                                      keep_every=1))
-    root = tmp_path / "results"
-    with pytest.raises(MissingArtifact, match="run python -m momentum_ssl evaluate-epochs "
-                                              "--run byol-full --seed 0 first"):
-        collect_epochs(params, root)
-    values = {0: (0.5, 0.7), 1: (0.6, 0.8)}
-    for seed, (first, last) in values.items():
-        path = root / "epochs" / "byol-full" / f"s{seed}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"knn_headline": "k5_weighted", "epochs": [
-            {"epoch": 1, "student": {"k5_weighted": first}},
-            {"epoch": 2, "student": {"k5_weighted": last}}]}))
-    kept = collect_epochs(params, root)
-    assert kept == {"byol-full": {1: {0: 0.5, 1: 0.6}, 2: {0: 0.7, 1: 0.8}}}
-    lines = epochs_section(params, kept)
-    s = summarize([0.7, 0.8])
-    assert lines[0] == "## Accuracy against epochs"
-    assert f"| 2 | {100 * s.mean:.2f} ± {100 * s.half_width:.2f} |" in lines
-    plot_epochs(kept, tmp_path / "epochs.png")
-    assert (tmp_path / "epochs.png").read_bytes()[:4] == b"\x89PNG"

@@ -30,8 +30,8 @@ from ..analysis.claims import (NOT_TESTABLE, NOT_TESTED, Learning, Verdict, judg
 from ..analysis.classifiers import headline_knn
 from ..analysis.headline import write_headline
 from ..analysis.health import collapsed_epochs
-from ..analysis.plots import (plot_accuracy, plot_claims, plot_curves, plot_epochs, plot_health,
-                              plot_knn, plot_stability)
+from ..analysis.plots import (plot_accuracy, plot_claims, plot_curves, plot_health, plot_knn,
+                              plot_stability)
 from ..analysis.stats import (CONTRADICTED, MIN_SEEDS, SUPPORTED, Summary, image_half_width,
                               image_half_width_bound, summarize)
 from ..analysis.summaries import (claim_interval, in_points, live_summary, read_history,
@@ -676,6 +676,8 @@ def report(params: Params, root: Path = RESULTS) -> Path:
         plot_sweeps(params, collected, plots / "sweeps.png")
     kept = None
     if params.pretrain.keep_every is not None:  # likewise
+        from ..analysis.plots import plot_epochs
+
         kept = collect_epochs(params, root)
         plot_epochs(kept, plots / "epochs.png")
     machines = _machines(params, root)
