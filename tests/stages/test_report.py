@@ -297,4 +297,3 @@ def test_the_blocks_come_from_the_model_when_no_run_logged_them(tmp_path):
     assert model_blocks(params) == ["stem", "stage1", "stage2", "stage3", "stage4", "projector"]
     vit = make_params(tmp_path, **{**TINY, "model": {"backbone": "vit_tiny", "patch_size": 4}})
     assert model_blocks(vit) == ["stem", *[f"stage{i}" for i in range(1, 13)], "projector"]
-
