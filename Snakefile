@@ -10,7 +10,8 @@
 
 import re
 
-from momentum_ssl.workflow import Grid, record_in_dvc
+from momentum_ssl.workflow import (EPOCHS_CODE, EPOCHS_JSON, EPOCHS_PARAMS, KEPT_FOLDER, Grid,
+                                   record_in_dvc)
 
 configfile: "params.yaml"
 

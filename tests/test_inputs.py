@@ -164,3 +164,31 @@ def test_the_plan_stage_refuses_a_recipes_file_no_pipeline_tracks(tmp_path, monk
     assert main(["plan", "--run", "simclr-full", "--seed", "0"]) == 2
     err = capsys.readouterr().err
     assert "is outside params/recipes/" in err and "move it into params/recipes/" in err
+
+
+def test_evaluate_epochs_declares_every_file_it_reads(tmp_path):
+    """The kept checkpoints' stage of a study's dvc.yaml (workflow.with_kept_checkpoints),
+    traced on the tiny repository after its run trained with keep_every."""
+    from momentum_ssl.workflow import with_kept_checkpoints
+
+    root = tiny_repo(tmp_path / "repo")
+    pipeline = with_kept_checkpoints(yaml.safe_load((root / "dvc.yaml").read_text()))
+    (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["pretrain"]["keep_every"] = 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**ENV, "PYTHONPATH": str(root / "src")}
+    stage = next(s for s in declared(root) if s["name"] == "evaluate-epochs@simclr-none-0")
+    for args in (["convert"], ["plan", "--run", "simclr-none", "--seed", "0"],
+                 ["pretrain", "--run", "simclr-none", "--seed", "0"]):
+        done = subprocess.run([sys.executable, "-m", "momentum_ssl", *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    log = tmp_path / "read.log"
+    done = subprocess.run([sys.executable, str(TRACER), str(log),
+                           *stage["cmd"].split()[3:]], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    read = [Path(line) for line in log.read_text().splitlines()]
+    assert any(p.name == "e0002.pt" for p in read)  # traced at all
+    assert undeclared(root, stage, read) == []

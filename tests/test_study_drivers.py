@@ -5,6 +5,7 @@ synthetic data in an image folder, five epochs of one step) becomes studies/cifa
 dvc.yaml, after which `dvc repro` there has nothing to do (the same stages and outputs), and
 `dvc exp run -S` and `dvc metrics diff` work there as at the root."""
 
+import json
 import os
 import re
 import shutil
@@ -47,8 +48,6 @@ def scaled_down(profile: dict, images: Path) -> dict:
     profile["compute"] = {**profile["compute"], "threads": 1}
     profile["probe"] = {**profile["probe"], "knn_k": [5], "logistic_c": [0.1], "max_iter": 20,
                         "val_fraction": 0.5}  # a validation image per class at least
-    profile["transfer"] = {"targets": [{"dataset": "digits", "train_per_class": 4,
-                                        "test_per_class": 2}]}
     profile["grid"] = {"mocov3-full": {"method": "mocov3", "scope": "full"}}
     return profile
 
@@ -98,3 +97,61 @@ def test_a_scaled_down_cifar10_study_runs_through_snakemake_then_dvc(tmp_path):
     diff = run(str(BIN / "dvc"), "metrics", "diff", "--targets", "results/metrics.json",
                "--all", cwd=study)
     assert "mocov3-full.knn.mean" in diff.stdout, diff.stdout
+
+
+def test_kept_checkpoints_run_through_snakemake_then_dvc(tmp_path):
+    """pretrain.keep_every on the tiny profile as a study, two seeds: Snakemake trains, keeps
+    and scores each kept checkpoint (evaluate-epochs) and the report plots kNN against epochs;
+    DVC then finds the study's dvc.yaml up to date (the same stages and outputs), and its own
+    rerun of an evaluate-epochs stage writes the same bytes."""
+    from conftest import TINY, repo_params_dict
+
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "src", repo / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO / "workflow", repo / "workflow")
+    (repo / "params").mkdir()
+    for name in ("dvc.yaml", "Snakefile", "params.yaml"):
+        shutil.copy(REPO / name, repo / name)
+    profile = repo_params_dict()
+    for name, values in TINY.items():
+        profile[name] = ({**profile[name], **values} if isinstance(values, dict)
+                         and name != "grid" else values)
+    profile["pretrain"].update(keep_every=1, monitor_train=0, monitor_test=0, eval_every=0)
+    profile["compute"]["threads"] = 1
+    profile["seeds"] = [0, 1]
+    profile["grid"] = {"byol-full": {"method": "byol", "scope": "full"}}
+    (repo / "params" / "kept.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+           "PYTHONPATH": str(repo / "src")}
+
+    def run(*args, cwd=repo):
+        done = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, " ".join(args) + done.stdout + done.stderr
+        return done
+
+    run("git", "init", "-q")
+    run(str(BIN / "dvc"), "init", "-q")
+    run(sys.executable, "-m", "momentum_ssl", "study", "kept")
+    study = repo / "studies" / "kept"
+    assert "evaluate-epochs" in (study / "dvc.yaml").read_text()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run(*git, "add", "-A")
+    run(*git, "commit", "-qm", "study")  # DVCLive reads the revision
+    run(str(BIN / "snakemake"), "--cores", "2", cwd=study)
+    results = study / "results"
+    for seed in (0, 1):
+        kept = results / "runs" / "byol-full" / f"s{seed}" / "epochs"
+        assert sorted(p.name for p in kept.glob("e*.pt")) == ["e0001.pt", "e0002.pt"]
+    scores = results / "epochs" / "byol-full" / "s1.json"
+    assert [r["epoch"] for r in json.loads(scores.read_text())["epochs"]] == [1, 2]
+    report = (results / "report.md").read_text()
+    assert "## Accuracy against epochs" in report and "plots/epochs.png" in report
+    assert re.search(r"^\| 2 \| \d+\.\d\d ± \d+\.\d\d \|$", report, re.M), report
+    assert (results / "plots" / "epochs.png").stat().st_size > 0
+    assert "up to date" in run(str(BIN / "dvc"), "status", "dvc.yaml", cwd=study).stdout
+    before = scores.read_bytes()
+    run(str(BIN / "dvc"), "repro", "--force", "--single-item", "evaluate-epochs@byol-full-1",
+        cwd=study)
+    assert scores.read_bytes() == before

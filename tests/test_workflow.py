@@ -205,3 +205,45 @@ def test_a_snakemake_run_leaves_dvc_with_nothing_to_do(tmp_path):
     assert html.returncode == 0, html.stdout + html.stderr
     text = (tmp_path / "report.html").read_text()
     assert "report.md" in text and "accuracy.png" in text and "stability.png" in text
+
+
+def test_kept_checkpoints_add_the_same_stages_under_both_drivers(tmp_path):
+    """pretrain.keep_every: pretrain's epochs/ folder, evaluate-epochs per run and seed, and
+    the report reading its files, in the Snakefile and in the dvc.yaml a study generates
+    (workflow.with_kept_checkpoints); the root's graph (keep_every off) has none of them."""
+    import shutil
+
+    import yaml
+
+    from momentum_ssl.workflow import with_kept_checkpoints
+
+    shutil.copy(REPO / "Snakefile", tmp_path / "Snakefile")
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    for name in ("src", "params"):  # inputs that must exist for a dry run
+        (tmp_path / name).symlink_to(REPO / name)
+    root = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(with_kept_checkpoints(root),
+                                                      sort_keys=False))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["pretrain"]["keep_every"] = 1
+    params["grid"] = {"simclr-full": {"method": "simclr", "scope": "full"}}
+    params["seeds"] = [0, 1]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=tmp_path, env=ENV,
+                   check=True)
+    jobs, stages = snakemake_jobs(tmp_path), dvc_stages(tmp_path)
+    assert set(jobs) == set(stages)
+    for command, stage in stages.items():
+        assert jobs[command]["outputs"] == stage["outputs"], command
+        if jobs[command]["rule"] != "report":  # folders against files: as for the root
+            assert jobs[command]["inputs"] == stage["inputs"], command
+    kept = {c: j for c, j in jobs.items() if j["rule"] == "evaluate_epochs"}
+    assert set(kept) == {f"python -m momentum_ssl evaluate-epochs --run simclr-full --seed {s}"
+                         for s in (0, 1)}
+    assert "results/runs/simclr-full/s1/epochs" in kept[
+        "python -m momentum_ssl evaluate-epochs --run simclr-full --seed 1"]["inputs"]
+    report = next(j for j in jobs.values() if j["rule"] == "report")
+    assert {"results/epochs/simclr-full/s0.json", "results/epochs/simclr-full/s1.json"} <= \
+        report["inputs"]
+    assert "results/epochs" in next(s for c, s in stages.items()
+                                    if c == "python -m momentum_ssl report")["inputs"]

@@ -292,6 +292,15 @@ def _evaluate(args: argparse.Namespace) -> None:
     _print_transfer(transfer(params, name, seed=seed))
 
 
+def _evaluate_epochs(args: argparse.Namespace) -> None:
+    from .stages.epochs import evaluate_epochs
+
+    params = load_params(args.params)
+    run, seed = _grid_run(params, args), _seed(params, args)
+    _start_torch(params, 1)  # encodes on the run's device: a GPU when there is one
+    print(f"wrote {evaluate_epochs(params, run.name, seed=seed)}")
+
+
 def _export(args: argparse.Namespace) -> None:
     from .stages.export import export
 
@@ -458,6 +467,8 @@ STAGES = {
                                  "transfer targets", PER_RUN_OR_BASELINE),
     "evaluate": Stage(_evaluate, "extract, probe and transfer of a grid run or baseline in one "
                                  "process: the DAG's stage", PER_RUN_OR_BASELINE),
+    "evaluate-epochs": Stage(_evaluate_epochs, "kNN of each kept checkpoint of a grid run "
+                                               "(pretrain.keep_every)", PER_RUN),
     "export": Stage(_export, "a grid run's trained backbone as a torchvision (resnet18/50) or "
                              "momentum_ssl (resnet_tiny) state_dict, plus safetensors",
                     (*PER_RUN, "teacher", "export-to")),

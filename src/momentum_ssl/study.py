@@ -130,8 +130,12 @@ def study_pipeline(root: dict[str, Any], depth: int = 2,
 
 
 def study_text(name: str, repo: Path = Path(".")) -> str:
+    from .workflow import with_kept_checkpoints
+
     root = yaml.safe_load((repo / "dvc.yaml").read_text())
     profile = repo / profile_of(name)
+    if load_params(profile).pretrain.keep_every is not None:  # kept checkpoints' stages
+        root = with_kept_checkpoints(root)
     recipes = yaml.safe_load(profile.read_text()).get("recipes")
     recipes = (os.path.relpath(profile.parent / recipes, repo / "studies" / name)
                if isinstance(recipes, str) else None)

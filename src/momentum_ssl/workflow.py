@@ -108,6 +108,55 @@ class Grid:
     def baseline_params(name: str) -> tuple[str, ...]:
         return _BASELINE_PARAMS[name]
 
+    @property
+    def keeps(self) -> bool:
+        """Whether the runs keep checkpoints (``pretrain.keep_every``): then pretrain has an
+        ``epochs/`` output and evaluate-epochs scores it (:func:`with_kept_checkpoints`)."""
+        return self.params.pretrain.keep_every is not None
+
+
+# --- kept checkpoints (pretrain.keep_every): the stages both drivers add -----------------------
+# What evaluate-epochs runs (stages/epochs.py), root-relative; the Snakefile prefixes ROOT.
+EPOCHS_CODE = ("src/momentum_ssl/stages/epochs.py", "src/momentum_ssl/core/encoders.py",
+               "src/momentum_ssl/core/learner.py", "src/momentum_ssl/core/momentum.py",
+               "src/momentum_ssl/core/methods", "src/momentum_ssl/core/models",
+               "src/momentum_ssl/data/loaders.py", "src/momentum_ssl/data/augment.py",
+               "src/momentum_ssl/analysis/classifiers.py", "src/momentum_ssl/plumbing/devices.py",
+               "src/momentum_ssl/plumbing/compute.py")
+EPOCHS_PARAMS = ("probe.knn_k", "probe.temperature")  # besides the plan, what it reads
+KEPT_FOLDER = "results/runs/{run}/s{seed}/epochs"  # pretrain's output (checkpoint.py's KEPT)
+EPOCHS_JSON = "results/epochs/{run}/s{seed}.json"  # plumbing/paths.py's epochs_file
+
+
+def with_kept_checkpoints(pipeline: dict) -> dict:
+    """dvc.yaml's pipeline (parsed) for a profile with ``pretrain.keep_every``: pretrain's
+    ``epochs/`` folder as an output, an ``evaluate-epochs`` matrix stage after ``evaluate``
+    that scores it, and the report reading its files. The Snakefile adds the same when
+    :attr:`Grid.keeps` (workflow/rules/). A study's dvc.yaml is generated with it (study.py);
+    the root dvc.yaml, the embedded default's, has none."""
+    import copy
+
+    item = {"run": "${item.run}", "seed": "${item.seed}"}
+    stages = {}
+    for name, stage in copy.deepcopy(pipeline["stages"]).items():
+        if name == "pretrain":
+            stage["outs"] = [*stage["outs"], KEPT_FOLDER.format(**item)]
+        if name == "report":
+            at = stage["deps"].index("results/runs") + 1
+            stage["deps"] = [*stage["deps"][:at], "results/epochs", *stage["deps"][at:]]
+            stage["params"] = [*stage["params"], "pretrain.keep_every"]
+        stages[name] = stage
+        if name == "evaluate":
+            stages["evaluate-epochs"] = {
+                "matrix": {"run": "${grid}", "seed": "${seeds}"},
+                "cmd": "python -m momentum_ssl evaluate-epochs --run ${item.run} "
+                       "--seed ${item.seed}",
+                "deps": [KEPT_FOLDER.format(**item), "results/plan/${item.run}/s${item.seed}.yaml",
+                         "${data.out_dir}/${data.dataset}", *EPOCHS_CODE],
+                "params": list(EPOCHS_PARAMS),
+                "outs": [EPOCHS_JSON.format(**item)]}
+    return {**pipeline, "stages": stages}
+
 
 def record_in_dvc(dvcfile: str | Path = "dvc.yaml") -> str:
     """After a successful Snakemake run: record in the lock file of ``dvcfile`` (the pipeline

@@ -100,3 +100,19 @@ def test_the_monitor_sees_the_students_views_and_reports_a_collapsed_epoch(tmp_p
     health.remove()
     learner(x1, x2)
     assert health.measure() == {}
+
+
+def test_a_wide_matrix_takes_its_singular_values_from_the_gram_matrix(monkeypatch):
+    """DINO's N x 65,536 logits: no SVD of the wide matrix (svdvals would raise here), the
+    same effective rank up to rounding; up to GRAM_ABOVE columns, torch's SVD as before."""
+    from momentum_ssl.analysis import health
+
+    x = torch.randn(64, health.GRAM_ABOVE + 1, generator=torch.Generator().manual_seed(0))
+    x[:, :40] *= 10  # an uneven spectrum
+    s = torch.linalg.svdvals(x)  # before it is forbidden
+    p = s / s.sum()
+    expected = math.exp(-(p * p.log()).sum().item())
+    monkeypatch.setattr(torch.linalg, "svdvals", lambda *a, **k: pytest.fail("an SVD ran"))
+    torch.testing.assert_close(health.singular_values(x), s, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(health.singular_values(x.T), s, rtol=1e-5, atol=1e-3)
+    assert effective_rank(x).item() == pytest.approx(expected, rel=1e-6)

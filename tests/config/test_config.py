@@ -388,3 +388,31 @@ def test_a_profile_names_every_param_dvc_yaml_declares(path):
         (REPO / "dvc.yaml").read_text())["stages"].values() for name in stage.get("params", [])}
     profile = yaml.safe_load((REPO / path).read_text())
     assert declared - set(profile) == set(), path
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("keep_every", 0, "pretrain.keep_every: must be null (off) or >= 1 (epochs), got 0"),
+    ("checkpoint_every", 0, "pretrain.checkpoint_every: must be >= 1 (epochs), got 0"),
+    ("health_every", 7, "pretrain.health_every: must be null (every logged step) or a "
+                        "multiple of log_every (5), got 7"),
+])
+def test_checkpoint_and_health_intervals_are_checked(key, value, expected):
+    assert expected in error_for(with_change(f"pretrain.{key}", value))
+
+
+def test_checkpoint_and_health_intervals_enter_a_plan_only_when_set():
+    """At their defaults (keep_every null, checkpoint_every 1, health_every null) no plan
+    holds them, so no cached plan changed; set, they are in every run's plan. They are shared:
+    a recipe or grid entry may not set them."""
+    default = params_from_dict(repo_params_dict())
+    run = default.grid[0]
+    for key in ("keep_every", "checkpoint_every", "health_every"):
+        assert key not in run_params(default, run)["pretrain"]
+    data = repo_params_dict()
+    data["pretrain"].update(keep_every=5, checkpoint_every=10, health_every=50)
+    plan = run_params(params_from_dict(data), run)["pretrain"]
+    assert (plan["keep_every"], plan["checkpoint_every"], plan["health_every"]) == (5, 10, 50)
+    grid = copy.deepcopy(repo_params_dict()["grid"])
+    grid["simclr-full"] = {**grid["simclr-full"], "pretrain": {"keep_every": 2}}
+    assert "grid.simclr-full.pretrain.keep_every: is shared by every run" in error_for(
+        with_change("grid", grid))

@@ -133,3 +133,34 @@ def test_a_run_resumes_from_the_previous_epoch_when_its_checkpoint_is_damaged(
     b = torch.load(resumed / "model.pt", weights_only=False)["learner"]
     for key in a:  # epochs 2 and 3 replayed: the same weights as the uninterrupted run
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_kept_epochs_and_what_is_due():
+    from momentum_ssl.plumbing.checkpoint import is_due, kept_epochs
+
+    assert kept_epochs(None, 10) == []
+    assert kept_epochs(4, 10) == [4, 8, 10]  # and the last
+    assert kept_epochs(5, 10) == [5, 10]
+    assert kept_epochs(20, 10) == [10]
+    assert [e for e in range(1, 8) if is_due(e, 3, 7)] == [3, 6, 7]
+    assert [e for e in range(1, 4) if is_due(e, 1, 3)] == [1, 2, 3]  # the default: every epoch
+
+
+def test_kept_weights_are_staged_then_published(tmp_path):
+    """Written into epochs.partial/; a fresh start clears it, a resume drops only the epochs
+    after its checkpoint; the finished run renames it epochs/, replacing an older one."""
+    from momentum_ssl.plumbing.checkpoint import keep_weights, publish_kept, start_kept
+
+    for epoch in (1, 2, 3):
+        keep_weights({"epoch": epoch}, tmp_path, epoch)
+    start_kept(tmp_path, resumed_epoch=2)
+    assert sorted(p.name for p in (tmp_path / "epochs.partial").iterdir()) == ["e0001.pt",
+                                                                               "e0002.pt"]
+    (tmp_path / "epochs").mkdir()
+    (tmp_path / "epochs" / "e0009.pt").write_bytes(b"old")
+    publish_kept(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "epochs").iterdir()) == ["e0001.pt", "e0002.pt"]
+    assert not (tmp_path / "epochs.partial").exists()
+    keep_weights({"epoch": 1}, tmp_path, 1)
+    start_kept(tmp_path, resumed_epoch=0)
+    assert not (tmp_path / "epochs.partial").exists()

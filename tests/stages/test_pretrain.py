@@ -133,3 +133,101 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
     assert f"'step': {logged}," in msg  # the last logged values
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 1  # the last good checkpoint is kept
+
+
+def _with_pretrain(params, **values):
+    return dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, **values))
+
+
+def _same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_kept_checkpoints_survive_a_kill_and_match_an_uninterrupted_run(tiny, tmp_path,
+                                                                         monkeypatch):
+    """keep_every 1: the weights after epochs 1 and 2 (the last) as epochs/e0001.pt and
+    e0002.pt; killed in epoch 2, the run has e0001.pt in epochs.partial/ (not yet the declared
+    output), and the resumed run keeps it and writes e0002.pt, bit for bit as a straight run."""
+    import momentum_ssl.stages.pretrain as train
+
+    params, run = _with_pretrain(tiny, keep_every=1), RunSpec("mocov2", "full")
+    straight = pretrain(params, run, tmp_path / "straight")
+    assert {p.name for p in (straight / "epochs").iterdir()} == {"e0001.pt", "e0002.pt"}
+    assert not (straight / "epochs.partial").exists()
+    last = torch.load(straight / "epochs" / "e0002.pt", weights_only=False)
+    assert last["epoch"] == 2 and last["run"]["method"] == "mocov2"
+    _same_weights(last["learner"],
+                  torch.load(straight / "model.pt", weights_only=False)["learner"])
+
+    real = train.cosine_tau
+
+    def dying(step, total, *tau):  # dies during the second epoch
+        if step == 7:
+            raise KeyboardInterrupt
+        return real(step, total, *tau)
+
+    monkeypatch.setattr(train, "cosine_tau", dying)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(params, run, tmp_path / "resumed")
+    partial = tmp_path / "resumed" / "epochs.partial"
+    assert [p.name for p in partial.iterdir()] == ["e0001.pt"]
+    assert not (tmp_path / "resumed" / "epochs").exists()
+    kept_before = (partial / "e0001.pt").stat().st_mtime_ns
+    monkeypatch.setattr(train, "cosine_tau", real)
+    resumed = pretrain(params, run, tmp_path / "resumed")
+    assert {p.name for p in (resumed / "epochs").iterdir()} == {"e0001.pt", "e0002.pt"}
+    assert (resumed / "epochs" / "e0001.pt").stat().st_mtime_ns == kept_before  # kept
+    for name in ("e0001.pt", "e0002.pt"):
+        _same_weights(*(torch.load(out / "epochs" / name, weights_only=False)["learner"]
+                        for out in (straight, resumed)))
+
+
+def test_checkpoint_every_writes_less_often_and_a_run_resumes_from_the_last(tiny, tmp_path,
+                                                                           monkeypatch):
+    """checkpoint_every 2 over 3 epochs: no checkpoint after epoch 1, one after epoch 2;
+    killed in epoch 3, the run resumes after epoch 2 with a straight run's weights. A fresh
+    start clears the kept weights a run of other params left behind."""
+    import momentum_ssl.stages.pretrain as train
+
+    params = _with_pretrain(tiny, epochs=3, checkpoint_every=2, keep_every=2)
+    run = RunSpec("byol", "full")
+    straight = pretrain(params, run, tmp_path / "straight")
+    assert {p.name for p in (straight / "epochs").iterdir()} == {"e0002.pt", "e0003.pt"}
+    written = []
+    real_save, real_tau = train.save_checkpoint, train.cosine_tau
+
+    def recording(state, path):
+        written.append(state["epoch"])
+        real_save(state, path)
+
+    def dying(step, total, *tau):  # 5 steps an epoch: dies in epoch 3
+        if step == 12:
+            raise KeyboardInterrupt
+        return real_tau(step, total, *tau)
+
+    monkeypatch.setattr(train, "save_checkpoint", recording)
+    monkeypatch.setattr(train, "cosine_tau", dying)
+    stale = tmp_path / "resumed" / "epochs.partial" / "e0001.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"another run's")
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(params, run, tmp_path / "resumed")
+    assert written == [2] and not stale.exists()
+    monkeypatch.setattr(train, "cosine_tau", real_tau)
+    resumed = pretrain(params, run, tmp_path / "resumed")
+    assert written == [2, 3]  # and the last
+    _same_weights(*(torch.load(out / "model.pt", weights_only=False)["learner"]
+                    for out in (straight, resumed)))
+    assert {p.name for p in (resumed / "epochs").iterdir()} == {"e0002.pt", "e0003.pt"}
+
+
+def test_health_every_measures_at_its_steps_only(tiny, tmp_path):
+    """health_every 2 with log_every 1: the health statistics at steps 0, 2, 4, ...; the
+    loss still at every step."""
+    out = pretrain(_with_pretrain(tiny, health_every=2), RunSpec("simclr", "none"),
+                   tmp_path / "run")
+    plots = out / "dvclive" / "plots" / "metrics"
+    assert tsv_steps(plots / "health" / "z_std.tsv") == list(range(0, 10, 2))
+    assert tsv_steps(plots / "train" / "loss.tsv") == list(range(10))

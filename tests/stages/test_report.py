@@ -125,6 +125,12 @@ def test_summary_json_holds_each_metric_over_seeds_and_every_claim(pipeline):
     assert all(c["status"] not in ("supported", "contradicted") for c in summary["claims"])
 
 
+def test_no_epochs_section_or_plot_without_kept_checkpoints(pipeline):
+    root, _ = pipeline
+    assert "against epochs" not in (root / "results" / "report.md").read_text()
+    assert not (root / "results" / "plots" / "epochs.png").exists()
+
+
 def test_a_run_that_did_not_learn_is_marked_and_no_claim_is_judged_on_it(pipeline, tmp_path):
     """The tiny pipeline's results with byol-full's student kNN set to the random-init
     backbone's at each seed (a zero difference) and byol-projector's 10 and 11 points above

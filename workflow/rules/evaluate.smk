@@ -91,3 +91,27 @@ rule evaluate_random:
         "logs/evaluate/random/s{seed}.log",
     shell:
         "python -m momentum_ssl evaluate --run random --seed {wildcards.seed} > {log} 2>&1"
+
+
+# pretrain.keep_every: each kept checkpoint's kNN (stages/epochs.py), as in a study's dvc.yaml
+if GRID.keeps:
+
+    rule evaluate_epochs:
+        input:
+            KEPT_FOLDER,
+            ancient("results/plan/{run}/s{seed}.yaml"),  # as in pretrain.smk
+            BETON,
+            [f"{ROOT}{path}" for path in EPOCHS_CODE],
+        output:
+            EPOCHS_JSON,
+        params:
+            section=GRID.params_of(*EPOCHS_PARAMS),
+        resources:
+            gpu=1,
+        threads: 2
+        conda:
+            ENV
+        log:
+            "logs/evaluate_epochs/{run}/s{seed}.log",
+        shell:
+            "python -m momentum_ssl evaluate-epochs --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"

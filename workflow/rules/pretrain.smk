@@ -30,6 +30,9 @@ rule pretrain:
         "results/runs/{run}/s{seed}/provenance.json",
         "results/runs/{run}/s{seed}/dvclive/metrics.json",
         directory("results/runs/{run}/s{seed}/dvclive/plots/metrics"),
+        # pretrain.keep_every: the kept checkpoints (epochs/e0005.pt ...), as in a study's
+        # dvc.yaml (workflow.py's with_kept_checkpoints); none otherwise
+        [directory(KEPT_FOLDER)] if GRID.keeps else [],
     resources:
         gpu=lambda wc: GRID.gpus(wc.run),  # a run asking for several trains under torchrun
         # a run with more GPUs than cluster.gpus_per_node spans nodes: one SLURM task a node,

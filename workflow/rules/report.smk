@@ -4,6 +4,7 @@ rule report:
         expand("results/predictions/{name}.parquet", name=[*CELLS, *BASELINES]),
         expand("results/transfer/{name}.json", name=[*CELLS, *BASELINES]),
         expand("results/runs/{cell}/dvclive/metrics.json", cell=CELLS),
+        expand("results/epochs/{cell}.json", cell=CELLS if GRID.keeps else []),
         f"{ROOT}src/momentum_ssl/stages/report.py",
         f"{ROOT}src/momentum_ssl/analysis/classifiers.py",
         f"{ROOT}src/momentum_ssl/core/models",
@@ -24,7 +25,8 @@ rule report:
         report(directory("results/plots"), patterns=["{name}.png"], category="Plots"),
     params:
         section=GRID.params_of("grid", "seeds", "claims", "data.dataset", "model", "pretrain.epochs",
-                               "loader.batch_size", "probe.knn_k", "probe.temperature"),
+                               "loader.batch_size", "probe.knn_k", "probe.temperature",
+                               *(["pretrain.keep_every"] if GRID.keeps else [])),
     conda:
         ENV
     log:

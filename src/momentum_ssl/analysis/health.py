@@ -6,7 +6,8 @@
     health.end_epoch("byol-full", 1)  # prints a line if z_std stayed low all epoch
 
 Each statistic is computed per view and averaged over the step's two views, only when
-:meth:`HealthMonitor.measure` is called (every ``log_every`` steps); the loss never sees it.
+:meth:`HealthMonitor.measure` is called (every ``log_every`` steps, or ``pretrain.health_every``
+when set: a GPU profile measures less often, docs/GPU.md); the loss never sees it.
 
 - ``z_std`` (:func:`output_std`): the standard deviation over the batch of the L2-normalised
   projector output, per dimension, averaged over the d dimensions (SimSiam, Chen & He, 2021,
@@ -18,6 +19,9 @@ Each statistic is computed per view and averaged over the step's two views, only
   entropy of the singular values normalised to sum to 1, without centring, as RankMe (Garrido et
   al., 2023) computes it. It is 1 for a batch of one repeated vector and min(N, D) when every
   direction carries the same energy; it catches dimensional collapse, which z_std can miss.
+  A matrix with a side longer than :data:`GRAM_ABOVE` (DINO's N x 65,536 prototype logits) has
+  its singular values taken from its smaller Gram matrix (:func:`singular_values`): one matmul
+  and an eigendecomposition of min(N, D)^2, in float64, instead of an SVD of N x 65,536.
 
 **Collapse finding.** An epoch is collapsed when z_std stayed below ``collapse_std / sqrt(d)``
 at every logged step of it (:func:`collapsed_epochs`; an epoch without a logged step is not
@@ -48,12 +52,28 @@ def output_std(z: Tensor) -> Tensor:
     return F.normalize(z.float(), dim=1).std(dim=0, correction=0).mean()
 
 
+# Sides up to this take torch's SVD as they always did (every CPU profile's projections: at
+# most 1,024 prototypes); a longer one, the Gram matrix's eigenvalues.
+GRAM_ABOVE = 8192
+
+
+def singular_values(x: Tensor) -> Tensor:
+    """(N, D) -> the min(N, D) singular values. Above :data:`GRAM_ABOVE` on a side, the square
+    roots of the eigenvalues of x x^T (or x^T x, the smaller), in float64: the same values up to
+    rounding, at the cost of one (N, D) x (D, N) product (DINO's N x 65,536 logits)."""
+    if max(x.shape) <= GRAM_ABOVE:
+        return torch.linalg.svdvals(x.float())
+    x = x.double()
+    gram = x @ x.T if x.shape[0] <= x.shape[1] else x.T @ x
+    return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().flip(0).float()
+
+
 def effective_rank(x: Tensor, eps: float = 1e-12) -> Tensor:
     """(N, D) -> exp(-sum_k p_k log p_k), p = singular values / their sum (a 0-d tensor);
     0 log 0 counts as 0, so an all-zero batch gives 1."""
     if x.ndim != 2:
         raise ValueError(f"x must be (N, D), got {tuple(x.shape)}")
-    s = torch.linalg.svdvals(x.float())
+    s = singular_values(x)
     p = s / s.sum().clamp_min(eps)
     return torch.exp(-(p * torch.log(p.clamp_min(eps))).sum())
 

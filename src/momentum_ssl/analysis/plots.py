@@ -7,6 +7,7 @@
     plot_knn         the kNN monitor's student and teacher scores against steps
     plot_health      the health statistics against steps (health.py)
     plot_sweeps      each sweep's student kNN against the swept value, 95% interval over seeds
+    plot_epochs      the kept checkpoints' student kNN against epochs, 95% interval over seeds
 
 Each writes one PNG atomically, without the matplotlib version in its metadata, so the same
 results draw the same bytes.
@@ -20,6 +21,7 @@ from ..config import Params
 from ..plumbing.artifacts import commit, partial_path
 from ..plumbing.paths import cell, run_dir
 from .claims import Verdict
+from .stats import summarize
 from .summaries import (claim_interval, in_points, live_summary, read_history, summaries,
                         variant)
 
@@ -240,6 +242,29 @@ def plot_sweeps(params: Params, collected: dict, path: Path) -> None:
         ax.set_ylabel("kNN top-1 (%), student")
         ax.set_title(f"{entry}: sweep of {key}", fontsize=9)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_epochs(kept: dict[str, dict[int, dict[int, float]]], path: Path) -> None:
+    """The kept checkpoints' student kNN against epochs (``pretrain.keep_every``), a line per
+    run: the mean over seeds, its 95% Student-t interval shaded (none with one seed)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (run, per_epoch) in enumerate(kept.items()):
+        epochs = sorted(per_epoch)
+        stats = [summarize(list(per_epoch[e].values())) for e in epochs]
+        ax.plot(epochs, [100 * s.mean for s in stats], color=f"C{i % 10}", marker=".",
+                linewidth=1.2, label=run)
+        if all(s.low is not None for s in stats):
+            ax.fill_between(epochs, [100 * s.low for s in stats], [100 * s.high for s in stats],
+                            color=f"C{i % 10}", alpha=0.2, linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("kNN top-1 (%), student: mean and 95% CI over seeds")
+    ax.set_title("kept checkpoints")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

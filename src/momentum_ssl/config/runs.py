@@ -70,7 +70,8 @@ class RunSpec:
 # backbone.
 SHARED_KEYS: dict[str, tuple[str, ...]] = {
     "pretrain": ("log_every", "device", "monitor_train", "monitor_test", "eval_every",
-                 "collapse_std"),  # telemetry: every run watched alike, so curves compare
+                 "collapse_std", "health_every",  # telemetry: every run watched alike
+                 "checkpoint_every", "keep_every"),  # and saved alike: the stages' outputs
     "augment": ("size",),
     "model": ("backbone", "width", "cifar_stem", "patch_size", "image_size")}
 

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from .base import _require
+from .data import OMIT_AT_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,19 @@ class PretrainConfig:
     # every logged step. Healthy outputs have about 1/sqrt(d), collapsed ones 0 (SimSiam, Chen
     # & He, 2021, fig. 2); 0.1 is the z_std of outputs spread over only d/100 directions.
     collapse_std: float = 0.1
+    # Added after runs were cached: each is left out of a plan while at its default (a run
+    # that sets one reruns; the others keep their bytes).
+    # The health statistics (health.py: two SVDs per view) every this many steps, a multiple
+    # of log_every; null: at every logged step. A GPU profile measures less often
+    # (docs/GPU.md): the SVDs and the host synchronisation cost more than a step there.
+    health_every: Optional[int] = field(default=None, metadata=OMIT_AT_DEFAULT)
+    # checkpoint.pt (the whole training state, to resume) after every this many epochs and
+    # after the last; a stopped run resumes from the last one written.
+    checkpoint_every: int = field(default=1, metadata=OMIT_AT_DEFAULT)
+    # Kept checkpoints: the learner's weights after every this many epochs and after the last,
+    # an output of the pretrain stage (results/runs/<run>/s<seed>/epochs/e0005.pt), each scored
+    # by the evaluate-epochs stage (kNN against epochs in the report); null: off.
+    keep_every: Optional[int] = field(default=None, metadata=OMIT_AT_DEFAULT)
 
     def __post_init__(self) -> None:
         _require(self.loss_scale > 0, "loss_scale", f"must be > 0, got {self.loss_scale}")
@@ -139,6 +153,14 @@ class PretrainConfig:
         _require(self.eval_every >= 0, "eval_every", f"must be >= 0, got {self.eval_every}")
         _require(0 <= self.collapse_std <= 1, "collapse_std",
                  f"must be in [0, 1] (a fraction of 1/sqrt(d)), got {self.collapse_std}")
+        _require(self.health_every is None or (self.health_every >= 1
+                                                and self.health_every % self.log_every == 0),
+                 "health_every", f"must be null (every logged step) or a multiple of log_every "
+                 f"({self.log_every}), got {self.health_every}")
+        _require(self.checkpoint_every >= 1, "checkpoint_every",
+                 f"must be >= 1 (epochs), got {self.checkpoint_every}")
+        _require(self.keep_every is None or self.keep_every >= 1, "keep_every",
+                 f"must be null (off) or >= 1 (epochs), got {self.keep_every}")
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,24 @@ resuming one epoch earlier only costs that epoch's time.
 Under DDP every rank reads the checkpoint, but only rank 0 sets a damaged one aside, and the
 others read after it has (:func:`load_checkpoint_on_every_rank`): no rank reads a file while it
 is renamed, and all resume from the same one.
+
+**Kept checkpoints** (``pretrain.keep_every``): the learner's weights after every N epochs and
+after the last, model.pt's format with the epoch added, kept as an output of the run::
+
+    keep_weights(state, out, epoch)    # out/epochs.partial/e0005.pt, written atomically
+    start_kept(out, resumed_epoch)     # a fresh start clears them, a resumed run keeps its own
+    publish_kept(out)                  # the finished run: epochs.partial/ becomes epochs/
+
+They are written into ``epochs.partial/`` while the run trains, which neither driver declares,
+so a stopped run's kept weights survive the rerun (DVC and Snakemake delete a stage's declared
+outputs before they run it), as checkpoint.pt does; the finished run renames the folder to
+``epochs/``, the declared output.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -83,3 +96,53 @@ def remove_checkpoints(path: Path) -> None:
     """A finished run: a later rerun (say, after a code change) must not resume."""
     path.unlink(missing_ok=True)
     previous_path(path).unlink(missing_ok=True)
+
+
+KEPT, STAGING = "epochs", "epochs.partial"  # the declared output; the folder written meanwhile
+
+
+def kept_path(folder: Path, epoch: int) -> Path:
+    return folder / f"e{epoch:04d}.pt"
+
+
+def kept_epochs(every: int | None, epochs: int) -> list[int]:
+    """The epochs (1-based) whose weights a run keeps: every ``every``-th and the last; none
+    when ``every`` is None."""
+    if every is None:
+        return []
+    return sorted({*range(every, epochs + 1, every), epochs})
+
+
+def is_due(epoch: int, every: int, epochs: int) -> bool:
+    """Whether something written every ``every`` epochs and after the last is due after
+    ``epoch`` (1-based) of ``epochs``."""
+    return epoch % every == 0 or epoch == epochs
+
+
+def start_kept(out: Path, resumed_epoch: int) -> None:
+    """Before the first epoch: a fresh start (``resumed_epoch`` 0) clears the kept weights a
+    stopped run of other params left; a resumed run keeps those of the epochs it resumes after
+    and drops later ones (written after its checkpoint: it writes them again)."""
+    staging = out / STAGING
+    if resumed_epoch == 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    for path in staging.glob("e*.pt"):
+        if int(path.stem[1:]) > resumed_epoch:
+            path.unlink()
+
+
+def keep_weights(state: dict, out: Path, epoch: int) -> Path:
+    path = kept_path(out / STAGING, epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(state, path)
+    return path
+
+
+def publish_kept(out: Path) -> Path:
+    """The finished run's kept weights as its ``epochs/`` folder (replacing an older one)."""
+    final = out / KEPT
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(out / STAGING, final)
+    return final

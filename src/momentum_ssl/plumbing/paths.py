@@ -45,5 +45,10 @@ def predictions_file(name: str, root: Path = RESULTS) -> Path:
     return root / "predictions" / f"{name}.parquet"
 
 
+def epochs_file(name: str, root: Path = RESULTS) -> Path:
+    """A run's kept checkpoints' kNN scores (stages/epochs.py)."""
+    return root / "epochs" / f"{name}.json"
+
+
 def export_dir(run: str, root: Path = RESULTS) -> Path:
     return root / "export" / run

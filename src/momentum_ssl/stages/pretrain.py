@@ -17,15 +17,20 @@ backward, the per-parameter gradient clipping of ``pretrain.clip_grad``, the met
 gradients (DINO's last layer in its first epoch), the optimiser step;
 (6) the teacher's EMA; (7) logging every ``log_every`` steps: loss, lr, tau, the gap and each
 block's gradient norm, at the step's number (telemetry.py), and the health of the
-representations (health.py: output std, effective ranks, the collapse finding); (8) the kNN
+representations (health.py: output std, effective ranks, the collapse finding; every
+``health_every`` steps when set); (8) the kNN
 monitor (monitor.py) every ``eval_every`` steps and at each epoch's end.
 
-A checkpoint (checkpoint.pt) is written atomically at the end of every epoch; the same call
+A checkpoint (checkpoint.pt) is written atomically at the end of every epoch (every
+``pretrain.checkpoint_every`` epochs and the last, when set); the same call
 finds it and resumes from the next epoch, with the same batches as an uninterrupted run, if it
 was written for the same run params (the hash of :func:`~momentum_ssl.config.run_params`); a
 damaged checkpoint is set aside and the previous epoch's is used (checkpoint.py). It holds the
 CPU's RNG state, the GPU's on CUDA, and fp16's gradient scaler. A finished run writes model.pt, its summary (stability
-per block, pretraining time) and removes the checkpoints.
+per block, pretraining time) and removes the checkpoints. With ``pretrain.keep_every``, the
+learner's weights after every N epochs and the last are kept (``epochs/e0005.pt``, model.pt's
+format with the epoch): written while it trains into ``epochs.partial/``, kept by a resumed run,
+renamed ``epochs/`` when it finishes (checkpoint.py).
 
 Under ``torchrun --nproc-per-node=N`` each process trains on its shard of every epoch (FFCV's
 distributed order) with ``loader.batch_size / N`` images, BatchNorm synchronised across
@@ -58,8 +63,9 @@ from ..core.optim import (build_optimizer, clip_gradients, learning_rate, set_le
                           set_weight_decay, weight_decay)
 from ..data.loaders import train_loader
 from ..plumbing.artifacts import atomic_torch_save, atomic_write_text
-from ..plumbing.checkpoint import (load_checkpoint_on_every_rank, remove_checkpoints,
-                                   save_checkpoint)
+from ..plumbing.checkpoint import (is_due, keep_weights, load_checkpoint_on_every_rank,
+                                   publish_kept, remove_checkpoints, save_checkpoint,
+                                   start_kept)
 from ..plumbing.compute import provenance
 from ..plumbing.distributed import (all_reduce_mean, barrier, close_distributed,
                                      init_distributed)
@@ -129,6 +135,8 @@ def pretrain(params: Params, run: RunSpec, out: Path | None = None,
     device, rank, world = init_distributed(params.pretrain.device)
     t = set_up(params, run, out, device, rank, world)
     progress = resume(t)
+    if t.rank == 0 and t.cfg.keep_every is not None:
+        start_kept(out, progress.epoch)  # a resumed run keeps the weights it kept
     live = open_log(t, progress)
     while progress.epoch < t.cfg.epochs:
         started = time.perf_counter()
@@ -294,14 +302,15 @@ def log_step(t: Training, values: dict[str, float], live) -> None:
             live.log_metric(f"train/{name}", value)
     for name, value in grads.items():
         live.log_metric(f"grad_norm/{name}", round(value, 6))
-    for name, value in t.health.measure().items():
-        live.log_metric(f"health/{name}", round(value, 6))
+    if t.cfg.health_every is None or values["step"] % t.cfg.health_every == 0:
+        for name, value in t.health.measure().items():
+            live.log_metric(f"health/{name}", round(value, 6))
     live.next_step()
 
 
 def end_epoch(t: Training, progress: Progress, started: float) -> None:
-    """The epoch's time counted, its health and kNN lines printed, a checkpoint written (rank 0);
-    every rank waits for it."""
+    """The epoch's time counted, its health and kNN lines printed, a checkpoint written when
+    due, and the weights kept when due (rank 0); every rank waits for it."""
     progress.epoch += 1
     progress.elapsed_s += time.perf_counter() - started
     if t.rank == 0:
@@ -315,7 +324,13 @@ def end_epoch(t: Training, progress: Progress, started: float) -> None:
                  "run": to_dict(t.run)}
         if t.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(t.device)
-        save_checkpoint(state, t.checkpoint)
+        if is_due(progress.epoch, t.cfg.checkpoint_every, t.cfg.epochs):
+            save_checkpoint(state, t.checkpoint)
+        if t.cfg.keep_every is not None and is_due(progress.epoch, t.cfg.keep_every,
+                                                   t.cfg.epochs):
+            keep_weights({"learner": t.learner.state_dict(), "run": to_dict(t.run),
+                          "epochs": t.cfg.epochs, "params_hash": t.stamp,
+                          "epoch": progress.epoch}, t.out, progress.epoch)
     barrier()
 
 
@@ -338,6 +353,8 @@ def finish(t: Training, progress: Progress, live) -> None:
         atomic_write_text(t.out / "provenance.json",
                           json.dumps(provenance(t.params.compute, t.device, t.amp.name),
                                      indent=2) + "\n")
+        if t.cfg.keep_every is not None:
+            publish_kept(t.out)  # epochs.partial/ -> epochs/, the stage's output
         # done: a later rerun of this stage (say, after a code change) must not resume
         remove_checkpoints(t.checkpoint)
     barrier()

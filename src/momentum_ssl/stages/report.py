@@ -11,7 +11,9 @@ seeds an inconclusive claim needs; docs/STATISTICS.md), a table of gradient stab
 block, and the plots (analysis/plots.py): loss and student-teacher gap curves, each block's gradient norm, kNN by momentum
 variant with error bars, the claims as a forest plot, the kNN monitor's student and teacher
 scores against steps (monitor.py) and the health statistics against steps (health.py), with
-the Findings: each run and seed whose projector output collapsed for a whole epoch.
+the Findings: each run and seed whose projector output collapsed for a whole epoch. With
+``pretrain.keep_every``, the kNN of each kept checkpoint (stages/epochs.py) against epochs per
+run, mean and 95% interval over seeds, as a table and a plot (plots/epochs.png).
 results/summary.json holds the same summaries with every seed's value and where each run
 ran; results/metrics.json, its headline numbers (analysis/headline.py), is what ``dvc metrics
 show/diff`` compares. Everything is read from the stages' outputs (probe and transfer JSON,
@@ -32,15 +34,15 @@ from ..analysis.health import collapsed_epochs
 from ..analysis.plots import (plot_accuracy, plot_claims, plot_curves, plot_health, plot_knn,
                               plot_stability, plot_sweeps)
 from ..analysis.stats import (CONTRADICTED, MIN_SEEDS, SUPPORTED, Summary, image_half_width,
-                              image_half_width_bound)
+                              image_half_width_bound, summarize)
 from ..analysis.summaries import (claim_interval, in_points, live_summary, read_history,
                                   summaries)
 from ..analysis.telemetry import block_names
 from ..config import ConfigError, Params, RunSpec, resolve, sweeps
 from ..plumbing.artifacts import MissingArtifact, atomic_write_text, read_json
 from ..plumbing.compute import collect_provenance, render_provenance
-from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, predictions_file, probe_file,
-                              run_dir, seed_flag, transfer_file)
+from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, epochs_file, predictions_file,
+                              probe_file, run_dir, seed_flag, transfer_file)
 from ..plumbing.results import read_features, transfer_summary
 
 BASELINE_LABELS = {"raw": "baseline: raw pixels", "random": "baseline: random-init backbone"}
@@ -564,10 +566,44 @@ def _stability_section(collected: dict, blocks: list[str]) -> list[str]:
     return lines
 
 
+def collect_epochs(params: Params, root: Path = RESULTS) -> dict[str, dict[int, dict[int, float]]]:
+    """{run: {epoch: {seed: the student's headline kNN}}} from each run's and seed's
+    results/epochs/<run>/s<seed>.json (``pretrain.keep_every``)."""
+    out: dict[str, dict[int, dict[int, float]]] = {}
+    for run in params.grid:
+        for seed in params.seeds:
+            data = read_json(epochs_file(cell(run.name, seed), root),
+                             f"python -m momentum_ssl evaluate-epochs --run {run.name}"
+                             + seed_flag(seed), ("epochs", "knn_headline"))
+            for record in data["epochs"]:
+                out.setdefault(run.name, {}).setdefault(record["epoch"], {})[seed] = \
+                    record["student"][data["knn_headline"]]
+    return out
+
+
+def epochs_section(params: Params, kept: dict[str, dict[int, dict[int, float]]]) -> list[str]:
+    """The kept checkpoints' table: a row per epoch, a column per run, mean ± half-width."""
+    runs = list(kept)
+    epochs = sorted({e for per_run in kept.values() for e in per_run})
+    lines = ["## Accuracy against epochs", "",
+             f"Student kNN top-1 (%), {_knn_label(params)}, of the weights kept every "
+             f"{params.pretrain.keep_every} epoch{'s' * (params.pretrain.keep_every != 1)} "
+             "and after the last (`pretrain.keep_every`), each scored on the whole train and "
+             "test splits as the probe stage scores a finished run: the mean over seeds ± "
+             "the half-width of its 95% Student-t interval.", "",
+             "| epoch | " + " | ".join(runs) + " |", "|" + "---|" * (len(runs) + 1)]
+    for epoch in epochs:
+        cells = [_mean_ci(summarize(list(kept[r][epoch].values())) if epoch in kept[r]
+                          else None) for r in runs]
+        lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: list[str],
            findings: list[str] | None = None,
            learned: dict[str, Learning] | None = None,
-           test_set: dict[int, TestSet] | None = None) -> str:
+           test_set: dict[int, TestSet] | None = None,
+           kept: dict[str, dict[int, dict[int, float]]] | None = None) -> str:
     lines = ["# momentum-ssl report", "", *runs_section(params, collected, learned), "",
              "## Claims", "", CLAIMS_PROSE, "", *claims_section(verdicts, test_set or {}), "",
              *_per_seed_section(params, collected), "",
@@ -577,6 +613,8 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
              "output stayed below `pretrain.collapse_std` / sqrt(d) at every logged step of an "
              "epoch (a collapse; a finding, not a failure).", ""]
     lines += findings or ["No run's projector output collapsed for a whole epoch."]
+    if kept:  # pretrain.keep_every: only then, so the default's report keeps its bytes
+        lines += ["", *epochs_section(params, kept)]
     lines += ["", "## Plots", "", "![loss and gap](plots/curves.png)", "",
               "![gradient stability](plots/stability.png)", "",
               "![accuracy by momentum variant](plots/accuracy.png)", "",
@@ -585,6 +623,8 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
               "![health: output std and effective ranks](plots/health.png)", ""]
     if sweeps(params):
         lines += ["![each sweep: kNN against the swept value](plots/sweeps.png)", ""]
+    if kept:
+        lines += ["![kNN of the kept checkpoints against epochs](plots/epochs.png)", ""]
     return "\n".join(lines)
 
 
@@ -647,6 +687,12 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     plot_health(params, root, plots / "health.png")
     if sweeps(params):  # only then: a grid without sweeps draws the plots it always drew
         plot_sweeps(params, collected, plots / "sweeps.png")
+    kept = None
+    if params.pretrain.keep_every is not None:  # likewise
+        from ..analysis.plots import plot_epochs
+
+        kept = collect_epochs(params, root)
+        plot_epochs(kept, plots / "epochs.png")
     machines = _machines(params, root)
     summary = _summary_json(collected, verdicts, learned, test_set)
     summary["provenance"] = machines
@@ -654,7 +700,7 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     write_headline(root)  # results/metrics.json: what `dvc metrics diff` compares
     out = root / "report.md"
     text = render(params, collected, verdicts, blocks, collapse_findings(params, root, found),
-                  learned, test_set)
+                  learned, test_set, kept)
     atomic_write_text(out, text.rstrip("\n") + "\n\n" + "\n".join(render_provenance(machines))
                       + "\n")
     return out
