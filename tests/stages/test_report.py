@@ -197,6 +197,26 @@ def test_a_run_that_logged_one_step_reports_its_stability_without_a_rel_change(p
     assert cells and all(cell.strip().endswith("/ —") for cell in cells)
 
 
+def test_kept_weights_that_no_stage_scored_are_said_in_the_report_not_fatal(pipeline,
+                                                                           tmp_path):
+    """`dvc exp run -S pretrain.keep_every=1` at the root: the root dvc.yaml has no
+    evaluate-epochs stage, so no epochs file exists; the report says how to score them."""
+    import shutil
+
+    root, params = pipeline
+    shutil.copytree(root / "results", tmp_path / "results")
+    data = yaml.safe_load((root / "params.yaml").read_text())
+    data["pretrain"]["keep_every"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert main(["report"]) == 0
+    text = (tmp_path / "results" / "report.md").read_text()
+    assert "## Accuracy against epochs" in text and "did not score them" in text
+    assert "evaluate-epochs --run RUN --seed SEED" in text
+    assert not (tmp_path / "results" / "plots" / "epochs.png").exists()
+
+
 def test_report_names_a_missing_params_file(tiny, capsys):
     assert main(["report", "--params", "missing.yaml"]) == 2
     assert "params file missing.yaml not found" in capsys.readouterr().err

@@ -285,7 +285,8 @@ def check_finite(t: Training, progress: Progress, step: int) -> None:
         raise TrainingDiverged(
             f"{t.run.name}: the loss was not finite at a step of {last} (epoch "
             f"{progress.epoch + 1}; checked every pretrain.log_every = {t.cfg.log_every} steps, "
-            f"at the kNN monitor's and at each epoch's end); last finite values: {progress.last_good or 'none yet'}. "
+            f"at the kNN monitor's and at each epoch's end); last finite values: "
+            f"{progress.last_good or 'none yet'}. "
             f"The last good checkpoint ({t.checkpoint if t.checkpoint.is_file() else 'none yet'}"
             ") is kept; lower pretrain.lr or raise pretrain.warmup_epochs, then rerun")
 

@@ -615,6 +615,15 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
     lines += findings or ["No run's projector output collapsed for a whole epoch."]
     if kept:  # pretrain.keep_every: only then, so the default's report keeps its bytes
         lines += ["", *epochs_section(params, kept)]
+    elif kept is not None:
+        lines += ["", "## Accuracy against epochs", "",
+                  "The weights were kept every "
+                  f"{params.pretrain.keep_every} epoch{'s' * (params.pretrain.keep_every != 1)} "
+                  "(results/runs/<run>/s<seed>/epochs/), but this pipeline did not score them: "
+                  "the root dvc.yaml has no evaluate-epochs stage. Run the profile as a study "
+                  "(`python -m momentum_ssl study NAME`, then `dvc repro` there) or with "
+                  "Snakemake, which score them, or score a run with `python -m momentum_ssl "
+                  "evaluate-epochs --run RUN --seed SEED` and report again."]
     lines += ["", "## Plots", "", "![loss and gap](plots/curves.png)", "",
               "![gradient stability](plots/stability.png)", "",
               "![accuracy by momentum variant](plots/accuracy.png)", "",
@@ -691,8 +700,12 @@ def report(params: Params, root: Path = RESULTS) -> Path:
     if params.pretrain.keep_every is not None:  # likewise
         from ..analysis.plots import plot_epochs
 
-        kept = collect_epochs(params, root)
-        plot_epochs(kept, plots / "epochs.png")
+        if any(epochs_file(cell(run.name, seed), root).is_file()
+               for run in params.grid for seed in params.seeds):
+            kept = collect_epochs(params, root)  # one missing among others: named, an error
+            plot_epochs(kept, plots / "epochs.png")
+        else:  # a pipeline without evaluate-epochs stages (the root dvc.yaml): said, not fatal
+            kept = {}
     machines = _machines(params, root)
     summary = _summary_json(collected, verdicts, learned, test_set)
     summary["provenance"] = machines
