@@ -143,3 +143,19 @@ def read_beton(path: Path) -> tuple[np.ndarray, np.ndarray]:
                                                 "label": [IntDecoder()]})
     images, labels = zip(*[(np.array(x), np.array(y)) for x, y in loader])
     return np.concatenate(images), np.concatenate(labels).reshape(-1)
+
+
+def kill_at_step(monkeypatch, step: int):
+    """Make pretraining stop at ``step`` as a killed process would (KeyboardInterrupt, raised
+    from the tau schedule each step calls); returns the function that lets it run again."""
+    import momentum_ssl.stages.pretrain as train
+
+    real = train.cosine_tau
+
+    def dying(at, total, *tau):
+        if at == step:
+            raise KeyboardInterrupt
+        return real(at, total, *tau)
+
+    monkeypatch.setattr(train, "cosine_tau", dying)
+    return lambda: monkeypatch.setattr(train, "cosine_tau", real)

@@ -371,3 +371,25 @@ StorageLoc=slurm_acct_db
         for p in reversed(list(self.procs)):
             self._end(p)
         self._release()
+
+
+def running_cluster(prefix: str, nodes: int = 1):
+    """A pytest fixture's body: a started Cluster of ``nodes`` slurmd under a fresh temporary
+    folder (not pytest's: munged checks its path), yielded, then stopped by its PIDs and
+    removed; the test is skipped, with the reason, where SLURM cannot be installed or start."""
+    import tempfile
+
+    import pytest
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    cluster = Cluster(root, nodes=nodes)
+    try:
+        try:
+            install()
+            cluster.start()
+        except Unavailable as e:
+            pytest.skip(str(e))
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import yaml
 
 from conftest import REPO, TINY, repo_params_dict
 from slurm_cluster import (ACCOUNTING_BINARIES, ACCOUNTING_PACKAGES, Cluster, Unavailable,
-                           install)
+                           install, running_cluster)
 
 BIN = Path(sys.executable).parent
 STUDY_FILES = subprocess.run(["git", "ls-files", "studies"], cwd=REPO, capture_output=True,
@@ -39,18 +38,7 @@ FAST_POLL = ["--seconds-between-status-checks", "1",
 @pytest.fixture(scope="module")
 def cluster():
     """munged, slurmctld and slurmd on localhost; stopped by their PIDs after this module."""
-    root = Path(tempfile.mkdtemp(prefix="momentum-ssl-slurm-"))  # not pytest's: munged's checks
-    cluster = Cluster(root)
-    try:
-        try:
-            install()
-            cluster.start()
-        except Unavailable as e:
-            pytest.skip(str(e))
-        yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    yield from running_cluster("momentum-ssl-slurm-")
 
 
 def job_env(cluster: Cluster) -> dict:

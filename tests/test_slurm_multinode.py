@@ -16,33 +16,20 @@ the plugin's status polls and the tiny run."""
 
 import json
 import re
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from slurm_cluster import Cluster, Unavailable, install
+from slurm_cluster import running_cluster
 from test_slurm import TARGET, Run, git, make_repo
 
 
 @pytest.fixture(scope="module")
 def two_nodes():
     """munged, slurmctld and two slurmd (node1, node2) on localhost; stopped by their PIDs."""
-    root = Path(tempfile.mkdtemp(prefix="momentum-ssl-slurm2-"))
-    cluster = Cluster(root, nodes=2)
-    try:
-        try:
-            install()
-            cluster.start()
-        except Unavailable as e:
-            pytest.skip(str(e))
-        yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    yield from running_cluster("momentum-ssl-slurm2-", nodes=2)
 
 
 def test_a_run_with_more_gpus_than_a_node_trains_on_two_nodes(two_nodes, tmp_path):

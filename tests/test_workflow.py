@@ -51,6 +51,20 @@ def dvc_stages(cwd=REPO) -> dict[str, dict]:
                 if Path(stage.path).resolve().parent == Path(cwd).resolve()}
 
 
+def same_jobs_in_both_drivers(folder):
+    """DVC (initialised in ``folder``) and Snakemake plan the same jobs there, with the same
+    outputs and, but for the report's (folders against files: as for the root), inputs."""
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=folder, env=ENV,
+                   check=True)
+    jobs, stages = snakemake_jobs(folder), dvc_stages(folder)
+    assert set(jobs) == set(stages)
+    for command, stage in stages.items():
+        assert jobs[command]["outputs"] == stage["outputs"], command
+        if jobs[command]["rule"] != "report":
+            assert jobs[command]["inputs"] == stage["inputs"], command
+    return jobs, stages
+
+
 @pytest.mark.parametrize("where", [".", "studies/claims", "studies/momentum_sweep"])
 def test_snakemake_and_dvc_run_the_same_stages_on_the_same_files(where):
     """At the root, and in a study: `snakemake` and `dvc repro` run from its folder."""
@@ -94,14 +108,7 @@ def test_variants_and_a_sweep_get_the_same_stages_under_both_drivers(tmp_path):
                       "simclr-full-res+w0.5": {"method": "simclr", "scope": "full",
                                                "residual": {"weight": 0.5}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=tmp_path, env=ENV,
-                   check=True)
-    jobs, stages = snakemake_jobs(tmp_path), dvc_stages(tmp_path)
-    assert set(jobs) == set(stages)
-    for command, stage in stages.items():
-        if jobs[command]["rule"] != "report":  # folders against files: as for the root
-            assert jobs[command]["inputs"] == stage["inputs"], command
-        assert jobs[command]["outputs"] == stage["outputs"], command
+    jobs, stages = same_jobs_in_both_drivers(tmp_path)
     names = {stage["name"].rsplit(":", 1)[-1] for stage in stages.values()}
     assert {"pretrain@simclr-full+tau0.99-0", "pretrain@simclr-full+tau0.996-2",
             "plan@simclr-full-res+w0.5-1"} <= names
@@ -229,14 +236,7 @@ def test_kept_checkpoints_add_the_same_stages_under_both_drivers(tmp_path):
     params["grid"] = {"simclr-full": {"method": "simclr", "scope": "full"}}
     params["seeds"] = [0, 1]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=tmp_path, env=ENV,
-                   check=True)
-    jobs, stages = snakemake_jobs(tmp_path), dvc_stages(tmp_path)
-    assert set(jobs) == set(stages)
-    for command, stage in stages.items():
-        assert jobs[command]["outputs"] == stage["outputs"], command
-        if jobs[command]["rule"] != "report":  # folders against files: as for the root
-            assert jobs[command]["inputs"] == stage["inputs"], command
+    jobs, stages = same_jobs_in_both_drivers(tmp_path)
     kept = {c: j for c, j in jobs.items() if j["rule"] == "evaluate_epochs"}
     assert set(kept) == {f"python -m momentum_ssl evaluate-epochs --run simclr-full --seed {s}"
                          for s in (0, 1)}

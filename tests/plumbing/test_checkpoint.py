@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from conftest import kill_at_step
 from momentum_ssl.config import RunSpec
 from momentum_ssl.plumbing.checkpoint import (KEYS, load_checkpoint, previous_path,
                                               remove_checkpoints, save_checkpoint)
@@ -107,20 +108,10 @@ def test_a_run_resumes_from_the_previous_epoch_when_its_checkpoint_is_damaged(
     params = dataclasses.replace(tiny, pretrain=dataclasses.replace(tiny.pretrain, epochs=3))
     run = RunSpec("byol", "full")
     straight = pretrain(params, run, tmp_path / "straight")
-
-    import momentum_ssl.stages.pretrain as train
-
-    real = train.cosine_tau
-
-    def dying(step, total, *tau):  # the process dies during the third epoch (5 steps each)
-        if step == 12:
-            raise KeyboardInterrupt
-        return real(step, total, *tau)
-
-    monkeypatch.setattr(train, "cosine_tau", dying)
+    resume = kill_at_step(monkeypatch, 12)  # dies during the third epoch (5 steps each)
     with pytest.raises(KeyboardInterrupt):
         pretrain(params, run, tmp_path / "resumed")
-    monkeypatch.setattr(train, "cosine_tau", real)
+    resume()
     checkpoint = tmp_path / "resumed" / "checkpoint.pt"
     assert torch.load(previous_path(checkpoint), weights_only=False)["epoch"] == 1
     checkpoint.write_bytes(checkpoint.read_bytes()[:-1000])  # a cut copy

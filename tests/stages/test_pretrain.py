@@ -5,6 +5,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import kill_at_step
 from momentum_ssl.config import RunSpec
 from momentum_ssl.stages.pretrain import TrainingDiverged, pretrain
 
@@ -35,19 +36,10 @@ def test_pretrain_writes_model_logs_stability_and_params(tiny, tmp_path):
 
 
 def test_a_checkpoint_of_other_run_params_is_not_resumed(tiny, tmp_path, monkeypatch):
-    import momentum_ssl.stages.pretrain as train
-
-    real = train.cosine_tau
-
-    def dying(step, total, *tau):
-        if step == 7:
-            raise KeyboardInterrupt
-        return real(step, total, *tau)
-
-    monkeypatch.setattr(train, "cosine_tau", dying)
+    resume = kill_at_step(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         pretrain(tiny, RunSpec("byol", "full"), tmp_path / "run")
-    monkeypatch.setattr(train, "cosine_tau", real)
+    resume()
     changed = dataclasses.replace(tiny, momentum=dataclasses.replace(tiny.momentum, tau=0.9))
     out = pretrain(changed, RunSpec("byol", "full"), tmp_path / "run")
     metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
@@ -60,21 +52,13 @@ def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path, monkeypatch)
     run = RunSpec("mocov2", "full")
     straight = pretrain(tiny, run, tmp_path / "straight")
 
-    import momentum_ssl.stages.pretrain as train
 
-    real = train.cosine_tau
-
-    def dying(step, total, *tau):  # the process dies during the second epoch
-        if step == 7:
-            raise KeyboardInterrupt
-        return real(step, total, *tau)
-
-    monkeypatch.setattr(train, "cosine_tau", dying)
+    resume = kill_at_step(monkeypatch, 7)  # the process dies during the second epoch
     with pytest.raises(KeyboardInterrupt):
         pretrain(tiny, run, tmp_path / "resumed")
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["epoch"] == 1
     assert not (tmp_path / "resumed" / "model.pt").exists()
-    monkeypatch.setattr(train, "cosine_tau", real)
+    resume()
     resumed = pretrain(tiny, run, tmp_path / "resumed")
     assert not (resumed / "checkpoint.pt").exists()  # finished: a rerun starts afresh
 
@@ -150,7 +134,6 @@ def test_kept_checkpoints_survive_a_kill_and_match_an_uninterrupted_run(tiny, tm
     """keep_every 1: the weights after epochs 1 and 2 (the last) as epochs/e0001.pt and
     e0002.pt; killed in epoch 2, the run has e0001.pt in epochs.partial/ (not yet the declared
     output), and the resumed run keeps it and writes e0002.pt, bit for bit as a straight run."""
-    import momentum_ssl.stages.pretrain as train
 
     params, run = _with_pretrain(tiny, keep_every=1), RunSpec("mocov2", "full")
     straight = pretrain(params, run, tmp_path / "straight")
@@ -161,21 +144,14 @@ def test_kept_checkpoints_survive_a_kill_and_match_an_uninterrupted_run(tiny, tm
     _same_weights(last["learner"],
                   torch.load(straight / "model.pt", weights_only=False)["learner"])
 
-    real = train.cosine_tau
-
-    def dying(step, total, *tau):  # dies during the second epoch
-        if step == 7:
-            raise KeyboardInterrupt
-        return real(step, total, *tau)
-
-    monkeypatch.setattr(train, "cosine_tau", dying)
+    resume = kill_at_step(monkeypatch, 7)  # dies during the second epoch
     with pytest.raises(KeyboardInterrupt):
         pretrain(params, run, tmp_path / "resumed")
     partial = tmp_path / "resumed" / "epochs.partial"
     assert [p.name for p in partial.iterdir()] == ["e0001.pt"]
     assert not (tmp_path / "resumed" / "epochs").exists()
     kept_before = (partial / "e0001.pt").stat().st_mtime_ns
-    monkeypatch.setattr(train, "cosine_tau", real)
+    resume()
     resumed = pretrain(params, run, tmp_path / "resumed")
     assert {p.name for p in (resumed / "epochs").iterdir()} == {"e0001.pt", "e0002.pt"}
     assert (resumed / "epochs" / "e0001.pt").stat().st_mtime_ns == kept_before  # kept
