@@ -1,0 +1,190 @@
+"""Whole-image training crops (data/augment.py whole_image_box, data/loaders.py
+WholeImageCropDecoder): torchvision's RandomResizedCrop in distribution, the same boxes for a
+seed whatever the workers and machine, and crops from the whole image, not its centre square."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from conftest import make_params
+from momentum_ssl.data.augment import GOLDEN, whole_image_box
+from momentum_ssl.data.convert import convert, read_meta
+from momentum_ssl.data.loaders import train_loader
+
+MASK = 2**64 - 1
+RATIO = (3 / 4, 4 / 3)
+
+
+def mix(x: int) -> int:
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK
+    return x ^ (x >> 31)
+
+
+def reference_box(height, width, scale, ratio, seed, epoch, index, view):
+    """whole_image_box written again in Python integers, from its docstring."""
+    state = mix((seed + GOLDEN) & MASK)
+    for key in (epoch, index, view):
+        state = mix(((state ^ key) + GOLDEN) & MASK)
+
+    def uniform(k):
+        return (mix((state + k * GOLDEN) & MASK) >> 11) / 2.0**53
+
+    for _ in range(10):
+        target = height * width * (scale[0] + (scale[1] - scale[0]) * uniform(1))
+        aspect = math.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0]))
+                          * uniform(2))
+        state = (state + 2 * GOLDEN) & MASK
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return (int(uniform(1) * (height - h + 1)), int(uniform(2) * (width - w + 1)), h, w)
+    h, w = height, width
+    if width / height < ratio[0]:
+        h = round(width / ratio[0])
+    elif width / height > ratio[1]:
+        w = round(height * ratio[1])
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def ours(height, width, scale, n, seed=0, epoch=0, view=0) -> np.ndarray:
+    box = whole_image_box()
+    return np.array([box(height, width, *scale, *RATIO, seed, epoch, i, view)
+                     for i in range(n)])
+
+
+def torchvisions(height, width, scale, n) -> np.ndarray:
+    from torchvision.transforms import RandomResizedCrop
+
+    torch.manual_seed(0)
+    image = torch.empty(3, height, width)
+    return np.array([RandomResizedCrop.get_params(image, list(scale), list(RATIO))
+                     for _ in range(n)])
+
+
+def test_boxes_are_the_integer_streams_anywhere():
+    """The compiled boxes are those of the same arithmetic in Python's integers: nothing in
+    them depends on the CPU but the float rounding of log, exp and sqrt."""
+    for height, width, scale in ((375, 500, (0.08, 1.0)), (40, 400, (0.08, 1.0)),
+                                 (224, 224, (0.05, 0.4))):
+        for index in range(200):
+            assert whole_image_box()(height, width, *scale, *RATIO, 7, 3, index, 1) == \
+                reference_box(height, width, scale, RATIO, 7, 3, index, 1)
+
+
+@pytest.mark.parametrize("height, width, scale", [(375, 500, (0.08, 1.0)),
+                                                  (500, 333, (0.08, 1.0)),
+                                                  (96, 96, (0.05, 0.4)),
+                                                  (60, 400, (0.08, 1.0))])
+def test_boxes_follow_torchvisions_random_resized_crop(height, width, scale):
+    """4,000 boxes against 4,000 of torchvision's ``get_params``: each of top, left, height,
+    width, area and aspect ratio has the same distribution (two-sample KS test), and the
+    centre fallback (the wide 60 x 400 image's crops that never fit) is as frequent."""
+    n = 4000
+    a, b = ours(height, width, scale, n), torchvisions(height, width, scale, n)
+    for name, x, y in (("top", a[:, 0], b[:, 0]), ("left", a[:, 1], b[:, 1]),
+                       ("height", a[:, 2], b[:, 2]), ("width", a[:, 3], b[:, 3]),
+                       ("area", a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]),
+                       ("ratio", a[:, 3] / a[:, 2], b[:, 3] / b[:, 2])):
+        assert stats.ks_2samp(x, y).pvalue > 1e-3, name
+    fallback = lambda boxes: np.mean(boxes[:, 2] == height) if width > height * 4 / 3 \
+        else 0.0  # noqa: E731
+    assert abs(fallback(a) - fallback(b)) < 0.03
+    assert (a[:, 0] + a[:, 2] <= height).all() and (a[:, 1] + a[:, 3] <= width).all()
+    assert (a >= 0).all() and (a[:, 2:] > 0).all()
+
+
+def test_boxes_depend_on_seed_epoch_index_and_view():
+    box = whole_image_box()
+    args = (375, 500, 0.08, 1.0, *RATIO)
+    first = box(*args, 0, 0, 5, 0)
+    assert box(*args, 0, 0, 5, 0) == first
+    assert len({first, box(*args, 1, 0, 5, 0), box(*args, 0, 1, 5, 0), box(*args, 0, 0, 6, 0),
+                box(*args, 0, 0, 5, 1)}) == 5
+
+
+WIDE = [(36, 120), (40, 132), (32, 108)]  # (height, width): sizes vary, as in ImageNet
+
+
+def striped_folder(root, count=6):
+    """An ImageFolder of wide JPEGs, left third red, middle gray, right third blue: the
+    centre square (the middle columns, as many as the rows) holds only gray."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in range(2):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                height, width = WIDE[i % len(WIDE)]
+                image = np.full((height, width, 3), 128, np.uint8)
+                image[:, :width // 3] = (255, 0, 0)
+                image[:, -(width // 3):] = (0, 0, 255)
+                Image.fromarray(image).save(folder / f"{i}.jpg", quality=95)
+    return root
+
+
+STILL = {"jitter_p": 0.0, "grayscale_p": 0.0, "solarize_p": [0.0, 0.0],
+         "blur_p": [0.0, 0.0]}
+
+
+@pytest.fixture(scope="module")
+def striped(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("striped")
+    params = make_params(tmp, data={"dataset": "imagefolder",
+                                    "root": str(striped_folder(tmp / "folder")),
+                                    "jpeg_above": 0},
+                         loader={"batch_size": 4, "num_workers": 1},
+                         augment={"size": 16, **STILL})
+    convert(params)
+    return params
+
+
+def pixels(batch: torch.Tensor, meta: dict) -> torch.Tensor:
+    mean, std = (torch.tensor(meta[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    return (batch * std + mean) * 255
+
+
+def test_training_views_crop_from_the_whole_wide_image(striped):
+    """Through the training loader, views show the red and blue edges the centre square
+    never held, and crops that touch them (a red or blue first or last column)."""
+    meta = read_meta(f"{striped.data.out_dir}/imagefolder")
+    assert meta["splits"]["train"]["image_shape"] is None  # sizes vary: the decoder crops
+    loader = train_loader(striped)
+    assert loader.crops is not None
+    seen = {"red": 0, "blue": 0}
+    for epoch in range(3):
+        for view1, view2, _ in loader:
+            for view in (view1, view2):
+                x = pixels(view, meta)
+                assert x.shape[1:] == (3, 16, 16)
+                red = (x[:, 0] > 200) & (x[:, 2] < 60)
+                blue = (x[:, 2] > 200) & (x[:, 0] < 60)
+                seen["red"] += int(red.any(dim=(1, 2)).sum())
+                seen["blue"] += int(blue.any(dim=(1, 2)).sum())
+    assert seen["red"] > 0 and seen["blue"] > 0, seen
+
+
+def batches(loader, epoch):
+    loader.set_epoch(epoch)
+    return [t.clone() for batch in loader for t in batch]
+
+
+def test_the_same_seed_gives_the_same_batches_whatever_the_workers(striped):
+    import dataclasses
+
+    one = train_loader(striped)
+    again = train_loader(striped)
+    two = train_loader(dataclasses.replace(
+        striped, loader=dataclasses.replace(striped.loader, num_workers=2)))
+    for epoch in (0, 1):
+        reference = batches(one, epoch)
+        for other in (again, two):
+            got = batches(other, epoch)
+            assert len(got) == len(reference) > 0
+            assert all(torch.equal(a, b) for a, b in zip(got, reference))
+    assert not all(torch.equal(a, b) for a, b in zip(batches(one, 0), batches(one, 1)))
+    other = train_loader(dataclasses.replace(striped, seed=1))
+    assert not all(torch.equal(a, b) for a, b in zip(batches(other, 0), batches(one, 0)))
