@@ -323,7 +323,8 @@ def test_crop_decoder_bench_runs_at_a_tiny_size():
     their ratio."""
     out = subprocess.run([sys.executable, str(BENCH / "loader.py"), "--crops", "--images", "8",
                           "--image-size", "50x40", "--size", "16", "--batch", "4",
-                          "--workers", "1", "--epochs", "1", "--views", "2"],
+                          "--workers", "1", "--epochs", "1", "--rounds", "1", "--views",
+                          "2"],
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0].startswith("training-view decoders, 8 JPEGs of 50x40 and 40x50")
     assert out[1].split() == ["decoder", "views", "images", "seconds", "images/s"]
