@@ -188,3 +188,59 @@ def test_the_same_seed_gives_the_same_batches_whatever_the_workers(striped):
     assert not all(torch.equal(a, b) for a, b in zip(batches(one, 0), batches(one, 1)))
     other = train_loader(dataclasses.replace(striped, seed=1))
     assert not all(torch.equal(a, b) for a, b in zip(batches(other, 0), batches(one, 0)))
+
+
+def test_the_decoder_cuts_each_views_box_from_the_whole_image_at_the_epoch_set(tmp_path):
+    """Images of varying size stored raw: the decoder's crop of each sample and view is the
+    box whole_image_box draws for (seed, epoch, sample index, view), cut from the whole stored
+    image and resized with OpenCV's area interpolation (FFCV's resize_crop), at the epoch the
+    loader set after the pipeline was compiled; a local crop has its own side and scale."""
+    import cv2
+    from ffcv.loader import Loader, OrderOption
+    from ffcv.pipeline import PipelineSpec
+    from ffcv.transforms import ToTensor
+    from PIL import Image
+
+    from momentum_ssl.data.convert import beton_path
+    from momentum_ssl.data.loaders import _whole_image_crop_decoder_class, beton_records
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "folder"
+    for split in ("train", "test"):
+        for c in range(2):
+            (root / split / f"class{c}").mkdir(parents=True)
+            for i, (h, w) in enumerate([(30, 50), (44, 26), (36, 36)]):
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+                    root / split / f"class{c}" / f"{i}.png")
+    params = make_params(tmp_path, data={"dataset": "imagefolder", "root": str(root),
+                                         "jpeg_above": 10**7})  # stored raw: exact pixels
+    convert(params)
+    folder = tmp_path / "beton" / "imagefolder"
+    path, meta, records = beton_records(folder, "train")
+    images = records["image"]
+    assert meta["splits"]["train"]["image_shape"] is None and (images["mode"] == 1).all()
+    data = np.memmap(path, np.uint8, mode="r")
+    crops = [(16, (0.08, 1.0)), (16, (0.08, 1.0)), (8, (0.05, 0.4))]
+    decoder = _whole_image_crop_decoder_class()(crops, RATIO, seed=3)
+    loader = Loader(str(beton_path(folder, "train", meta)), batch_size=4, num_workers=1,
+                    order=OrderOption.SEQUENTIAL, drop_last=False,
+                    pipelines={"image": PipelineSpec("image", decoder, [ToTensor()]),
+                               "label": None})
+    box = whole_image_box()
+    for epoch in (0, 3, 3):
+        decoder.set_epoch(epoch)
+        index = 0
+        for (batch,) in loader:
+            views = decoder.split(batch)
+            assert [tuple(v.shape[1:]) for v in views] == [(3, 16, 16)] * 2 + [(3, 8, 8)]
+            for row in range(len(batch)):
+                h, w, ptr = (int(images[k][index]) for k in ("height", "width", "data_ptr"))
+                whole = np.asarray(data[ptr:ptr + h * w * 3]).reshape(h, w, 3)
+                for v, (side, scale) in enumerate(crops):
+                    top, left, bh, bw = box(h, w, *scale, *RATIO, 3, epoch, index, v)
+                    expected = cv2.resize(whole[top:top + bh, left:left + bw], (side, side),
+                                          interpolation=cv2.INTER_AREA)
+                    np.testing.assert_array_equal(views[v][row].permute(1, 2, 0).numpy(),
+                                                  expected)
+                index += 1
+        assert index == len(images)
