@@ -244,3 +244,24 @@ def test_the_decoder_cuts_each_views_box_from_the_whole_image_at_the_epoch_set(t
                                                   expected)
                 index += 1
         assert index == len(images)
+
+
+def test_pretraining_on_an_imagefolder_of_varying_sizes_runs_on_the_whole_image_crops(
+        striped, tmp_path, monkeypatch):
+    """The pretrain stage's function on the wide JPEGs (the tiny profile's model, heads and
+    schedule), through the decoder: a model after two epochs of three steps, a finite loss."""
+    import json
+
+    from conftest import TINY
+    from momentum_ssl.config import RunSpec, params_from_dict, to_dict
+    from momentum_ssl.stages.pretrain import pretrain
+
+    monkeypatch.chdir(tmp_path)
+    data = to_dict(striped)
+    for name in ("model", "pretrain", "methods"):
+        data[name] = {**data[name], **TINY[name]}
+    out = pretrain(params_from_dict(data), RunSpec("byol", "full"), tmp_path / "run")
+    assert torch.load(out / "model.pt", weights_only=False)["epochs"] == 2
+    metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
+    assert metrics["time"]["steps"] == 2 * 3  # 12 images / 4 a batch, two epochs
+    assert math.isfinite(metrics["train"]["loss"])
