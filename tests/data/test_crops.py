@@ -265,3 +265,19 @@ def test_pretraining_on_an_imagefolder_of_varying_sizes_runs_on_the_whole_image_
     metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
     assert metrics["time"]["steps"] == 2 * 3  # 12 images / 4 a batch, two epochs
     assert math.isfinite(metrics["train"]["loss"])
+
+
+def test_the_gpu_crop_pipeline_ships_the_decoded_rows_to_the_device():
+    """On a GPU the decoder's uint8 rows go to the device as they are (the views are cut
+    there); every op after FFCV's ToDevice allocates on the device."""
+    from ffcv.pipeline.state import State
+
+    from momentum_ssl.data.loaders import _crop_ops
+
+    cuda = torch.device("cuda", 0)  # a device object only: nothing here starts CUDA
+    state = State(True, torch.device("cpu"), (2 * 16 * 16 * 3,), np.dtype("uint8"))
+    for op in _crop_ops(cuda):
+        state, allocation = op.declare_state_and_memory(state)
+        if state.device.type == "cuda":
+            assert allocation is None or allocation.device == cuda, op
+    assert state.device == cuda and list(state.shape) == [2 * 16 * 16 * 3]
