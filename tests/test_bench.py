@@ -327,8 +327,10 @@ def test_crop_decoder_bench_runs_at_a_tiny_size():
                           "2"],
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0].startswith("training-view decoders, 8 JPEGs of 50x40 and 40x50")
-    assert out[1].split() == ["decoder", "views", "images", "seconds", "images/s"]
+    assert out[1].split() == ["decoder", "views", "images", "seconds", "images/s", "CPU",
+                              "ms/image"]
     assert [line.split()[:4] for line in out[2:4]] == [
         ["ffcv", "RandomResizedCropRGBImageDecoder", "2", "8"],  # 2 batches of 4
         ["momentum-ssl", "WholeImageCropDecoder", "2", "8"]]
+    assert re.fullmatch(r"ratio ffcv / ours CPU time per image: 2 views [\d.]+x", out[-2])
     assert re.fullmatch(r"ratio ours / ffcv images/s: 2 views [\d.]+x", out[-1])
