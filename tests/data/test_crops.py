@@ -65,8 +65,9 @@ def torchvisions(height, width, scale, n) -> np.ndarray:
 
 
 def test_boxes_are_the_integer_streams_anywhere():
-    """The compiled boxes are those of the same arithmetic in Python's integers: nothing in
-    them depends on the CPU but the float rounding of log, exp and sqrt."""
+    """The compiled boxes are those of the same arithmetic in Python's integers and doubles:
+    the uniforms are integer arithmetic; the box's sqrt is correctly rounded, its log and exp
+    libm's (Python's and numba's agree here)."""
     for height, width, scale in ((375, 500, (0.08, 1.0)), (40, 400, (0.08, 1.0)),
                                  (224, 224, (0.05, 0.4))):
         for index in range(200):

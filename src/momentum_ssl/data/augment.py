@@ -83,10 +83,14 @@ def sample_crops(n: int, height: int, width: int, scale: tuple[float, float],
 # Whole-image crop boxes, one per sample and view, for the loader's decoder (data/loaders.py
 # WholeImageCropDecoder), which crops them from the whole decoded image in FFCV's thread. Each
 # box draws from a stream keyed by (seed, epoch, sample index, view) alone, so a sample's box
-# does not depend on the batch it lands in, the number of workers or the machine: splitmix64
-# (Steele, Lea & Flood, 2014) over a counter, integer arithmetic that every CPU does alike.
-# Numba compiles these (without fastmath: no fused or reassociated float operations), lazily,
-# so that importing this module does not import numba.
+# does not depend on the batch it lands in or the number of workers: its uniforms are
+# splitmix64 (Steele, Lea & Flood, 2014) over a counter, integer arithmetic, the same on every
+# CPU. The box from them is IEEE double arithmetic: sqrt is correctly rounded everywhere, but
+# log and exp come from the math library numba links (LLVM's calls into libm), which may round
+# differently in another version. So the same numba/LLVM build gives the same bits on any
+# x86-64 CPU; another build may move a box by a pixel where a value falls on a rounding
+# boundary. Numba compiles these (without fastmath: no fused or reassociated float
+# operations), lazily, so that importing this module does not import numba.
 GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment, 2^64 / golden ratio
 
 
