@@ -13,6 +13,7 @@ from conftest import make_params
 from momentum_ssl.data.augment import GOLDEN, whole_image_box
 from momentum_ssl.data.convert import convert, read_meta
 from momentum_ssl.data.loaders import train_loader
+from momentum_ssl.data.resample import crop_resize
 
 MASK = 2**64 - 1
 RATIO = (3 / 4, 4 / 3)
@@ -194,8 +195,9 @@ def test_the_same_seed_gives_the_same_batches_whatever_the_workers(striped):
 def test_the_decoder_cuts_each_views_box_from_the_whole_image_at_the_epoch_set(tmp_path):
     """Images of varying size stored raw: the decoder's crop of each sample and view is the
     box whole_image_box draws for (seed, epoch, sample index, view), cut from the whole stored
-    image and resized with OpenCV's area interpolation (FFCV's resize_crop), at the epoch the
-    loader set after the pipeline was compiled; a local crop has its own side and scale."""
+    image and resized (shrunk: OpenCV's area interpolation, FFCV's resize_crop; enlarged along
+    an axis: crop_resize), at the epoch the loader set after the pipeline was compiled; a local
+    crop has its own side and scale."""
     import cv2
     from ffcv.loader import Loader, OrderOption
     from ffcv.pipeline import PipelineSpec
@@ -228,6 +230,7 @@ def test_the_decoder_cuts_each_views_box_from_the_whole_image_at_the_epoch_set(t
                     pipelines={"image": PipelineSpec("image", decoder, [ToTensor()]),
                                "label": None})
     box = whole_image_box()
+    enlarged = shrunk = 0
     for epoch in (0, 3, 3):
         decoder.set_epoch(epoch)
         index = 0
@@ -239,12 +242,19 @@ def test_the_decoder_cuts_each_views_box_from_the_whole_image_at_the_epoch_set(t
                 whole = np.asarray(data[ptr:ptr + h * w * 3]).reshape(h, w, 3)
                 for v, (side, scale) in enumerate(crops):
                     top, left, bh, bw = box(h, w, *scale, *RATIO, 3, epoch, index, v)
-                    expected = cv2.resize(whole[top:top + bh, left:left + bw], (side, side),
-                                          interpolation=cv2.INTER_AREA)
+                    if bh < side or bw < side:  # enlarged along an axis: ours
+                        expected = np.empty((side, side, 3), np.uint8)
+                        crop_resize()(whole, top, top + bh, left, left + bw, expected)
+                        enlarged += 1
+                    else:
+                        expected = cv2.resize(whole[top:top + bh, left:left + bw],
+                                              (side, side), interpolation=cv2.INTER_AREA)
+                        shrunk += 1
                     np.testing.assert_array_equal(views[v][row].permute(1, 2, 0).numpy(),
                                                   expected)
                 index += 1
         assert index == len(images)
+    assert enlarged > 0 and shrunk > 0  # both paths ran
 
 
 def test_pretraining_on_an_imagefolder_of_varying_sizes_runs_on_the_whole_image_crops(
@@ -282,3 +292,55 @@ def test_the_gpu_crop_pipeline_ships_the_decoded_rows_to_the_device():
         if state.device.type == "cuda":
             assert allocation is None or allocation.device == cuda, op
     assert state.device == cuda and list(state.shape) == [2 * 16 * 16 * 3]
+
+
+def reference_resize(crop: np.ndarray, side: int) -> np.ndarray:
+    """crop_resize written again as two matrices: bilinear rows (half-pixel centres, edges
+    repeated) along an axis that grows, area rows (each source pixel's overlap with the output
+    pixel's interval) along one that shrinks."""
+    def matrix(n_in, n_out):
+        m = np.zeros((n_out, n_in))
+        scale = n_in / n_out
+        for d in range(n_out):
+            if n_out >= n_in:
+                c = (d + 0.5) * scale - 0.5
+                f = math.floor(c)
+                m[d, min(max(f, 0), n_in - 1)] += 1 - (c - f)
+                m[d, min(f + 1, n_in - 1)] += c - f
+            else:
+                for i in range(n_in):
+                    m[d, i] = max(0.0, min(i + 1, (d + 1) * scale) - max(i, d * scale)) / scale
+        return m
+
+    rows, cols = matrix(crop.shape[0], side), matrix(crop.shape[1], side)
+    out = np.einsum("yi,ijc,xj->yxc", rows, crop.astype(np.float64), cols)
+    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("height, width", [(5, 7), (16, 3), (40, 6), (9, 16)])
+def test_an_enlarged_crop_is_resized_bilinearly(height, width):
+    """Enlarged along both axes, the crop is OpenCV's bilinear resize (within the 1 of its
+    fixed-point weights), not its area resize, which repeats pixels there; enlarged along one
+    axis and shrunk along the other, the separable bilinear-by-area reference. The crop is
+    cut from a larger image at an offset."""
+    import cv2
+
+    rng = np.random.default_rng(height * width)
+    image = rng.integers(0, 256, (height + 3, width + 5, 3), dtype=np.uint8)
+    crop = image[2:2 + height, 4:4 + width]
+    side = 16
+    got = np.empty((side, side, 3), np.uint8)
+    crop_resize()(image, 2, 2 + height, 4, 4 + width, got)
+    diff = lambda a, b: np.abs(a.astype(int) - b.astype(int)).max()  # noqa: E731
+    assert diff(got, reference_resize(crop, side)) <= 1
+    if height <= side and width <= side:
+        linear = cv2.resize(crop, (side, side), interpolation=cv2.INTER_LINEAR)
+        area = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+        assert diff(got, linear) <= 1
+        assert diff(got, area) > 20  # INTER_AREA's blocks differ from a bilinear ramp
+    else:  # shrunk along the rows: area averages there, as cv2's INTER_AREA on a column
+        column = crop[:, :1].copy()
+        out = np.empty((side, side, 3), np.uint8)
+        crop_resize()(np.repeat(column, width, axis=1), 0, height, 0, width, out)
+        expected = cv2.resize(column, (1, side), interpolation=cv2.INTER_AREA)
+        assert diff(out[:, :1], expected.reshape(side, 1, 3)) <= 1

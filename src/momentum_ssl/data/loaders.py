@@ -94,9 +94,11 @@ def _whole_image_crop_decoder_class():
     class WholeImageCropDecoder(Operation):
         """Decodes each whole stored image once and cuts every view's crop from it: a box drawn
         as torchvision's ``RandomResizedCrop`` (:func:`~momentum_ssl.data.augment.whole_image_box`)
-        from the stream of (seed, epoch, sample index, view), resized to the view's side
-        (FFCV's ``resize_crop``: OpenCV, area interpolation, as FFCV's own
-        ``RandomResizedCropRGBImageDecoder``). Output per sample: the views' (side, side, 3)
+        from the stream of (seed, epoch, sample index, view), resized to the view's side:
+        shrunk along both axes by FFCV's ``resize_crop`` (OpenCV, area interpolation, as FFCV's
+        own ``RandomResizedCropRGBImageDecoder``), enlarged along either bilinearly
+        (:func:`~momentum_ssl.data.resample.crop_resize`: OpenCV's area interpolation is
+        nearly nearest-neighbour when enlarging). Output per sample: the views' (side, side, 3)
         uint8 pixels, one after the other in one flat row (:meth:`split` cuts them apart)."""
 
         def __init__(self, crops: list[tuple[int, tuple[float, float]]],
@@ -127,13 +129,14 @@ def _whole_image_crop_decoder_class():
 
         def generate_code(self):
             from .augment import whole_image_box
+            from .resample import crop_resize
 
             jpg = IMAGE_MODES["jpg"]
             mem_read = self.memory_read
             my_range = Compiler.get_iterator()
             imdecode_c = Compiler.compile(imdecode)
             resize_crop_c = Compiler.compile(resize_crop)
-            box, read = whole_image_box(), _read_int64()
+            box, read, enlarge = whole_image_box(), _read_int64(), crop_resize()
             epoch_at = self.epoch.ctypes.data
             sides, offsets = np.array(self.sides, np.int64), self.offsets.astype(np.int64)
             scales, (ratio_lo, ratio_hi), seed = self.scales, self.ratio, self.seed
@@ -159,9 +162,12 @@ def _whole_image_crop_decoder_class():
                                               scales[v, 1], ratio_lo, ratio_hi, seed, epoch,
                                               np.int64(source_ix), np.int64(v))
                         side = sides[v]
-                        resize_crop_c(image, top, top + h, left, left + w,
-                                      destination[dst_ix, offsets[v]:offsets[v + 1]].reshape(
-                                          side, side, 3))
+                        out = destination[dst_ix, offsets[v]:offsets[v + 1]].reshape(
+                            side, side, 3)
+                        if h < side or w < side:  # enlarged: INTER_AREA is near-nearest
+                            enlarge(image, top, top + h, left, left + w, out)
+                        else:
+                            resize_crop_c(image, top, top + h, left, left + w, out)
                 return destination[:len(batch_indices)]
 
             decode.is_parallel = True
