@@ -98,6 +98,52 @@ def test_boxes_follow_torchvisions_random_resized_crop(height, width, scale):
     assert (a >= 0).all() and (a[:, 2:] > 0).all()
 
 
+@pytest.mark.parametrize("height, width, area, ratio, h, w", [(4, 5, 4, 1.0, 2, 2),
+                                                             (3, 3, 1, 1.0, 1, 1),
+                                                             (4, 5, 8, 2.0, 2, 4)])
+def test_every_offset_that_fits_is_equally_likely(height, width, area, ratio, h, w):
+    """A scale and ratio range of one value force the box's size on a tiny image; then every
+    top in 0..height - h and every left in 0..width - w has frequency 1 / (positions) within
+    five binomial standard deviations over 6,000 boxes, and no other occurs: an offset drawn
+    over height - h positions (one too few) would never reach the last."""
+    n = 6000
+    scale = (area / (height * width),) * 2
+    box = whole_image_box()
+    boxes = np.array([box(height, width, *scale, ratio, ratio, 5, 2, i, i % 2)
+                      for i in range(n)])
+    assert (boxes[:, 2] == h).all() and (boxes[:, 3] == w).all()
+    for column, positions in ((0, height - h + 1), (1, width - w + 1)):
+        counts = np.bincount(boxes[:, column], minlength=positions)
+        assert len(counts) == positions, counts  # nothing past the last position that fits
+        p = 1 / positions
+        assert (np.abs(counts - n * p) <= 5 * math.sqrt(n * p * (1 - p))).all(), counts
+
+
+def test_boxes_of_other_views_samples_and_epochs_are_uncorrelated():
+    """Over 4,000 samples, the areas and tops of view 0 against view 1, of sample i against
+    sample i + 1 and of epoch 0 against epoch 1 have Pearson correlations within four standard
+    errors (4 / sqrt(n)) of 0: the streams keyed by neighbouring counters are independent."""
+    n = 4000
+    v0 = ours(375, 500, (0.08, 1.0), n + 1, seed=3, epoch=0, view=0)
+    v1 = ours(375, 500, (0.08, 1.0), n + 1, seed=3, epoch=0, view=1)
+    e1 = ours(375, 500, (0.08, 1.0), n + 1, seed=3, epoch=1, view=0)
+    area = lambda b: b[:, 2] * b[:, 3]  # noqa: E731
+    for name, a, b in (("views", v0[:n], v1[:n]), ("samples", v0[:n], v0[1:]),
+                       ("epochs", v0[:n], e1[:n])):
+        for what, x, y in (("area", area(a), area(b)), ("top", a[:, 0], b[:, 0])):
+            assert abs(np.corrcoef(x, y)[0, 1]) < 4 / math.sqrt(n), (name, what)
+
+
+def test_a_box_that_never_fits_falls_back_to_the_centre_at_the_largest_ratio():
+    """60 x 400 at scale (0.9, 1) and ratio (3/4, 4/3): every try's height is at least
+    sqrt(0.9 * 24,000 * 3/4) = 127 > 60, so every box is torchvision's fallback: the image is
+    wider than 4/3, so h = 60, w = round(60 * 4/3) = 80, left = (400 - 80) // 2 = 160."""
+    box = whole_image_box()
+    for i in range(500):
+        assert box(60, 400, 0.9, 1.0, *RATIO, i % 7, i % 3, i, i % 2) == (0, 160, 60, 80)
+    assert (torchvisions(60, 400, (0.9, 1.0), 50) == (0, 160, 60, 80)).all()
+
+
 def test_boxes_depend_on_seed_epoch_index_and_view():
     box = whole_image_box()
     args = (375, 500, 0.08, 1.0, *RATIO)
