@@ -64,20 +64,23 @@ def crop_resize():
         rows, cols = out.shape[0], out.shape[1]
         row_index, row_weight = weights(bottom - top, rows)
         col_index, col_weight = weights(right - left, cols)
-        across = np.zeros((bottom - top, cols, 3))  # each source row resized along columns
+        across = np.zeros((bottom - top, cols * 3))  # each source row resized along columns
         for y in range(bottom - top):
             for x in range(cols):
                 for k in range(col_index.shape[1]):
                     w = col_weight[x, k]
                     if w != 0.0:
                         for c in range(3):
-                            across[y, x, c] += w * image[top + y, left + col_index[x, k], c]
-        for y in range(rows):
-            for x in range(cols):
-                for c in range(3):
-                    value = 0.0
-                    for k in range(row_index.shape[1]):
-                        value += row_weight[y, k] * across[row_index[y, k], x, c]
-                    out[y, x, c] = np.uint8(min(max(math.floor(value + 0.5), 0.0), 255.0))
+                            across[y, 3 * x + c] += w * image[top + y, left + col_index[x, k], c]
+        flat = out.reshape(rows, cols * 3)
+        value = np.empty(cols * 3)
+        for y in range(rows):  # then down the columns, a whole row at a time (vectorised)
+            value[:] = 0.0
+            for k in range(row_index.shape[1]):
+                w, source = row_weight[y, k], across[row_index[y, k]]
+                for j in range(cols * 3):
+                    value[j] += w * source[j]
+            for j in range(cols * 3):
+                flat[y, j] = np.uint8(min(max(math.floor(value[j] + 0.5), 0.0), 255.0))
 
     return resize
