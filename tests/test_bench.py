@@ -315,3 +315,22 @@ def test_portable_bench_times_native_and_pinned_kernels_at_the_profiles_threads(
     assert [r[2] for r in rows] == ["1", "1"] and [r[3] for r in rows] == ["2", "2"]
     ratio = float(re.fullmatch(r"ratio portable / native: ([\d.]+)x", out[-1]).group(1))
     assert ratio == pytest.approx(float(rows[1][4]) / float(rows[0][4]), abs=0.01 + 0.05 * ratio)
+
+
+def test_crop_decoder_bench_runs_at_a_tiny_size():
+    """bench/loader.py --crops at a tiny size: it makes its JPEG folder, converts it, times
+    both decoders (here at two views only: each loader compiles its pipeline) and prints
+    their ratio."""
+    out = subprocess.run([sys.executable, str(BENCH / "loader.py"), "--crops", "--images", "8",
+                          "--image-size", "50x40", "--size", "16", "--batch", "4",
+                          "--workers", "1", "--epochs", "1", "--rounds", "1", "--views",
+                          "2"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0].startswith("training-view decoders, 8 JPEGs of 50x40 and 40x50")
+    assert out[1].split() == ["decoder", "views", "images", "seconds", "images/s", "CPU",
+                              "ms/image"]
+    assert [line.split()[:4] for line in out[2:4]] == [
+        ["ffcv", "RandomResizedCropRGBImageDecoder", "2", "8"],  # 2 batches of 4
+        ["momentum-ssl", "WholeImageCropDecoder", "2", "8"]]
+    assert re.fullmatch(r"ratio ffcv / ours CPU time per image: 2 views [\d.]+x", out[-2])
+    assert re.fullmatch(r"ratio ours / ffcv images/s: 2 views [\d.]+x", out[-1])

@@ -1,6 +1,7 @@
 """A paper-scale profile as a study, through both drivers: a scaled-down copy of
-params/cifar10.yaml (its recipes file, LARS, ResNet-18 with the CIFAR stem, 32 px RGB images of
-synthetic data in an image folder, five epochs of one step) becomes studies/cifar10/ with
+params/cifar10.yaml (its recipes file, LARS, ResNet-18 with the CIFAR stem, 32 px views of
+synthetic JPEGs of varying, non-square sizes in an image folder, so that training crops go
+through the whole-image crop decoder, five epochs of one step) becomes studies/cifar10/ with
 `python -m momentum_ssl study cifar10`; `snakemake` there runs it and commits that folder's
 dvc.yaml, after which `dvc repro` there has nothing to do (the same stages and outputs), and
 `dvc exp run -S` and `dvc metrics diff` work there as at the root."""
@@ -21,8 +22,12 @@ from conftest import REPO
 BIN = Path(sys.executable).parent
 
 
-def synthetic_cifar(root: Path, train: int = 2, test: int = 2) -> None:
-    """CIFAR-10's shape: 10 classes of 32x32 RGB images, each class its own mean colour."""
+SIZES = [(36, 48), (48, 40), (40, 56)]  # (height, width): varying and non-square, as photos
+
+
+def synthetic_photos(root: Path, train: int = 2, test: int = 2) -> None:
+    """CIFAR-10's classes at photos' shapes: 10 classes of RGB JPEGs of the sizes above, each
+    class its own mean colour."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -31,15 +36,17 @@ def synthetic_cifar(root: Path, train: int = 2, test: int = 2) -> None:
             folder = root / split / f"class{label}"
             folder.mkdir(parents=True)
             for i in range(count):
-                pixels = rng.normal(25 * label, 40, (32, 32, 3)).clip(0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
+                shape = (*SIZES[(label + i) % len(SIZES)], 3)
+                pixels = rng.normal(25 * label, 40, shape).clip(0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.jpg", quality=90)
 
 
 def scaled_down(profile: dict, images: Path) -> dict:
     """The profile with its data swapped for the synthetic set and its run made a few steps
     long; its recipes, optimizer, model and momentum sections as they are."""
     profile = {**profile, "seeds": [0]}
-    profile["data"] = {"dataset": "imagefolder", "root": str(images), "out_dir": "data/beton"}
+    profile["data"] = {"dataset": "imagefolder", "root": str(images), "out_dir": "data/beton",
+                       "jpeg_above": 0}  # stored as JPEG: the decoder decodes them
     profile["loader"] = {**profile["loader"], "batch_size": 16, "num_workers": 1}
     # 5 epochs of one step: a recipe of the file warms up for 5 (UniGrad's), checked for all
     profile["pretrain"] = {**profile["pretrain"], "epochs": 5, "warmup_epochs": 0,
@@ -60,7 +67,7 @@ def test_a_scaled_down_cifar10_study_runs_through_snakemake_then_dvc(tmp_path):
     shutil.copytree(REPO / "params", repo / "params")
     for name in ("dvc.yaml", "Snakefile", "params.yaml"):
         shutil.copy(REPO / name, repo / name)
-    synthetic_cifar(tmp_path / "images")
+    synthetic_photos(tmp_path / "images")
     profile = yaml.safe_load((REPO / "params" / "cifar10.yaml").read_text())
     (repo / "params" / "cifar10.yaml").write_text(
         yaml.safe_dump(scaled_down(profile, tmp_path / "images"), sort_keys=False))
@@ -83,6 +90,9 @@ def test_a_scaled_down_cifar10_study_runs_through_snakemake_then_dvc(tmp_path):
     run(*git, "commit", "-qm", "study")
     done = run(str(BIN / "snakemake"), "--cores", "2", cwd=study)
     assert (study / "results" / "report.md").is_file() and (study / "dvc.lock").is_file()
+    meta, = (json.loads(path.read_text()) for path in repo.rglob("meta.json")
+             if path.parent.name == "imagefolder")
+    assert meta["splits"]["train"]["image_shape"] is None  # sizes vary: the crop decoder ran
     assert not (repo / "dvc.lock").exists()  # the study's pipeline was committed, not the root's
     assert "up to date" in run(str(BIN / "dvc"), "status", "dvc.yaml", cwd=study).stdout
     repro = run(str(BIN / "dvc"), "repro", cwd=study)

@@ -29,7 +29,7 @@ def error_for(data) -> str:
 
 
 @pytest.mark.parametrize("path", ["params.yaml", "params/cifar10.yaml", "params/cifar100.yaml",
-                                  "params/imagenet100_resnet18.yaml",
+                                  "params/stl10.yaml", "params/imagenet100_resnet18.yaml",
                                   "params/imagenet100_resnet50.yaml",
                                   "params/imagenet100_vit_small.yaml"])
 def test_shipped_profiles_load(path):
@@ -366,8 +366,22 @@ def test_a_vits_image_side_must_be_whole_patches():
     assert params_from_dict(data).model.patch_size == 7
 
 
+def test_the_stl10_profile_pretrains_on_train_and_unlabeled_with_the_cifar_recipes():
+    """params/stl10.yaml: STL-10 at 96 px, pretraining on train+unlabeled, the ImageNet stem,
+    and every run's recipe the CIFAR profile's (solo-learn has no STL-10 recipe)."""
+    from momentum_ssl.config import recipe
+
+    stl, cifar = (load_params(REPO / f"params/{name}.yaml") for name in ("stl10", "cifar10"))
+    assert (stl.data.dataset, stl.data.pretrain_split, stl.data.unlabeled_root) == \
+        ("stl10", "train+unlabeled", None)
+    assert stl.augment.size == 96 and not stl.model.cifar_stem
+    assert [run.name for run in stl.grid] == [run.name for run in cifar.grid]
+    for ours, theirs in zip(stl.grid, cifar.grid):
+        assert recipe(stl, ours) == recipe(cifar, theirs), ours.name
+
+
 @pytest.mark.parametrize("path", ["params/cifar10.yaml", "params/cifar100.yaml",
-                                  "params/imagenet100_resnet18.yaml",
+                                  "params/stl10.yaml", "params/imagenet100_resnet18.yaml",
                                   "params/imagenet100_resnet50.yaml",
                                   "params/imagenet100_vit_small.yaml"])
 def test_a_gpu_profile_trains_on_cuda_or_not_at_all(path):
@@ -376,7 +390,7 @@ def test_a_gpu_profile_trains_on_cuda_or_not_at_all(path):
 
 
 @pytest.mark.parametrize("path", ["params.yaml", "params/cifar10.yaml", "params/cifar100.yaml",
-                                  "params/imagenet100_resnet18.yaml",
+                                  "params/stl10.yaml", "params/imagenet100_resnet18.yaml",
                                   "params/imagenet100_resnet50.yaml",
                                   "params/imagenet100_vit_small.yaml", "params/claims.yaml"])
 def test_a_profile_names_every_param_dvc_yaml_declares(path):

@@ -14,6 +14,7 @@ parameters, for the comparison loader.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import numpy as np
@@ -77,6 +78,74 @@ def sample_crops(n: int, height: int, width: int, scale: tuple[float, float],
     top = torch.where(failed, float((height - fh) // 2), top)
     left = torch.where(failed, float((width - fw) // 2), left)
     return torch.stack([top, left, h, w], dim=1)
+
+
+# Whole-image crop boxes, one per sample and view, for the loader's decoder (data/loaders.py
+# WholeImageCropDecoder), which crops them from the whole decoded image in FFCV's thread. Each
+# box draws from a stream keyed by (seed, epoch, sample index, view) alone, so a sample's box
+# does not depend on the batch it lands in or the number of workers: its uniforms are
+# splitmix64 (Steele, Lea & Flood, 2014) over a counter, integer arithmetic, the same on every
+# CPU. The box from them is IEEE double arithmetic: sqrt is correctly rounded everywhere, but
+# log and exp come from the math library numba links (LLVM's calls into libm), which may round
+# differently in another version. So the same numba/LLVM build gives the same bits on any
+# x86-64 CPU; another build may move a box by a pixel where a value falls on a rounding
+# boundary. Numba compiles these (without fastmath: no fused or reassociated float
+# operations), lazily, so that importing this module does not import numba.
+GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment, 2^64 / golden ratio
+
+
+def _mix64(x):
+    """splitmix64's output function on a uint64."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@functools.cache
+def whole_image_box():
+    """The compiled ``box(height, width, scale_lo, scale_hi, ratio_lo, ratio_hi, seed, epoch,
+    index, view) -> (top, left, h, w)``: torchvision's ``RandomResizedCrop.get_params`` over the
+    whole ``height`` x ``width`` image (up to 10 tries of an area fraction uniform in the scale
+    range and a log-uniform aspect ratio, then an offset uniform over the positions that fit;
+    else the whole image clipped to the ratio range, centred), its uniforms drawn in turn from
+    the stream of (seed, epoch, index, view)."""
+    from numba import njit
+
+    mix = njit(_mix64)
+    golden, golden2 = np.uint64(GOLDEN), np.uint64(2 * GOLDEN % 2**64)  # all uint64: numba
+    # takes a uint64 mixed with an int64 to a float
+
+    @njit
+    def uniform(state):  # the top 53 bits of the state's output, as a double in [0, 1)
+        return float(mix(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+    @njit
+    def box(height, width, scale_lo, scale_hi, ratio_lo, ratio_hi, seed, epoch, index, view):
+        state = mix(np.uint64(seed) + golden)
+        state = mix((state ^ np.uint64(epoch)) + golden)
+        state = mix((state ^ np.uint64(index)) + golden)
+        state = mix((state ^ np.uint64(view)) + golden)
+        height, width = np.int64(height), np.int64(width)
+        area = float(height * width)
+        log_lo, log_hi = math.log(ratio_lo), math.log(ratio_hi)
+        for _ in range(10):
+            target = area * (scale_lo + (scale_hi - scale_lo) * uniform(state + golden))
+            aspect = math.exp(log_lo + (log_hi - log_lo) * uniform(state + golden2))
+            state += golden2
+            w = np.int64(np.rint(math.sqrt(target * aspect)))
+            h = np.int64(np.rint(math.sqrt(target / aspect)))
+            if 0 < w <= width and 0 < h <= height:
+                top = np.int64(uniform(state + golden) * (height - h + 1))
+                left = np.int64(uniform(state + golden2) * (width - w + 1))
+                return top, left, h, w
+        h, w = height, width  # no try fitted: the whole image, clipped to the ratio range
+        if width / height < ratio_lo:
+            h = np.int64(np.rint(width / ratio_lo))
+        elif width / height > ratio_hi:
+            w = np.int64(np.rint(height * ratio_hi))
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    return box
 
 
 def resized_crop(x: Tensor, boxes: Tensor, flip: Tensor, size: int) -> Tensor:
@@ -214,12 +283,15 @@ class ViewAugment(nn.Module):
 
     Input: (N, 3, H, W) uint8 or float in [0, 1], any device. Output: (N, 3, size, size) float32,
     normalised with ``mean``/``std``. ``view`` (0 or 1) picks the per-view blur and solarisation
-    probabilities. Call :meth:`reseed` at the start of each epoch.
+    probabilities. Call :meth:`reseed` at the start of each epoch. ``cropped``: the input is
+    this view's crop already, at ``size`` (the loader's :class:`WholeImageCropDecoder` cut it
+    from the whole image), so the random recipe starts at the flip.
     """
 
-    def __init__(self, cfg: AugmentConfig, view: int, mean: list[float], std: list[float]):
+    def __init__(self, cfg: AugmentConfig, view: int, mean: list[float], std: list[float],
+                 cropped: bool = False):
         super().__init__()
-        self.cfg, self.view = cfg, view
+        self.cfg, self.view, self.cropped = cfg, view, cropped
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.gen = torch.Generator()
@@ -250,8 +322,13 @@ class ViewAugment(nn.Module):
         if x.dtype == torch.uint8:
             x = x.float().div_(255)
         # every random parameter, drawn on the CPU in the order of the operations
-        boxes = sample_crops(n, x.shape[2], x.shape[3], cfg.crop_scale, cfg.crop_ratio,
-                             self.gen)
+        if self.cropped:
+            if x.shape[2:] != (cfg.size, cfg.size):
+                raise ValueError(f"a cropped view is {cfg.size} px square, got {tuple(x.shape)}")
+            boxes = torch.tensor([[0.0, 0.0, cfg.size, cfg.size]]).expand(n, 4)
+        else:
+            boxes = sample_crops(n, x.shape[2], x.shape[3], cfg.crop_scale, cfg.crop_ratio,
+                                 self.gen)
         flip = self._coin(n, cfg.flip_p)
         jitter = self._coin(n, cfg.jitter_p)
         factors = [self._uniform(n, max(0.0, 1 - a), 1 + a)
@@ -273,7 +350,10 @@ class ViewAugment(nn.Module):
              *(chosen for _, chosen in jitters)], x.device)
         factors, chosens = rest[:4], rest[4:]
 
-        x = resized_crop(x, boxes, flip, cfg.size)
+        if self.cropped:  # only the flip: resampling the whole image would blur it
+            x = torch.where(_per_image(flip), x.flip(3), x)
+        else:
+            x = resized_crop(x, boxes, flip, cfg.size)
         for (op_index, _), chosen in zip(jitters, chosens):
             if len(chosen):
                 x[chosen] = JITTER_OPS[op_index](x[chosen], factors[op_index][chosen])
@@ -344,9 +424,10 @@ class LocalCropAugment(ViewAugment):
     :func:`local_crop_config`, drawing from its own stream, keyed 2 + ``index`` beside the
     global views' 0 and 1, so adding local crops leaves the global views' bits unchanged."""
 
-    def __init__(self, cfg: AugmentConfig, index: int, mean: list[float], std: list[float]):
+    def __init__(self, cfg: AugmentConfig, index: int, mean: list[float], std: list[float],
+                 cropped: bool = False):
         self.index = index  # read by reseed, which ViewAugment's constructor calls
-        super().__init__(local_crop_config(cfg), 0, mean, std)
+        super().__init__(local_crop_config(cfg), 0, mean, std, cropped)
 
     def reseed(self, seed: int, epoch: int = 0, rank: int = 0) -> None:
         self.gen.manual_seed(stream_seed(seed, epoch, rank, 2 + self.index))

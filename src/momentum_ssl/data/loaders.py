@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import queue
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import AugmentConfig, LoaderConfig, Params
+from ..config.data import local_size
 from ..plumbing.artifacts import BETON_IMAGE_MODES, MissingArtifact, check_beton
 from ..plumbing.compute import restore_threads
 from .augment import (EvalTransform, LocalCropAugment, ViewAugment, stream_seed,
@@ -40,20 +42,144 @@ def beton_folder(params: Params) -> Path:
 EVAL_CROP = 224 / 256  # Resize(256) then CenterCrop(224), as every reference's evaluation
 
 
-def _decoder(meta: dict, split: str, size: int, train: bool):
+def _decoder(meta: dict, split: str, size: int):
+    """The evaluation's decoder, and the training views' where every image has one size
+    (images of varying size train through :func:`whole_image_crop_decoder`)."""
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, SimpleRGBImageDecoder
 
     if meta["splits"][split]["image_shape"] is not None:
         return SimpleRGBImageDecoder()
-    if not train:
-        # the centre square of side 224/256 of the shorter side, resized to size x size: the
-        # same pixels as Resize(256 * size / 224) then CenterCrop(size)
-        return CenterCropRGBImageDecoder((size, size), ratio=EVAL_CROP)
-    # Training views of images of varying size: decode the centre square at 8/7 of the view
-    # size, and let the seeded augmentation crop from that. (The references crop from the
-    # whole image; FFCV's decoders that do so draw from unseeded generators.)
-    side = round(size * 8 / 7)
-    return CenterCropRGBImageDecoder((side, side), ratio=1.0)
+    # the centre square of side 224/256 of the shorter side, resized to size x size: the
+    # same pixels as Resize(256 * size / 224) then CenterCrop(size)
+    return CenterCropRGBImageDecoder((size, size), ratio=EVAL_CROP)
+
+
+def view_crops(augment: AugmentConfig) -> list[tuple[int, tuple[float, float]]]:
+    """(side, area scale range) of each view's crop, in the loader's order: the two global
+    views, then the local crops."""
+    return [(augment.size, augment.crop_scale)] * 2 + \
+        [(local_size(augment), augment.local_crop_scale)] * augment.local_crops
+
+
+@functools.cache
+def _read_int64():
+    """A compiled ``read(address) -> int64``: the value at a memory address, read when the
+    compiled code runs. Numba freezes the arrays a compiled function captures into constants,
+    so this is how FFCV's compiled pipeline sees the epoch the loader set after compiling it."""
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def read(typingctx, address):
+        def codegen(context, builder, signature, args):
+            return builder.load(builder.inttoptr(args[0], ir.IntType(64).as_pointer()))
+        return types.int64(types.int64), codegen
+
+    return read
+
+
+@functools.cache
+def _whole_image_crop_decoder_class():
+    """:class:`WholeImageCropDecoder`'s class, defined when first used (FFCV's classes are
+    imported only where a loader needs them)."""
+    from dataclasses import replace
+
+    from ffcv.fields.rgb_image import IMAGE_MODES
+    from ffcv.libffcv import imdecode, resize_crop
+    from ffcv.pipeline.allocation_query import AllocationQuery
+    from ffcv.pipeline.compiler import Compiler
+    from ffcv.pipeline.operation import Operation
+
+    class WholeImageCropDecoder(Operation):
+        """Decodes each whole stored image once and cuts every view's crop from it: a box drawn
+        as torchvision's ``RandomResizedCrop`` (:func:`~momentum_ssl.data.augment.whole_image_box`)
+        from the stream of (seed, epoch, sample index, view), resized to the view's side:
+        shrunk along both axes by FFCV's ``resize_crop`` (OpenCV, area interpolation, as FFCV's
+        own ``RandomResizedCropRGBImageDecoder``), enlarged along either bilinearly
+        (:func:`~momentum_ssl.data.resample.crop_resize`: OpenCV's area interpolation is
+        nearly nearest-neighbour when enlarging). Output per sample: the views' (side, side, 3)
+        uint8 pixels, one after the other in one flat row (:meth:`split` cuts them apart)."""
+
+        def __init__(self, crops: list[tuple[int, tuple[float, float]]],
+                     ratio: tuple[float, float], seed: int):
+            super().__init__()
+            self.sides = [int(side) for side, _ in crops]
+            self.scales = np.array([scale for _, scale in crops], np.float64).reshape(-1, 2)
+            self.offsets = np.cumsum([0] + [3 * side * side for side in self.sides])
+            self.ratio, self.seed = (float(ratio[0]), float(ratio[1])), int(seed)
+            self.epoch = np.zeros(1, np.int64)  # read by the compiled code at every batch
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch[0] = epoch
+
+        def split(self, batch: torch.Tensor) -> list[torch.Tensor]:
+            """(N, total) -> each view's (N, 3, side, side) uint8, views of ``batch``."""
+            return [batch[:, int(start):int(start) + 3 * side * side]
+                    .view(-1, side, side, 3).permute(0, 3, 1, 2)
+                    for start, side in zip(self.offsets, self.sides)]
+
+        def declare_state_and_memory(self, previous_state):
+            uint8 = np.dtype("<u1")
+            shape = (int(self.offsets[-1]),)
+            largest = np.uint64(self.metadata["height"].max()) * \
+                np.uint64(self.metadata["width"].max()) * np.uint64(3)
+            return (replace(previous_state, jit_mode=True, shape=shape, dtype=uint8),
+                    (AllocationQuery(shape, uint8), AllocationQuery((largest,), uint8)))
+
+        def generate_code(self):
+            from .augment import whole_image_box
+            from .resample import crop_resize
+
+            jpg = IMAGE_MODES["jpg"]
+            mem_read = self.memory_read
+            my_range = Compiler.get_iterator()
+            imdecode_c = Compiler.compile(imdecode)
+            resize_crop_c = Compiler.compile(resize_crop)
+            box, read, enlarge = whole_image_box(), _read_int64(), crop_resize()
+            epoch_at = self.epoch.ctypes.data
+            sides, offsets = np.array(self.sides, np.int64), self.offsets.astype(np.int64)
+            scales, (ratio_lo, ratio_hi), seed = self.scales, self.ratio, self.seed
+            views = len(sides)
+
+            def decode(batch_indices, my_storage, metadata, storage_state):
+                destination, temp_storage = my_storage
+                epoch = read(epoch_at)
+                for dst_ix in my_range(len(batch_indices)):
+                    source_ix = batch_indices[dst_ix]
+                    field = metadata[source_ix]
+                    image_data = mem_read(field["data_ptr"], storage_state)
+                    height, width = np.uint32(field["height"]), np.uint32(field["width"])
+                    if field["mode"] == jpg:
+                        image = temp_storage[dst_ix]
+                        imdecode_c(image_data, image, height, width, height, width, 0, 0, 1, 1,
+                                   False, False)
+                        image = image.reshape(-1)[:3 * height * width].reshape(height, width, 3)
+                    else:
+                        image = image_data.reshape(height, width, 3)
+                    for v in range(views):
+                        top, left, h, w = box(np.int64(height), np.int64(width), scales[v, 0],
+                                              scales[v, 1], ratio_lo, ratio_hi, seed, epoch,
+                                              np.int64(source_ix), np.int64(v))
+                        side = sides[v]
+                        out = destination[dst_ix, offsets[v]:offsets[v + 1]].reshape(
+                            side, side, 3)
+                        if h < side or w < side:  # enlarged: INTER_AREA is near-nearest
+                            enlarge(image, top, top + h, left, left + w, out)
+                        else:
+                            resize_crop_c(image, top, top + h, left, left + w, out)
+                return destination[:len(batch_indices)]
+
+            decode.is_parallel = True
+            return decode
+
+    return WholeImageCropDecoder
+
+
+def whole_image_crop_decoder(augment: AugmentConfig, seed: int):
+    """The training views' decoder for images of varying size (``WholeImageCropDecoder``):
+    each view's crop from the whole image, seeded by (``seed``, epoch, sample index, view)."""
+    return _whole_image_crop_decoder_class()(view_crops(augment), augment.crop_ratio, seed)
 
 
 def _workers(requested: int) -> int:
@@ -82,6 +208,14 @@ def _image_ops(device: torch.device, transform: torch.nn.Module | None = None) -
     if _ships(device):
         ops.append(ToDevice(device, non_blocking=True))
     return ops + ([transform.to(device)] if transform is not None else [])
+
+
+def _crop_ops(device: torch.device) -> list:
+    """The decoded crops (:class:`WholeImageCropDecoder`'s flat uint8 rows) as a tensor on
+    ``device``; the loader cuts the views apart (NCHW views of the rows)."""
+    from ffcv.transforms import ToDevice, ToTensor
+
+    return [ToTensor()] + ([ToDevice(device, non_blocking=True)] if _ships(device) else [])
 
 
 def _label_ops(device: torch.device) -> list:
@@ -129,6 +263,9 @@ class TwoViewLoader:
       (bench/pipeline.py);
     - JPEGs or images of varying size (ImageNet-style folders): FFCV's loader decodes them in its
       thread, ``loader.num_workers`` numba workers, ``loader.batches_ahead`` batches ahead.
+      Images of varying size are decoded whole and each view's crop is cut from the whole
+      image there (:func:`whole_image_crop_decoder`, seeded per sample and view), so the
+      views take the rest of the recipe from the flip on (docs/DATA.md#training-crops).
 
     On a GPU the uint8 pixels are shipped to the device and augmented there.
     """
@@ -140,10 +277,12 @@ class TwoViewLoader:
         self.batch_size, self.distributed = loader.batch_size, distributed
         checked = beton_records(folder, split)
         meta = checked[1]
-        self.views = [ViewAugment(augment, v, meta["mean"], meta["std"]).to(self.device)
-                      for v in (0, 1)]
-        self.views += [LocalCropAugment(augment, j, meta["mean"], meta["std"]).to(self.device)
-                       for j in range(augment.local_crops)]
+        cropped = meta["splits"][split]["image_shape"] is None  # by the decoder, whole images
+        self.views = [ViewAugment(augment, v, meta["mean"], meta["std"], cropped)
+                      .to(self.device) for v in (0, 1)]
+        self.views += [LocalCropAugment(augment, j, meta["mean"], meta["std"], cropped)
+                       .to(self.device) for j in range(augment.local_crops)]
+        self.crops = whole_image_crop_decoder(augment, seed) if cropped else None
         self.next_epoch = 0
         self.raw = RawImages.open(checked, split)
         if self.raw is not None:
@@ -153,9 +292,11 @@ class TwoViewLoader:
         from ffcv.loader import Loader, OrderOption
         from ffcv.pipeline import PipelineSpec
 
+        image = (PipelineSpec("image", _decoder(meta, split, augment.size),
+                              _image_ops(self.device)) if self.crops is None else
+                 PipelineSpec("image", self.crops, _crop_ops(self.device)))
         pipelines = {
-            "image": PipelineSpec("image", _decoder(meta, split, augment.size, train=True),
-                                  _image_ops(self.device)),
+            "image": image,
             "label": _label_ops(self.device),
         }
         self.loader = Loader(str(checked[0]), batch_size=loader.batch_size,
@@ -187,11 +328,16 @@ class TwoViewLoader:
             view.reseed(self.seed, epoch, self.rank)
         self.next_epoch += 1
         if self.loader is not None:
+            if self.crops is not None:
+                self.crops.set_epoch(epoch)
             for batch in _epoch(self.loader):
                 out = dict(zip(self.names, batch))
+                images = ([out["image"]] * len(self.views) if self.crops is None else
+                          self.crops.split(out["image"]))
                 # FFCV hands its buffers out again a few batches later: the views are new
                 # tensors and the labels a copy, made before the next batch is taken
-                yield (*(view(out["image"]) for view in self.views), out["label"].clone())
+                yield (*(view(x) for view, x in zip(self.views, images)),
+                       out["label"].clone())
             return
         order = self._order(epoch)
         for start in range(0, len(order), self.batch_size):
@@ -264,7 +410,7 @@ class EvalLoader:
                              order=OrderOption.SEQUENTIAL, drop_last=False,
                              batches_ahead=loader.batches_ahead, indices=indices,
                              pipelines={"image": PipelineSpec(
-                                 "image", _decoder(meta, split, size, train=False),
+                                 "image", _decoder(meta, split, size),
                                  _image_ops(device, transform)),
                                         "label": _label_ops(device)})
         restore_threads()  # FFCV set torch's threads to num_workers
