@@ -24,6 +24,7 @@ rule pretrain:
         f"{ROOT}src/momentum_ssl/core/models",
         f"{ROOT}src/momentum_ssl/data/loaders.py",
         f"{ROOT}src/momentum_ssl/data/augment.py",
+        f"{ROOT}src/momentum_ssl/data/resample.py",
     output:
         "results/runs/{run}/s{seed}/model.pt",
         "results/runs/{run}/s{seed}/params.yaml",
