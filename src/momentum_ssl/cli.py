@@ -267,6 +267,21 @@ def _evaluate(args: argparse.Namespace) -> None:
     _print_transfer(transfer(params, name, seed=seed))
 
 
+def _linear(args: argparse.Namespace) -> None:
+    """The papers' linear evaluation of one grid run at one seed (stages/linear.py): a GPU
+    job at paper scale, so it claims one as evaluate does."""
+    from .stages.linear import linear
+
+    params = load_params(args.params)
+    if not params.linear:
+        raise ConfigError(f"linear is off in {args.params}: set 'linear: true' there to run "
+                          "the linear evaluation (its recipe: recipes.linear, docs/STAGES.md)")
+    name, seed = _grid_run(params, args).name, _seed(params, args)
+    _start_torch(params, 1)
+    out = linear(params, name, seed=seed)
+    print(f"wrote {out}: top-1 {json.loads(out.read_text())['top1']:.4f}")
+
+
 def _export(args: argparse.Namespace) -> None:
     from .stages.export import export
 
@@ -433,6 +448,9 @@ STAGES = {
                                  "transfer targets", PER_RUN_OR_BASELINE),
     "evaluate": Stage(_evaluate, "extract, probe and transfer of a grid run or baseline in one "
                                  "process: the DAG's stage", PER_RUN_OR_BASELINE),
+    "linear": Stage(_linear, "the papers' linear evaluation of a grid run (SGD on its frozen "
+                             "backbone, recipes.linear) when the profile sets linear: true",
+                    PER_RUN),
     "export": Stage(_export, "a grid run's trained backbone as a torchvision (resnet18/50) or "
                              "momentum_ssl (resnet_tiny) state_dict, plus safetensors",
                     (*PER_RUN, "teacher", "export-to")),

@@ -14,7 +14,7 @@ from ..core.methods import MethodsConfig
 from .base import ConfigError, MethodName, Scope, _build, _require
 from .claims import CLAIMS, ClaimConfig
 from .data import LOCAL_CROP_KEYS, AugmentConfig, DataConfig, LoaderConfig, ModelConfig
-from .evaluation import ProbeConfig, TransferConfig
+from .evaluation import LinearConfig, ProbeConfig, TransferConfig
 from .training import ComputeConfig, MomentumConfig, PretrainConfig, ResidualConfig
 
 
@@ -97,7 +97,7 @@ class Recipe:
 @dataclass(frozen=True)
 class RecipesConfig:
     """Section ``recipes`` (optional): a recipe per method; a method left out trains with the
-    shared sections as they are."""
+    shared sections as they are. ``linear``: the linear evaluation's recipe."""
 
     mocov2: Recipe = Recipe()
     mocov3: Recipe = Recipe()
@@ -109,6 +109,8 @@ class RecipesConfig:
     unigrad: Recipe = Recipe()
     xmoco: Recipe = Recipe()
     dino: Recipe = Recipe()
+    # the linear evaluation's recipe at this scale (not a method's): read when ``linear`` is on
+    linear: LinearConfig = LinearConfig()
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,9 @@ class Params:
     seeds: tuple[int, ...] = (0,)
     # the claims the report judges (stats.py, claims.py); left out: the papers' (CLAIMS above)
     claims: tuple[ClaimConfig, ...] = dataclasses.field(default_factory=lambda: CLAIMS)
+    # The papers' linear evaluation (SGD on the frozen backbone, recipes.linear) as a stage of
+    # its own per run and seed (stages/linear.py). Off: no stage, no plan or output changes.
+    linear: bool = False
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")

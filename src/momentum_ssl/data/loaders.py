@@ -343,6 +343,22 @@ def eval_loader(params: Params, split: str, device: torch.device | str = "cpu") 
     return EvalLoader(beton_folder(params), params.augment.size, params.loader, split, device)
 
 
+def linear_train_loader(params: Params, device: torch.device | str = "cpu") -> TwoViewLoader:
+    """The linear evaluation's training batches ``(images, labels)``: one view of each train
+    image, a random-resized crop (``recipes.linear.crop_scale``, ``crop_ratio``) and a flip
+    (``flip_p``), no colour, at ``augment.size`` px, ``recipes.linear.batch_size`` a batch,
+    seeded by the run's seed and the epoch as the pretraining views are."""
+    recipe = params.recipes.linear
+    augment = AugmentConfig(size=params.augment.size, crop_scale=recipe.crop_scale,
+                            crop_ratio=recipe.crop_ratio, flip_p=recipe.flip_p, jitter_p=0.0,
+                            grayscale_p=0.0, blur_p=(0.0, 0.0), solarize_p=(0.0, 0.0))
+    cfg = dataclasses.replace(params.loader, batch_size=recipe.batch_size)
+    loader = TwoViewLoader(beton_folder(params), augment, cfg, params.seed, device)
+    loader.views = loader.views[:1]  # one view: what the linear head trains on
+    restore_threads()
+    return loader
+
+
 # --- torchvision comparison ---------------------------------------------------------------
 
 
