@@ -65,7 +65,7 @@ def train_head(backbone: torch.nn.Module, head: torch.nn.Linear, loader, recipe:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, count = total + float(loss) * len(y), count + len(y)
+            total, count = total + float(loss.detach()) * len(y), count + len(y)
         losses.append(total / max(count, 1))
     return losses
 
