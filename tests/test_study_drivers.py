@@ -65,6 +65,11 @@ def test_a_scaled_down_cifar10_study_runs_through_snakemake_then_dvc(tmp_path):
     profile = yaml.safe_load((REPO / "params" / "cifar10.yaml").read_text())
     (repo / "params" / "cifar10.yaml").write_text(
         yaml.safe_dump(scaled_down(profile, tmp_path / "images"), sort_keys=False))
+    # the profile's linear evaluation, two epochs of batches the 20 images fill
+    recipes = repo / "params" / "recipes" / "cifar.yaml"
+    data = yaml.safe_load(recipes.read_text())
+    data["linear"] = {**data["linear"], "epochs": 2, "batch_size": 8, "step_epochs": [1]}
+    recipes.write_text(yaml.safe_dump(data, sort_keys=False))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
            "PYTHONPATH": str(repo / "src")}
 
@@ -89,7 +94,8 @@ def test_a_scaled_down_cifar10_study_runs_through_snakemake_then_dvc(tmp_path):
     repro = run(str(BIN / "dvc"), "repro", cwd=study)
     assert "Running stage" not in repro.stdout, repro.stdout
     report = (study / "results" / "report.md").read_text()
-    assert "| mocov3-full |" in report
+    assert "| mocov3-full |" in report and "| linear (SGD) |" in report
+    assert (study / "results" / "linear" / "mocov3-full" / "s0.json").is_file()
     run(*git, "add", "-A")
     run(*git, "commit", "-qm", "ran")
     # an experiment in the study: only the report reads `claims`

@@ -96,7 +96,11 @@ def linear(params: Params, name: str, seed: int | None = None, out: Path | None 
     backbone = load_learner(params, name, seed=seed).backbone.to(device).eval()
     backbone.requires_grad_(False)
     folder = beton_folder(params)
-    classes = int(max(read_labels(folder, "train").max(), read_labels(folder, "test").max())) + 1
+    train_labels = read_labels(folder, "train")
+    if len(train_labels) < recipe.batch_size:  # drop_last: not one step would be taken
+        raise ConfigError(f"recipes.linear.batch_size: {recipe.batch_size} is more than the "
+                          f"{len(train_labels)} train images of {folder}; lower it")
+    classes = int(max(train_labels.max(), read_labels(folder, "test").max())) + 1
     side = params.augment.size
     with torch.no_grad():
         dim = int(backbone(torch.zeros(1, 3, side, side, device=device)).shape[1])
