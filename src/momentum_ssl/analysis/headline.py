@@ -14,8 +14,8 @@ researcher compares between two revisions or experiments, so that the diff fits 
 
 Per grid run and baseline, the student's headline kNN (summary.json's ``knn_student``), its
 logistic top-1 (``logistic_student``), its SGD linear evaluation's top-1 (``linear_student``,
-where the profile sets ``linear: true``) and every transfer target, each as its mean over seeds and
-the bounds of its 95% interval, and (``gain``) its kNN over the random-init backbone at the same
+where the profile sets ``linear: true``) and every transfer target, each as its mean over seeds
+and the bounds of its 95% interval, and (``gain``) its kNN over the random-init backbone at the same
 seed; then each tested claim's effect; then where the first of the runs' machines ran them and
 how many distinct machines (or settings) there were (docs/REPRODUCIBILITY.md). The names are short because
 ``dvc exp show`` prints each as a column header: ``byol-full-res.knn.mean`` fits beside a param

@@ -58,9 +58,10 @@ class TransferConfig:
 @dataclass(frozen=True)
 class LinearConfig:
     """``recipes.linear``: the papers' linear evaluation, which ``linear: true`` in a profile
-    turns on (stages/linear.py; docs/STAGES.md, "linear"). A linear head on the frozen student
-    backbone (eval mode, no gradient), trained with SGD on random-resized crops and flips of
-    train for ``epochs``, then scored top-1 on the centre view of test. The defaults are
+    turns on (stages/linear.py; docs/STAGES.md, "Linear evaluation"). A linear head on the
+    frozen student backbone (eval mode, no gradient), trained with SGD on random-resized crops
+    and flips of train for ``epochs``, then scored top-1 on the centre view of test. The
+    defaults are
     solo-learn's linear recipe (scripts/linear/{cifar,imagenet-100}/*.yaml); each recipe file
     in params/recipes/ gives its own with sources (docs/RECIPES.md, "Linear evaluation")."""
 
