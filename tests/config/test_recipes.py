@@ -169,3 +169,41 @@ def test_each_method_trains_a_step_with_its_recipe_on_the_cpu(profile, method):
             before[:len(group["params"])], group["params"]))
         before = before[len(group["params"]):]
         assert moved, f"{method}: group {group['select']} did not move"
+
+
+def linear_record() -> dict[str, dict[str, object]]:
+    """recipe file -> linear.<key> -> value, from the doc's "Linear evaluation" table (a row of
+    "every file" holds for each file)."""
+    section = DOC.read_text().split("\n## Linear evaluation\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or cells[0] in ("recipe file", "---") or not line.startswith("|"):
+            continue
+        assert cells[2], f"{cells[0]}: a row without a source"
+        settings = dict(pair.split(" = ", 1) for pair in cells[1].split("; "))
+        own = rows.setdefault(cells[0].strip("`"), {})
+        assert not set(own) & set(settings), f"{cells[0]}: a key listed twice"
+        own.update({k: yaml.safe_load(v) for k, v in settings.items()})
+    shared = rows.pop("every file")
+    return {path: {**shared, **own} for path, own in rows.items()}
+
+
+def test_each_recipe_file_holds_the_recorded_linear_evaluation():
+    from momentum_ssl.config import LinearConfig, to_dict
+    from momentum_ssl.config.base import _build
+
+    tables = linear_record()
+    assert set(tables) == {"params/recipes/cifar.yaml", "params/recipes/imagenet100.yaml",
+                           "params/recipes/imagenet100_vit.yaml"}
+    for path, documented in tables.items():
+        data = yaml.safe_load((REPO / path).read_text())["linear"]
+        resolved = flatten({"linear": {k: v for k, v in to_dict(
+            _build(LinearConfig, data, "recipes.linear")).items() if k != "source"}})
+        assert set(resolved) == set(documented), path  # every setting sourced, none extra
+        for key, value in resolved.items():
+            assert same(documented[key], value), f"{path}: {key} = {value}, the record says " \
+                                                 f"{documented[key]}"
+    for profile in ("cifar10", "cifar100", "imagenet100_resnet18", "imagenet100_resnet50",
+                    "imagenet100_vit_small"):  # the paper-scale profiles run it
+        assert load_params(REPO / "params" / f"{profile}.yaml").linear, profile
