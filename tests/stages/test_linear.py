@@ -121,3 +121,21 @@ def test_its_result_is_a_report_column_and_a_headline_metric(trained, monkeypatc
     summary = {"runs": {"byol-full": {"linear_student": {"mean": top1, "ci_low": 0.1,
                                                          "ci_high": 0.9}}}, "claims": []}
     assert headline(summary)["byol-full"]["linear"] == {"mean": top1, "low": 0.1, "high": 0.9}
+
+
+def test_the_command_claims_a_gpu_as_evaluate_does_and_writes_its_result(trained, monkeypatch,
+                                                                          capsys):
+    import yaml
+
+    import momentum_ssl.cli as cli
+    from momentum_ssl.config import to_dict
+
+    Path("params.yaml").write_text(yaml.safe_dump(to_dict(trained), sort_keys=False))
+    asked = []
+    real = cli._start_torch
+    monkeypatch.setattr(cli, "_start_torch", lambda params, gpus=0: (asked.append(gpus),
+                                                                      real(params, gpus))[1])
+    assert main(["linear", "--run", "byol-full", "--seed", "0"]) == 0
+    assert asked == [1]  # one GPU, claimed before torch starts CUDA (a CPU here: none found)
+    assert capsys.readouterr().out.startswith(f"wrote {OUT}: top-1 ")
+    assert main(["linear", "--run", "random", "--seed", "0"]) == 2  # grid runs only
