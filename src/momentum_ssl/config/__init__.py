@@ -35,12 +35,11 @@ from .runs import (RECIPE_SECTIONS, SHARED_KEYS, MethodsConfig, Params, Recipe, 
 from .training import (ComputeConfig, LarsConfig, MomentumConfig, ParamGroupConfig,
                        PretrainConfig, ResidualConfig)
 
-__all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LarsConfig", "LinearConfig",
-           "LoaderConfig",
+__all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LarsConfig", "LoaderConfig",
            "MethodsConfig", "ClaimConfig", "CLAIMS", "CLAIMS_FILE", "CLAIM_METRICS", "BLOCK_METRICS", "ComputeConfig",
            "PAPERS", "ModelConfig",
            "MomentumConfig", "ParamGroupConfig", "Params", "PretrainConfig", "ProbeConfig",
            "Recipe", "RecipesConfig", "RECIPE_SECTIONS", "ResidualConfig", "RunSpec",
            "SHARED_KEYS", "TransferConfig", "params_hash", "recipe", "resolve", "run_params",
            "sweeps", "with_seed", "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict",
-           "to_dict"]
+           "to_dict", "LinearConfig"]

@@ -131,15 +131,15 @@ class Params:
     grid: tuple[RunSpec, ...]
     recipes: RecipesConfig = RecipesConfig()
     compute: ComputeConfig = ComputeConfig()
+    # The papers' linear evaluation (SGD on the frozen backbone, recipes.linear) as a stage of
+    # its own per run and seed (stages/linear.py). Off: no stage, no plan or output changes.
+    linear: bool = False
     # Training seeds, a grid dimension: every grid run (and the random-init baseline) trains
     # once per seed, each in its own folder (<run>/s<seed>); ``seed`` above stays the seed of
     # the data (subsets, conversion). Paired differences over these seeds judge the claims.
     seeds: tuple[int, ...] = (0,)
     # the claims the report judges (stats.py, claims.py); left out: the papers' (CLAIMS above)
     claims: tuple[ClaimConfig, ...] = dataclasses.field(default_factory=lambda: CLAIMS)
-    # The papers' linear evaluation (SGD on the frozen backbone, recipes.linear) as a stage of
-    # its own per run and seed (stages/linear.py). Off: no stage, no plan or output changes.
-    linear: bool = False
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
