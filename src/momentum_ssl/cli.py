@@ -267,6 +267,19 @@ def _evaluate(args: argparse.Namespace) -> None:
     _print_transfer(transfer(params, name, seed=seed))
 
 
+def _export(args: argparse.Namespace) -> None:
+    from .stages.export import export
+
+    params = _load_for_torch(args)
+    run = _grid_run(params, args)
+    path = export(params, run.name, args.teacher, args.out, _seed(params, args))
+    meta = json.loads(path.read_text())
+    files = ",".join(f for f in (meta["files"]["state_dict"], meta["files"]["safetensors"],
+                                 path.name) if f)
+    print(f"wrote {path.parent}/{{{files}}} ({meta['format']} state_dict of the "
+          f"{meta['encoder']}'s {meta['backbone']})")
+
+
 def _linear(args: argparse.Namespace) -> None:
     """The papers' linear evaluation of one grid run at one seed (stages/linear.py): a GPU
     job at paper scale, so it claims one as evaluate does."""
@@ -280,19 +293,6 @@ def _linear(args: argparse.Namespace) -> None:
     _start_torch(params, 1)
     out = linear(params, name, seed=seed)
     print(f"wrote {out}: top-1 {json.loads(out.read_text())['top1']:.4f}")
-
-
-def _export(args: argparse.Namespace) -> None:
-    from .stages.export import export
-
-    params = _load_for_torch(args)
-    run = _grid_run(params, args)
-    path = export(params, run.name, args.teacher, args.out, _seed(params, args))
-    meta = json.loads(path.read_text())
-    files = ",".join(f for f in (meta["files"]["state_dict"], meta["files"]["safetensors"],
-                                 path.name) if f)
-    print(f"wrote {path.parent}/{{{files}}} ({meta['format']} state_dict of the "
-          f"{meta['encoder']}'s {meta['backbone']})")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -448,15 +448,15 @@ STAGES = {
                                  "transfer targets", PER_RUN_OR_BASELINE),
     "evaluate": Stage(_evaluate, "extract, probe and transfer of a grid run or baseline in one "
                                  "process: the DAG's stage", PER_RUN_OR_BASELINE),
-    "linear": Stage(_linear, "the papers' linear evaluation of a grid run (SGD on its frozen "
-                             "backbone, recipes.linear) when the profile sets linear: true",
-                    PER_RUN),
     "export": Stage(_export, "a grid run's trained backbone as a torchvision (resnet18/50) or "
                              "momentum_ssl (resnet_tiny) state_dict, plus safetensors",
                     (*PER_RUN, "teacher", "export-to")),
     "verify": Stage(_verify, "train one run-seed again (into results/verify/) and compare its "
                              "weights with the stored results/runs/<run>/s<seed>/model.pt",
                     PER_RUN, trains=True),
+    "linear": Stage(_linear, "the papers' linear evaluation of a grid run (SGD on its frozen "
+                             "backbone, recipes.linear) when the profile sets linear: true",
+                    PER_RUN),
     "report": Stage(_report, "results/report.md and results/plots/*.png from every probe"),
     "params": Stage(_params, "validate a params file and print it with every default filled "
                              "in, then each run's resolved recipe", ("params", "run-recipe")),

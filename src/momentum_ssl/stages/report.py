@@ -38,8 +38,8 @@ from ..analysis.telemetry import block_names
 from ..config import ConfigError, Params, RunSpec
 from ..plumbing.artifacts import MissingArtifact, atomic_write_text, read_json
 from ..plumbing.compute import collect_provenance, render_provenance
-from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, linear_file, predictions_file,
-                              probe_file, run_dir, seed_flag, transfer_file)
+from ..plumbing.paths import (BASELINES, RESULTS, SEEDLESS, cell, predictions_file, probe_file,
+                              run_dir, seed_flag, transfer_file)
 from ..plumbing.results import read_features, transfer_summary
 from ..analysis.plots import plot_sweeps
 from ..config import sweeps
@@ -106,6 +106,8 @@ def collect(params: Params, root: Path = RESULTS) -> dict[str, dict]:
         out[name] = {"run": run, "label": BASELINE_LABELS.get(name, name),
                      "seeds": {s: cell_metrics(name, run, s, root) for s in seeds}}
         if params.linear and run is not None:  # the papers' linear evaluation (stages/linear.py)
+            from ..plumbing.paths import linear_file
+
             for s, metrics in out[name]["seeds"].items():
                 metrics["linear_student"] = read_json(
                     linear_file(cell(name, s), root),
