@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from momentum_ssl.config import LinearConfig, load_params, to_dict
+from momentum_ssl.config import ConfigError, LinearConfig, load_params, to_dict
 from momentum_ssl.config.base import _build
 
 DOC = REPO / "docs" / "RECIPES.md"
@@ -52,3 +52,28 @@ def test_each_recipe_file_holds_the_recorded_linear_evaluation():
 @pytest.mark.parametrize("profile", PAPER_SCALE)
 def test_the_paper_scale_profiles_run_it(profile):
     assert load_params(REPO / "params" / f"{profile}.yaml").linear
+
+
+# solo-learn's scripts/linear/imagenet-100/<method>.yaml at commit 9187ea39, each file's lr, by our
+# method names (mocov2: mocov2plus.yaml, barlow_twins: barlow.yaml); xmoco and unigrad have none
+SOLO_LEARN_LR = {"byol": 0.3, "dino": 0.3, "mocov3": 0.3, "vicreg": 0.3, "simclr": 1.0,
+                 "mocov2": 3.0, "simsiam": 30.0, "barlow_twins": 0.1}
+
+
+@pytest.mark.parametrize("path", ["params/recipes/cifar.yaml", "params/recipes/imagenet100.yaml"])
+def test_each_method_trains_its_linear_head_with_its_own_solo_learn_lr(path):
+    recipe = _build(LinearConfig, yaml.safe_load((REPO / path).read_text())["linear"],
+                    "recipes.linear")
+    for method, lr in {**SOLO_LEARN_LR, "xmoco": 3.0, "unigrad": 0.3}.items():
+        own = recipe.for_method(method)
+        assert own.lr == lr, f"{path}: {method}"
+        assert own.lr_by_method == {} and own.epochs == recipe.epochs  # the rest kept
+
+
+def test_lr_by_method_rejects_what_is_not_a_method_or_not_a_positive_number():
+    with pytest.raises(ConfigError, match=r"unknown key 'recipes.linear.lr_per_method'"):
+        _build(LinearConfig, {"lr_per_method": {}}, "recipes.linear")
+    with pytest.raises(ConfigError, match=r"lr_by_method.simclrr: is not a method"):
+        _build(LinearConfig, {"lr_by_method": {"simclrr": 1.0}}, "recipes.linear")
+    with pytest.raises(ConfigError, match=r"lr_by_method.simsiam: must be a number > 0"):
+        _build(LinearConfig, {"lr_by_method": {"simsiam": 0}}, "recipes.linear")

@@ -3,6 +3,7 @@ tiny profile (a frozen backbone, a trained head, its result written and repeatab
 refusal while it is off, and its result in the report and results/metrics.json."""
 
 import copy
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -95,6 +96,11 @@ def test_the_stage_trains_a_few_steps_on_the_tiny_profile_and_writes_its_result(
     assert out.read_bytes() == first
     with pytest.raises(ConfigError, match="not a grid run"):
         linear(trained, "random", seed=0)
+    # a method's own lr (recipes.linear.lr_by_method) is the one it trains with and records
+    own = dataclasses.replace(trained.recipes.linear, lr_by_method={"byol": 0.05, "simsiam": 30.0})
+    own = dataclasses.replace(trained, recipes=dataclasses.replace(trained.recipes, linear=own))
+    result = json.loads(linear(own, "byol-full", seed=0).read_text())
+    assert result["recipe"]["lr"] == 0.05 and result["recipe"]["lr_by_method"] == {}
 
 
 def test_the_command_refuses_while_linear_is_off(capsys):

@@ -3,11 +3,13 @@ recipe (``recipes.linear``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from .base import _interval, _require
+from .base import METHODS, _interval, _require
 from .data import DataConfig
 
 
@@ -69,6 +71,9 @@ class LinearConfig:
     epochs: int = 100
     batch_size: int = 256
     lr: float = 0.3  # per 256 images, scaled linearly with the batch (as every reference)
+    # a method's own lr (per 256) where its reference's differs from ``lr``: solo-learn tunes
+    # it per method (scripts/linear/imagenet-100/<method>.yaml; simsiam's is 100x byol's)
+    lr_by_method: Mapping[str, float] = dataclasses.field(default_factory=dict)
     schedule: Literal["step", "cosine"] = "step"  # per epoch; step: x step_gamma at step_epochs
     step_epochs: tuple[int, ...] = (60, 80)
     step_gamma: float = 0.1
@@ -82,6 +87,12 @@ class LinearConfig:
         _require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        for method, lr in self.lr_by_method.items():
+            _require(method in METHODS, f"lr_by_method.{method}",
+                     f"is not a method; the methods: {', '.join(METHODS)}")
+            _require(isinstance(lr, (int, float)) and not isinstance(lr, bool)
+                     and math.isfinite(lr) and lr > 0, f"lr_by_method.{method}",
+                     f"must be a number > 0, got {lr!r}")
         _require(all(e > 0 and (self.schedule != "step" or e < self.epochs)
                      for e in self.step_epochs)
                  and list(self.step_epochs) == sorted(set(self.step_epochs)), "step_epochs",
@@ -95,6 +106,12 @@ class LinearConfig:
         _interval(self.crop_scale, "crop_scale", 1e-6, 1.0)
         _interval(self.crop_ratio, "crop_ratio", 1e-3, 1e3)
         _require(0 <= self.flip_p <= 1, "flip_p", f"must be in [0, 1], got {self.flip_p}")
+
+    def for_method(self, method: str) -> "LinearConfig":
+        """The recipe one method's run trains with: ``lr`` its own where ``lr_by_method``
+        names it, the map left out (so a run's record holds only what it used)."""
+        return dataclasses.replace(self, lr=float(self.lr_by_method.get(method, self.lr)),
+                                   lr_by_method={})
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of 0-based ``epoch`` at batch 256 (scale it by batch / 256): a

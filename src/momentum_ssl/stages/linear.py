@@ -91,7 +91,7 @@ def linear(params: Params, name: str, seed: int | None = None, out: Path | None 
                           f"runs only: {', '.join(runs)}")
     params, label = with_seed(params, seed), cell(name, seed)
     out = Path(out) if out is not None else linear_file(label)
-    recipe = params.recipes.linear
+    recipe = params.recipes.linear.for_method(runs[name].method)
     device = encode_device(params, name)
     backbone = load_learner(params, name, seed=seed).backbone.to(device).eval()
     backbone.requires_grad_(False)
