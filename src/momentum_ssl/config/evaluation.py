@@ -64,8 +64,9 @@ class LinearConfig:
     frozen student backbone (eval mode, no gradient), trained with SGD on random-resized crops
     and flips of train for ``epochs``, then scored top-1 on the centre view of test. The
     defaults are
-    solo-learn's linear recipe (scripts/linear/{cifar,imagenet-100}/*.yaml); each recipe file
-    in params/recipes/ gives its own with sources (docs/RECIPES.md, "Linear evaluation")."""
+    solo-learn's ImageNet-100 linear recipe (scripts/linear/imagenet-100/<method>.yaml; it
+    publishes none for CIFAR); each recipe file in params/recipes/ gives its own with sources
+    (docs/RECIPES.md, "Linear evaluation")."""
 
     source: str = ""
     epochs: int = 100
