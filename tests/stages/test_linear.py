@@ -15,6 +15,7 @@ from conftest import TINY, make_params, repo_params_dict
 from momentum_ssl.analysis.headline import headline
 from momentum_ssl.cli import main
 from momentum_ssl.config import ConfigError, LinearConfig, params_from_dict
+from momentum_ssl.data.loaders import linear_augment, linear_seed, linear_train_loader, train_loader
 from momentum_ssl.stages.linear import linear, linear_head, train_head
 from momentum_ssl.stages.pretrain import pretrain
 
@@ -74,6 +75,21 @@ def test_the_backbone_stays_frozen_and_the_head_learns():
                         torch.device("cpu"))
     assert losses[-1] < losses[0] * 0.8
     assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
+
+
+def test_its_loader_draws_its_own_order_and_crops_not_pretrainings(tiny):
+    """Pretraining's first view-0 batch at the run's seed, with the linear view's augmentation
+    (so that only the streams can differ), against the linear loader's first batch."""
+    params = dataclasses.replace(tiny, recipes=dataclasses.replace(
+        tiny.recipes, linear=LinearConfig(batch_size=tiny.loader.batch_size)))
+    pretraining = train_loader(dataclasses.replace(params, augment=linear_augment(params)))
+    view0, _, labels = next(iter(pretraining))
+    x, y = next(iter(linear_train_loader(params)))
+    assert x.shape == view0.shape and not torch.equal(x, view0)
+    assert not torch.equal(y, labels)  # its own data order too
+    again, _ = next(iter(linear_train_loader(params)))
+    assert torch.equal(x, again)  # seeded: the same batch again
+    assert linear_seed(params.seed) != params.seed and linear_seed(1) != linear_seed(0)
 
 
 @pytest.fixture
