@@ -35,6 +35,7 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/linear.smk"
 include: "workflow/rules/report.smk"
 
 

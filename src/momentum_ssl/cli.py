@@ -314,6 +314,21 @@ def _export(args: argparse.Namespace) -> None:
           f"{meta['encoder']}'s {meta['backbone']})")
 
 
+def _linear(args: argparse.Namespace) -> None:
+    """The papers' linear evaluation of one grid run at one seed (stages/linear.py): a GPU
+    job at paper scale, so it claims one as evaluate does."""
+    from .stages.linear import linear
+
+    params = load_params(args.params)
+    if not params.linear:
+        raise ConfigError(f"linear is off in {args.params}: set 'linear: true' there to run "
+                          "the linear evaluation (its recipe: recipes.linear, docs/STAGES.md)")
+    name, seed = _grid_run(params, args).name, _seed(params, args)
+    _start_torch(params, 1)
+    out = linear(params, name, seed=seed)
+    print(f"wrote {out}: top-1 {json.loads(out.read_text())['top1']:.4f}")
+
+
 def _report(args: argparse.Namespace) -> None:
     from .stages.report import report
 
@@ -475,6 +490,9 @@ STAGES = {
     "verify": Stage(_verify, "train one run-seed again (into results/verify/) and compare its "
                              "weights with the stored results/runs/<run>/s<seed>/model.pt",
                     PER_RUN, trains=True),
+    "linear": Stage(_linear, "the papers' linear evaluation of a grid run (SGD on its frozen "
+                             "backbone, recipes.linear) when the profile sets linear: true",
+                    PER_RUN),
     "report": Stage(_report, "results/report.md and results/plots/*.png from every probe"),
     "params": Stage(_params, "validate a params file and print it with every default filled "
                              "in, then each run's resolved recipe", ("params", "run-recipe")),

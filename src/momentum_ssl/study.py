@@ -31,6 +31,7 @@ from .config import ConfigError, Params, load_params, sweeps
 from .config.loader import RECIPES_DIR, expand_sweeps
 from .plumbing.artifacts import atomic_write_text
 from .plumbing.paths import RESULTS
+from .workflow import linear_stage
 
 # name -> the profile it runs: any params/<name>.yaml (studies() lists them), this map the
 # exceptions (none yet; a test may add one)
@@ -109,14 +110,28 @@ def _as_outs(entries: list) -> list:
     return outs
 
 
-def study_pipeline(root: dict[str, Any], depth: int = 2,
-                   recipes: str | None = None) -> dict[str, Any]:
+def study_pipeline(root: dict[str, Any], depth: int = 2, recipes: str | None = None,
+                   linear: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The root pipeline ``root`` (dvc.yaml, parsed) as run from a folder ``depth`` levels
     below the repository's root. ``recipes``: the profile's recipes file (relative to the
-    folder), a dependency of the plans, which DVC's params would see only by its name."""
+    folder), a dependency of the plans, which DVC's params would see only by its name.
+    ``linear``: the params the linear stage tracks, when the profile turns it on (the root
+    pipeline, the embedded default's, has no such stage): it is added before the report,
+    which then also reads results/linear."""
     up = "../" * depth
     stages = {}
-    for name, stage in copy.deepcopy(root["stages"]).items():
+    root = copy.deepcopy(root)
+    if linear is not None:
+        beton = root["stages"]["evaluate"]["deps"][2]  # ${data.out_dir}/${data.dataset}
+        named = root["stages"]
+        root["stages"] = {}
+        for name, stage in named.items():
+            if name == "report":
+                root["stages"]["linear"] = linear_stage(
+                    beton, (recipes,) if recipes is not None else (), linear)
+                stage["deps"] = [*stage["deps"][:1], "results/linear", *stage["deps"][1:]]
+            root["stages"][name] = stage
+    for name, stage in root["stages"].items():
         body = stage.get("do", stage)  # a foreach stage keeps its body under do
         # the root's plans depend on the folder of recipe files; a study's on its profile's one
         body["deps"] = [_from_study(d, up) for d in body.get("deps", []) if d != RECIPES_DIR]
@@ -139,7 +154,11 @@ def study_text(name: str, repo: Path = Path(".")) -> str:
     recipes = yaml.safe_load(profile.read_text()).get("recipes")
     recipes = (os.path.relpath(profile.parent / recipes, repo / "studies" / name)
                if isinstance(recipes, str) else None)
-    text = yaml.safe_dump(study_pipeline(root, recipes=recipes), sort_keys=False, width=100)
+    data = yaml.safe_load(profile.read_text())
+    linear = (("linear", "recipes") if "recipes" in data else ("linear",)
+              ) if load_params(profile).linear else None
+    text = yaml.safe_dump(study_pipeline(root, recipes=recipes, linear=linear), sort_keys=False,
+                          width=100)
     return HEADER.format(name=name, profile=profile_of(name), how=_how(name)) + text
 
 

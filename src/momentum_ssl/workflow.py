@@ -20,6 +20,27 @@ from .plumbing.paths import BASELINES, SEEDLESS, cell
 _BASELINE_PARAMS = {"raw": ("data", "augment.size", "compute"),
                     "random": ("seed", "data", "augment.size", "model", "compute")}
 
+# The linear evaluation's stage (stages/linear.py), in a pipeline whose profile sets
+# ``linear: true``: the code it runs, as the Snakefile's rule and a study's dvc.yaml list it.
+LINEAR_CODE = ("src/momentum_ssl/stages/linear.py", "src/momentum_ssl/core/encoders.py",
+               "src/momentum_ssl/core/learner.py", "src/momentum_ssl/core/momentum.py",
+               "src/momentum_ssl/core/methods", "src/momentum_ssl/core/models",
+               "src/momentum_ssl/data/loaders.py", "src/momentum_ssl/data/augment.py",
+               "src/momentum_ssl/plumbing/devices.py", "src/momentum_ssl/plumbing/compute.py")
+
+
+def linear_stage(beton: str, recipes: tuple[str, ...], params: tuple[str, ...]) -> dict:
+    """dvc.yaml's ``linear`` stage, a matrix over the grid and seeds like ``evaluate``, reading
+    the run's model.pt, its plan, the dataset and the recipes file (``recipes``: the file
+    holding ``recipes.linear``, whose values DVC's params would not see)."""
+    return {"matrix": {"run": "${grid}", "seed": "${seeds}"},
+            "cmd": "python -m momentum_ssl linear --run ${item.run} --seed ${item.seed}",
+            "deps": ["results/runs/${item.run}/s${item.seed}/model.pt",
+                     "results/plan/${item.run}/s${item.seed}.yaml", beton, *LINEAR_CODE,
+                     *recipes],
+            "params": list(params),
+            "outs": ["results/linear/${item.run}/s${item.seed}.json"]}
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -49,11 +70,18 @@ class Grid:
         else:
             deps = (RECIPES_DIR,)
         if isinstance(config.get("recipes"), str):  # a recipes file: read it as the stages do
-            return cls(load_params(path), deps)
-        try:
-            return cls(params_from_dict(config), deps)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
+            grid = cls(load_params(path), deps)
+        else:
+            try:
+                grid = cls(params_from_dict(config), deps)
+            except ConfigError as err:
+                raise ConfigError(f"{path}: {err}") from None
+        if grid.params.linear and not root:
+            raise ConfigError(f"{path}: linear: true, but the root dvc.yaml (the embedded "
+                              "default's pipeline) has no linear stage; set it in a profile "
+                              "params/NAME.yaml and run that as a study (python -m momentum_ssl "
+                              "study NAME), whose dvc.yaml and Snakefile both get the stage")
+        return grid
 
     @property
     def runs(self) -> list[str]:

@@ -16,7 +16,7 @@ WHERE = {
     "data": ["DataConfig", "AugmentConfig", "LoaderConfig", "ModelConfig"],
     "training": ["PretrainConfig", "LarsConfig", "ParamGroupConfig", "MomentumConfig",
                  "ResidualConfig"],
-    "evaluation": ["ProbeConfig", "TransferConfig"],
+    "evaluation": ["ProbeConfig", "TransferConfig", "LinearConfig"],
     "claims": ["ClaimConfig"],
     "runs": ["RunSpec", "Recipe", "RecipesConfig", "Params", "resolve", "run_params", "recipe",
              "to_dict", "params_hash", "with_seed"],

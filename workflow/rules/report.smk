@@ -3,6 +3,7 @@ rule report:
         expand("results/probes/{name}.json", name=[*CELLS, *BASELINES]),
         expand("results/predictions/{name}.parquet", name=[*CELLS, *BASELINES]),
         expand("results/transfer/{name}.json", name=[*CELLS, *BASELINES]),
+        expand("results/linear/{cell}.json", cell=CELLS if GRID.params.linear else []),
         expand("results/runs/{cell}/dvclive/metrics.json", cell=CELLS),
         expand("results/epochs/{cell}.json", cell=CELLS if GRID.keeps else []),
         f"{ROOT}src/momentum_ssl/stages/report.py",

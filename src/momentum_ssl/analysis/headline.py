@@ -7,13 +7,15 @@ every metric, and each claim's source, note and per-seed differences); declared 
 it made ``dvc metrics diff`` print over a thousand lines. ``metrics.json`` keeps what a
 researcher compares between two revisions or experiments, so that the diff fits a screen:
 
-    {run:      {"knn" | "logistic" | "transfer_<target>" | "gain": {"mean", "low", "high"}},
+    {run:      {"knn" | "logistic" | "linear" | "transfer_<target>" | "gain":
+                    {"mean", "low", "high"}},
      "claims": {"<a> vs <b>": {metric: {"mean", "low", "high"}}},
      "where":  {"cpu", "cpu_isa_used", "portable", "threads", "torch", "machines", ...}}
 
 Per grid run and baseline, the student's headline kNN (summary.json's ``knn_student``), its
-logistic top-1 (``logistic_student``) and every transfer target, each as its mean over seeds and
-the bounds of its 95% interval, and (``gain``) its kNN over the random-init backbone at the same
+logistic top-1 (``logistic_student``), its SGD linear evaluation's top-1 (``linear_student``,
+where the profile sets ``linear: true``) and every transfer target, each as its mean over seeds
+and the bounds of its 95% interval, and (``gain``) its kNN over the random-init backbone at the same
 seed; then each tested claim's effect; then where the first of the runs' machines ran them and
 how many distinct machines (or settings) there were (docs/REPRODUCIBILITY.md). The names are short because
 ``dvc exp show`` prints each as a column header: ``byol-full-res.knn.mean`` fits beside a param
@@ -33,7 +35,8 @@ from pathlib import Path
 
 from ..plumbing.artifacts import atomic_write_text, read_json
 
-HEADLINE = {"knn_student": "knn", "logistic_student": "logistic"}  # and every transfer_<target>
+# and every transfer_<target>; linear_student only where a profile runs the linear evaluation
+HEADLINE = {"knn_student": "knn", "logistic_student": "logistic", "linear_student": "linear"}
 BOUNDS = {"mean": "mean", "ci_low": "low", "ci_high": "high"}
 WHERE = ("cpu", "cpu_isa_used", "portable", "threads", "torch", "gpu", "precision",
          "cuda_deterministic")

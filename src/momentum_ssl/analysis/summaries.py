@@ -51,7 +51,7 @@ def live_summary(live_dir: Path, name: str, seed: int | None) -> dict:
 
 
 SCALARS = ("knn_student", "knn_teacher", "knn_gap", "knn_gap_abs", "logistic_student",
-           "logistic_teacher",
+           "logistic_teacher", "linear_student",
            "logistic_gap", "gap_backbone", "gap_projector", "pretrain_s", "step_s")
 
 

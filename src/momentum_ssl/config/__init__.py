@@ -11,7 +11,7 @@ One module per group of sections, and this package's names are the ones to impor
     base.py        ConfigError, the checks, the typed building of a section from a mapping
     data.py        data, augment, loader, model
     training.py    pretrain (lars, param_groups), momentum, residual, compute
-    evaluation.py  probe, transfer
+    evaluation.py  probe, transfer, recipes.linear (LinearConfig)
     claims.py      claims and the papers' claims (claims.yaml beside it)
     runs.py        the grid (RunSpec), recipes, Params; resolve, run_params, recipe, to_dict
     loader.py      the YAML loader: load_params, params_from_dict
@@ -27,7 +27,7 @@ core.models, plumbing.
 from .base import DATASETS, METHODS, SCOPES, ConfigError
 from .claims import BLOCK_METRICS, CLAIM_METRICS, CLAIMS, CLAIMS_FILE, PAPERS, ClaimConfig
 from .data import AugmentConfig, DataConfig, LoaderConfig, ModelConfig
-from .evaluation import ProbeConfig, TransferConfig
+from .evaluation import LinearConfig, ProbeConfig, TransferConfig
 from .loader import load_params, params_from_dict
 from .runs import (RECIPE_SECTIONS, SHARED_KEYS, MethodsConfig, Params, Recipe, RecipesConfig,
                    RunSpec, params_hash, recipe, resolve, run_params, sweeps, to_dict,
@@ -42,4 +42,4 @@ __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "LarsConfig", "LoaderCo
            "Recipe", "RecipesConfig", "RECIPE_SECTIONS", "ResidualConfig", "RunSpec",
            "SHARED_KEYS", "TransferConfig", "params_hash", "recipe", "resolve", "run_params",
            "sweeps", "with_seed", "DATASETS", "METHODS", "SCOPES", "load_params", "params_from_dict",
-           "to_dict"]
+           "to_dict", "LinearConfig"]

@@ -15,7 +15,7 @@ from .base import ConfigError, MethodName, Scope, _build, _require
 from .claims import CLAIMS, ClaimConfig
 from .data import (LOCAL_CROP_KEYS, OMIT_AT_DEFAULT, AugmentConfig, DataConfig, LoaderConfig,
                    ModelConfig)
-from .evaluation import ProbeConfig, TransferConfig
+from .evaluation import LinearConfig, ProbeConfig, TransferConfig
 from .training import (ClusterConfig, ComputeConfig, MomentumConfig, PretrainConfig,
                        ResidualConfig)
 
@@ -104,7 +104,7 @@ RECIPE_SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Reci
 @dataclass(frozen=True)
 class RecipesConfig:
     """Section ``recipes`` (optional): a recipe per method; a method left out trains with the
-    shared sections as they are."""
+    shared sections as they are. ``linear``: the linear evaluation's recipe."""
 
     mocov2: Recipe = Recipe()
     mocov3: Recipe = Recipe()
@@ -116,6 +116,8 @@ class RecipesConfig:
     unigrad: Recipe = Recipe()
     xmoco: Recipe = Recipe()
     dino: Recipe = Recipe()
+    # the linear evaluation's recipe at this scale (not a method's): read when ``linear`` is on
+    linear: LinearConfig = LinearConfig()
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,9 @@ class Params:
     grid: tuple[RunSpec, ...]
     recipes: RecipesConfig = RecipesConfig()
     compute: ComputeConfig = ComputeConfig()
+    # The papers' linear evaluation (SGD on the frozen backbone, recipes.linear) as a stage of
+    # its own per run and seed (stages/linear.py). Off: no stage, no plan or output changes.
+    linear: bool = False
     # Training seeds, a grid dimension: every grid run (and the random-init baseline) trains
     # once per seed, each in its own folder (<run>/s<seed>); ``seed`` above stays the seed of
     # the data (subsets, conversion). Paired differences over these seeds judge the claims.

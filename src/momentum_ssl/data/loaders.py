@@ -499,6 +499,42 @@ def eval_loader(params: Params, split: str, device: torch.device | str = "cpu") 
     return EvalLoader(beton_folder(params), params.augment.size, params.loader, split, device)
 
 
+# The linear evaluation's data stream ("lind"): its order and crops are its own, not a replay of
+# pretraining's, which draws both from the run's seed (stages/linear.py keys its head apart)
+LINEAR_DATA_STREAM = 0x6C696E64
+
+
+def linear_seed(seed: int) -> int:
+    """The seed of the linear evaluation's loader for a run trained with ``seed``: below 2**31,
+    as every seed a loader hands on (FFCV's order, the augmentations' generators)."""
+    return stream_seed(seed, LINEAR_DATA_STREAM) % 2**31
+
+
+def linear_augment(params: Params) -> AugmentConfig:
+    """The linear evaluation's view: ``recipes.linear``'s random-resized crop and flip at
+    ``augment.size`` px, no colour, no blur, no solarisation."""
+    recipe = params.recipes.linear
+    return AugmentConfig(size=params.augment.size, crop_scale=recipe.crop_scale,
+                         crop_ratio=recipe.crop_ratio, flip_p=recipe.flip_p, jitter_p=0.0,
+                         grayscale_p=0.0, blur_p=(0.0, 0.0), solarize_p=(0.0, 0.0))
+
+
+def linear_train_loader(params: Params, device: torch.device | str = "cpu") -> TwoViewLoader:
+    """The linear evaluation's training batches ``(images, labels)``: one view of each train
+    image, a random-resized crop (``recipes.linear.crop_scale``, ``crop_ratio``) and a flip
+    (``flip_p``), no colour, at ``augment.size`` px, ``recipes.linear.batch_size`` a batch.
+    Seeded by :func:`linear_seed` of the run's seed and the epoch: the data order and every crop
+    are drawn from a stream of their own, so linear epoch e does not repeat pretraining epoch
+    e's order and view-0 crops (the loader's seed also keys its decoder's crops, where it cuts
+    them)."""
+    cfg = dataclasses.replace(params.loader, batch_size=params.recipes.linear.batch_size)
+    loader = TwoViewLoader(beton_folder(params), linear_augment(params), cfg,
+                           linear_seed(params.seed), device)
+    loader.views = loader.views[:1]  # one view: what the linear head trains on
+    restore_threads()
+    return loader
+
+
 # --- torchvision comparison ---------------------------------------------------------------
 
 

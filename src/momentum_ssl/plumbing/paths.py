@@ -41,6 +41,11 @@ def transfer_file(name: str, root: Path = RESULTS) -> Path:
     return root / "transfer" / f"{name}.json"
 
 
+def linear_file(name: str, root: Path = RESULTS) -> Path:
+    """The linear evaluation's result of ``<run>/s<seed>`` (stages/linear.py)."""
+    return root / "linear" / f"{name}.json"
+
+
 def predictions_file(name: str, root: Path = RESULTS) -> Path:
     return root / "predictions" / f"{name}.parquet"
 

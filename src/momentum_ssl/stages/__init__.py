@@ -6,6 +6,7 @@ that reads its inputs and params and writes its outputs.
     features.py  extract: frozen features to Parquet
     probes.py    probe: kNN and logistic probes of the features
     transfer.py  transfer: the frozen student probed on other datasets
+    linear.py    linear: the papers' linear evaluation (SGD head, frozen student), when on
     report.py    report: results/report.md (the tables), summary.json, and the plots
     export.py    export: a trained backbone as a torchvision or plain state_dict
 

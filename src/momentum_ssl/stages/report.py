@@ -109,6 +109,13 @@ def collect(params: Params, root: Path = RESULTS) -> dict[str, dict]:
         seeds = [None] if name in SEEDLESS else list(params.seeds)
         out[name] = {"run": run, "label": BASELINE_LABELS.get(name, name),
                      "seeds": {s: cell_metrics(name, run, s, root) for s in seeds}}
+        if params.linear and run is not None:  # the papers' linear evaluation (stages/linear.py)
+            from ..plumbing.paths import linear_file
+
+            for s, metrics in out[name]["seeds"].items():
+                metrics["linear_student"] = read_json(
+                    linear_file(cell(name, s), root),
+                    f"python -m momentum_ssl linear --run {name}{seed_flag(s)}", ("top1",))["top1"]
     return out
 
 
@@ -430,6 +437,7 @@ def runs_section(params: Params, collected: dict,
                      if m.startswith("transfer_"))
     seeds = list(params.seeds)
     head = (["run", "kNN student", "kNN teacher", "gap", "logistic"]
+            + (["linear (SGD)"] if params.linear else [])
             + [f"transfer {t} (kNN)" for t in targets] + ["pretraining (s)"]
             + (["kNN - random-init [95% CI]"] if learned is not None else []))
     lines = [
@@ -437,7 +445,11 @@ def runs_section(params: Params, collected: dict,
         f"({', '.join(map(str, seeds))}). Top-1 (%) on "
         f"the test split: kNN is {_knn_label(params)} over cosine similarity, logistic is a "
         "standardised multinomial logistic regression with C chosen on a validation split of "
-        "train. Gap = kNN student - kNN teacher (points); teacher features exist when the "
+        "train"
+        + ("; linear (SGD) is the papers' linear evaluation, a linear head trained with SGD on "
+           "random-resized crops and flips through the frozen student (recipes.linear, "
+           "docs/STAGES.md), grid runs only" if params.linear else "")
+        + ". Gap = kNN student - kNN teacher (points); teacher features exist when the "
         "teacher owns backbone blocks (scopes full and last_k). Each cell is the mean over "
         "seeds ± the half-width of its 95% Student-t interval (no interval with one seed); raw "
         "pixels draw nothing and have one value."
@@ -454,6 +466,8 @@ def runs_section(params: Params, collected: dict,
         cells = [entry["label"], _mean_ci(s.get("knn_student")), _mean_ci(s.get("knn_teacher")),
                  _mean_ci(s.get("knn_gap")),
                  _mean_ci(s.get("logistic_student")) + ("" if converged else " †")]
+        if params.linear:
+            cells.append(_mean_ci(s.get("linear_student")))
         cells += [_mean_ci(s.get(f"transfer_{t}")) for t in targets]
         cells.append(_mean_ci(s.get("pretrain_s"), points=False, digits=0))
         if learned is not None:
