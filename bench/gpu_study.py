@@ -67,6 +67,9 @@ def study_params(images: Path, runs: list[str], device: str = "cuda") -> dict:
     params["probe"].update({"logistic_c": [0.1], "max_iter": 200})
     params["transfer"] = {"targets": [{"dataset": "digits"}]}
     params["recipes"] = "params/recipes/cifar.yaml"
+    # the root pipeline this folder copies has no linear stage (a profile's linear evaluation
+    # runs in a study's pipeline: python -m momentum_ssl study NAME), so it stays off here
+    params["linear"] = False
     # one epoch: a grid run's own override (the recipes' warm-ups, up to 10 epochs, must fit
     # the shared section's epochs)
     params["grid"] = {name: {**params["grid"][name],
