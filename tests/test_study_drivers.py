@@ -55,6 +55,8 @@ def scaled_down(profile: dict, images: Path) -> dict:
     profile["compute"] = {**profile["compute"], "threads": 1}
     profile["probe"] = {**profile["probe"], "knn_k": [5], "logistic_c": [0.1], "max_iter": 20,
                         "val_fraction": 0.5}  # a validation image per class at least
+    profile["transfer"] = {"targets": [{"dataset": "digits", "train_per_class": 4,
+                                        "test_per_class": 2}]}
     profile["grid"] = {"mocov3-full": {"method": "mocov3", "scope": "full"}}
     return profile
 
