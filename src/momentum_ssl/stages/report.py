@@ -580,10 +580,14 @@ def _stability_section(collected: dict, blocks: list[str]) -> list[str]:
     return lines
 
 
-def collect_epochs(params: Params, root: Path = RESULTS) -> dict[str, dict[int, dict[int, float]]]:
+# {run: {epoch: {seed: the student's headline kNN}}}: the kept checkpoints' scores
+Kept = dict[str, dict[int, dict[int, float]]]
+
+
+def collect_epochs(params: Params, root: Path = RESULTS) -> Kept:
     """{run: {epoch: {seed: the student's headline kNN}}} from each run's and seed's
     results/epochs/<run>/s<seed>.json (``pretrain.keep_every``)."""
-    out: dict[str, dict[int, dict[int, float]]] = {}
+    out: Kept = {}
     for run in params.grid:
         for seed in params.seeds:
             data = read_json(epochs_file(cell(run.name, seed), root),
@@ -595,7 +599,7 @@ def collect_epochs(params: Params, root: Path = RESULTS) -> dict[str, dict[int, 
     return out
 
 
-def epochs_section(params: Params, kept: dict[str, dict[int, dict[int, float]]]) -> list[str]:
+def epochs_section(params: Params, kept: Kept) -> list[str]:
     """The kept checkpoints' table: a row per epoch, a column per run, mean ± half-width."""
     runs = list(kept)
     epochs = sorted({e for per_run in kept.values() for e in per_run})
@@ -617,7 +621,7 @@ def render(params: Params, collected: dict, verdicts: list[Verdict], blocks: lis
            findings: list[str] | None = None,
            learned: dict[str, Learning] | None = None,
            test_set: dict[int, TestSet] | None = None,
-           kept: dict[str, dict[int, dict[int, float]]] | None = None) -> str:
+           kept: Kept | None = None) -> str:
     lines = ["# momentum-ssl report", "", *runs_section(params, collected, learned), "",
              "## Claims", "", CLAIMS_PROSE, "", *claims_section(verdicts, test_set or {}), "",
              *_per_seed_section(params, collected), "",
