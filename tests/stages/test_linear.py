@@ -1,6 +1,7 @@
 """The linear evaluation (stages/linear.py): its recipe's schema and schedule, the stage on the
-tiny profile (a frozen backbone, a trained head, its result written and repeatable), the CLI's
-refusal while it is off, and its result in the report and results/metrics.json."""
+tiny profile (a frozen backbone, a trained head, its result written and repeatable), a stopped
+evaluation resuming to the same bytes, the CLI's refusal while it is off, and its result in the
+report and results/metrics.json."""
 
 import copy
 import dataclasses
@@ -16,11 +17,12 @@ from momentum_ssl.analysis.headline import headline
 from momentum_ssl.cli import main
 from momentum_ssl.config import ConfigError, LinearConfig, params_from_dict
 from momentum_ssl.data.loaders import linear_augment, linear_seed, linear_train_loader, train_loader
-from momentum_ssl.stages.linear import linear, linear_head, train_head
+from momentum_ssl.stages.linear import checkpoint_path, linear, linear_head, train_head
 from momentum_ssl.stages.pretrain import pretrain
 
 LINEAR = {"epochs": 2, "batch_size": 32, "lr": 0.1, "schedule": "cosine"}
 OUT = Path("results/linear/byol-full/s0.json")  # under the tiny fixture's working directory
+LR_AT = LinearConfig.lr_at  # the schedule, before a test wraps it
 
 
 def with_recipes(**changes) -> dict:
@@ -117,6 +119,60 @@ def test_the_stage_trains_a_few_steps_on_the_tiny_profile_and_writes_its_result(
     own = dataclasses.replace(trained, recipes=dataclasses.replace(trained.recipes, linear=own))
     result = json.loads(linear(own, "byol-full", seed=0).read_text())
     assert result["recipe"]["lr"] == 0.05 and result["recipe"]["lr_by_method"] == {}
+
+
+def epochs_trained(monkeypatch, stop_at: int | None = None) -> list[int]:
+    """The 0-based epochs the linear head trains from now on (each sets its lr first); with
+    ``stop_at``, the evaluation is stopped as a killed process would be when that one starts."""
+    real, seen = LR_AT, []
+
+    def lr_at(recipe, epoch):
+        if epoch == stop_at:
+            raise KeyboardInterrupt
+        seen.append(epoch)
+        return real(recipe, epoch)
+
+    monkeypatch.setattr(LinearConfig, "lr_at", lr_at)
+    return seen
+
+
+def test_a_stopped_evaluation_resumes_after_its_last_epoch_to_the_same_bytes(
+        trained, monkeypatch, capsys):
+    uninterrupted = linear(trained, "byol-full", seed=0).read_bytes()
+    checkpoint = checkpoint_path(OUT)
+    assert checkpoint.name == "s0.checkpoint.pt" and not checkpoint.exists()  # finished: gone
+    OUT.unlink()
+    epochs_trained(monkeypatch, stop_at=1)
+    with pytest.raises(KeyboardInterrupt):
+        linear(trained, "byol-full", seed=0)
+    assert not OUT.exists() and torch.load(checkpoint, weights_only=False)["epoch"] == 1
+    seen = epochs_trained(monkeypatch)
+    linear(trained, "byol-full", seed=0)
+    assert seen == [1]  # the second epoch only
+    assert "linear byol-full/s0: resuming after epoch 1 of 2" in capsys.readouterr().out
+    assert OUT.read_bytes() == uninterrupted and not checkpoint.exists()
+
+
+@pytest.mark.parametrize("change", ["recipe", "backbone"])
+def test_a_checkpoint_of_another_recipe_or_backbone_is_not_resumed(trained, monkeypatch, change):
+    epochs_trained(monkeypatch, stop_at=1)
+    with pytest.raises(KeyboardInterrupt):
+        linear(trained, "byol-full", seed=0)
+    if change == "recipe":
+        linear_recipe = dataclasses.replace(trained.recipes.linear, lr=0.05)
+        trained = dataclasses.replace(trained, recipes=dataclasses.replace(
+            trained.recipes, linear=linear_recipe))
+    else:  # other weights under the same params (say, retrained on a GPU)
+        model = Path("results/runs/byol-full/s0/model.pt")
+        state = torch.load(model, weights_only=False)
+        name = next(k for k, v in state["learner"].items()
+                    if k.startswith("backbone.") and v.is_floating_point())
+        state["learner"][name] = state["learner"][name] + 1.0
+        torch.save(state, model)
+    seen = epochs_trained(monkeypatch)
+    linear(trained, "byol-full", seed=0)
+    assert seen == [0, 1]  # from scratch
+    assert not checkpoint_path(OUT).exists()
 
 
 def test_the_command_refuses_while_linear_is_off(capsys):

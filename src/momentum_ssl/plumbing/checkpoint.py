@@ -4,6 +4,8 @@
     state = load_checkpoint(out / "checkpoint.pt", stamp, "byol-full")   # or None: from scratch
     remove_checkpoints(out / "checkpoint.pt")        # a finished run
 
+The linear evaluation (stages/linear.py) keeps its head's checkpoint the same way.
+
 Each epoch's checkpoint is written atomically, but a full disk, a cut copy or a bad sector can
 still leave it truncated or garbled. So the previous epoch's checkpoint is kept beside it: a
 damaged ``checkpoint.pt`` is set aside (renamed ``checkpoint.pt.corrupt-<UTC time>``, kept for
@@ -54,15 +56,19 @@ def save_checkpoint(state: dict, path: Path) -> None:
     atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: Path, stamp: str, run: str, set_aside: bool = True) -> dict | None:
+def load_checkpoint(path: Path, stamp: str, run: str, set_aside: bool = True,
+                    keys: tuple[str, ...] = KEYS, command: str | None = None) -> dict | None:
     """The newest undamaged checkpoint of ``path`` and its previous one, if it was written for
     run params hashing to ``stamp``; None to start from scratch. Damaged files are renamed out
-    of the way when ``set_aside`` (under DDP only rank 0 renames; the others skip them)."""
+    of the way when ``set_aside`` (under DDP only rank 0 renames; the others skip them).
+    ``keys``: what a checkpoint must hold (pretraining's by default); ``command``: the one that
+    rewrites it, named when it is damaged (pretraining's for ``run`` by default)."""
+    command = command or f"python -m momentum_ssl pretrain --run {run}"
     for candidate in (path, previous_path(path)):
         if not candidate.is_file():
             continue
         try:
-            state = load_torch(candidate, f"python -m momentum_ssl pretrain --run {run}", KEYS)
+            state = load_torch(candidate, command, keys)
         except CorruptArtifact as err:
             fallback = ("resuming from the previous epoch's checkpoint"
                         if candidate == path and previous_path(path).is_file()

@@ -13,7 +13,15 @@ view (the probes' centre view). The probe stage's logistic regression fits the s
 fixed centre-crop features with L-BFGS; this is the protocol the papers' tables report.
 
 On the CPU the result is deterministic for a seed, as every stage's; on a GPU it claims one
-as ``evaluate`` does (cli.py) and trains there.
+as ``evaluate`` does (cli.py) and trains there, in fp32 as MoCo v3's and DINO's linear
+evaluations do (no autocast).
+
+A stopped evaluation resumes: after each epoch the head, its optimiser and the epochs' losses
+are written atomically to ``results/linear/<run>/s<seed>.checkpoint.pt`` (the one it replaces
+kept as ``.prev``: plumbing/checkpoint.py), which neither driver declares, so a rerun finds it
+and goes on from the next epoch with the same batches (the loader is seeded per epoch): the
+same result, bit for bit on the CPU, as an uninterrupted run. A checkpoint of another recipe,
+plan or backbone weights is not resumed; the finished evaluation removes it.
 """
 
 from __future__ import annotations
@@ -31,9 +39,17 @@ from ..core.encoders import encode_device, load_learner
 from ..data.augment import stream_seed
 from ..data.loaders import beton_folder, eval_batches, linear_train_loader, read_labels
 from ..plumbing.artifacts import atomic_write_text
-from ..plumbing.paths import cell, linear_file
+from ..plumbing.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
+from ..plumbing.compute import state_digest
+from ..plumbing.paths import cell, linear_file, seed_flag
 
 HEAD_STREAM = 0x6C696E  # "lin": the head's initialisation draws from its own stream
+KEYS = ("head", "optimizer", "epoch", "train_loss", "params_hash")  # what a checkpoint holds
+
+
+def checkpoint_path(out: Path) -> Path:
+    """The checkpoint of the evaluation writing ``out``: ``s0.json`` -> ``s0.checkpoint.pt``."""
+    return out.with_name(f"{out.stem}.checkpoint.pt")
 
 
 def linear_head(dim: int, classes: int, seed: int) -> torch.nn.Linear:
@@ -47,17 +63,28 @@ def linear_head(dim: int, classes: int, seed: int) -> torch.nn.Linear:
 
 
 def train_head(backbone: torch.nn.Module, head: torch.nn.Linear, loader, recipe: LinearConfig,
-               device: torch.device, desc: str = "linear") -> list[float]:
+               device: torch.device, desc: str = "linear", resume: dict | None = None,
+               save=None) -> list[float]:
     """``recipe.epochs`` epochs of SGD on ``head`` over ``loader``'s ``(images, labels)``
-    batches, through the frozen ``backbone``; each epoch's mean training loss."""
+    batches, through the frozen ``backbone``; each epoch's mean training loss. ``resume``: a
+    checkpoint's state to go on from (its head, optimiser, epochs done and their losses; the
+    loader set to the next epoch by the caller); ``save(state)``: called after every epoch
+    with that state."""
     optimizer = torch.optim.SGD(head.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
     scale = recipe.batch_size / 256  # the linear scaling rule, as every reference
-    losses = []
-    for epoch in tqdm(range(recipe.epochs), desc=desc, leave=False):
+    losses, start = [], 0
+    if resume is not None:
+        head.load_state_dict(resume["head"])
+        optimizer.load_state_dict(resume["optimizer"])
+        losses, start = [float(x) for x in resume["train_loss"]], int(resume["epoch"])
+    for epoch in tqdm(range(start, recipe.epochs), desc=desc, leave=False, initial=start,
+                      total=recipe.epochs):
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr_at(epoch) * scale
-        total, count = 0.0, 0
+        # summed on the device in float64 (float32 loss x batch size, exact as on the host):
+        # read once an epoch, not at every step, which would wait for a GPU each time
+        total, count = torch.zeros((), dtype=torch.float64, device=device), 0
         for x, y in loader:
             with torch.no_grad():
                 features = backbone(x.to(device))  # (N, D), no graph: the backbone is frozen
@@ -65,8 +92,12 @@ def train_head(backbone: torch.nn.Module, head: torch.nn.Linear, loader, recipe:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, count = total + float(loss.detach()) * len(y), count + len(y)
-        losses.append(total / max(count, 1))
+            total += loss.detach().double() * len(y)
+            count += len(y)
+        losses.append(float(total) / max(count, 1))
+        if save is not None:
+            save({"head": head.state_dict(), "optimizer": optimizer.state_dict(),
+                  "epoch": epoch + 1, "train_loss": list(losses)})
     return losses
 
 
@@ -105,14 +136,28 @@ def linear(params: Params, name: str, seed: int | None = None, out: Path | None 
     with torch.no_grad():
         dim = int(backbone(torch.zeros(1, 3, side, side, device=device)).shape[1])
     head = linear_head(dim, classes, params.seed).to(device)
-    losses = train_head(backbone, head, linear_train_loader(params, device), recipe, device,
-                        f"linear {label}")
-    accuracy, tested = top1(backbone, head, eval_batches(params, "test", device), device)
     stamp = params_hash(run_params(params, runs[name]))
+    result_hash = params_hash({"plan": stamp, "linear": to_dict(recipe)})
+    # a checkpoint resumes only onto the same recipe, plan and backbone weights
+    resume_hash = params_hash({"result": result_hash,
+                               "backbone": state_digest(backbone.state_dict())})
+    checkpoint = checkpoint_path(out)
+    command = f"python -m momentum_ssl linear --run {name}" + seed_flag(seed)
+    state = load_checkpoint(checkpoint, resume_hash, label, keys=KEYS, command=command)
+    loader = linear_train_loader(params, device)
+    if state is not None:
+        print(f"linear {label}: resuming after epoch {state['epoch']} of {recipe.epochs}",
+              flush=True)
+        loader.set_epoch(int(state["epoch"]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    losses = train_head(backbone, head, loader, recipe, device, f"linear {label}", resume=state,
+                        save=lambda s: save_checkpoint({**s, "params_hash": resume_hash},
+                                                       checkpoint))
+    accuracy, tested = top1(backbone, head, eval_batches(params, "test", device), device)
     result = {"name": name, "seed": seed, "encoder": "student", "top1": accuracy,
               "num_test": tested, "num_classes": classes, "features_dim": dim,
               "train_loss": losses, "recipe": to_dict(recipe), "plan_hash": stamp,
-              "params_hash": params_hash({"plan": stamp, "linear": to_dict(recipe)})}
-    out.parent.mkdir(parents=True, exist_ok=True)
+              "params_hash": result_hash}
     atomic_write_text(out, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    remove_checkpoints(checkpoint)  # finished: a later rerun starts afresh
     return out
