@@ -39,6 +39,10 @@ def with_recipes(**changes) -> dict:
     ({"recipes": {"linear": {"epochs": 50}}},
      "recipes.linear.step_epochs: must be increasing epochs in (0, epochs=50)"),
     ({"linear": "yes"}, "linear: expected true or false, got 'yes'"),
+    ({"recipes": {"linear": {"vit_last_blocks": 0}}},
+     "recipes.linear.vit_last_blocks: must be >= 1, got 0"),
+    ({"recipes": {"linear": {"vit_last_blocks": 4, "vit_avgpool": True}}},
+     "recipes.linear.vit_avgpool: the average-pooled patch tokens go with vit_last_blocks 1"),
 ])
 def test_the_recipe_and_the_switch_refuse_bad_values_by_key(changes, message):
     with pytest.raises(ConfigError) as err:
@@ -173,6 +177,24 @@ def test_a_checkpoint_of_another_recipe_or_backbone_is_not_resumed(trained, monk
     linear(trained, "byol-full", seed=0)
     assert seen == [0, 1]  # from scratch
     assert not checkpoint_path(OUT).exists()
+
+
+@pytest.mark.parametrize("backbone, blocks, dim", [("vit_tiny", 4, 4 * 192),
+                                                    ("resnet_tiny", 4, None)])
+def test_a_vit_can_be_evaluated_on_dinos_last_blocks_and_a_resnet_is_refused(
+        tiny, tmp_path, backbone, blocks, dim):
+    recipe = {**LINEAR, "epochs": 1, "vit_last_blocks": blocks}
+    params = make_params(tmp_path, **{**TINY, "linear": True, "recipes": {"linear": recipe},
+                                      "model": {"backbone": backbone, "patch_size": 4}})
+    pretrain(params, next(run for run in params.grid if run.name == "byol-full"), seed=0)
+    if dim is None:
+        with pytest.raises(ConfigError, match="recipes.linear.vit_last_blocks / vit_avgpool "
+                                              "are for a ViT; this run's backbone is "
+                                              "resnet_tiny: set vit_last_blocks 1"):
+            linear(params, "byol-full", seed=0)
+        return
+    result = json.loads(linear(params, "byol-full", seed=0).read_text())
+    assert result["features_dim"] == dim and result["recipe"]["vit_last_blocks"] == blocks
 
 
 def test_the_command_refuses_while_linear_is_off(capsys):

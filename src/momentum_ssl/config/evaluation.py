@@ -83,6 +83,10 @@ class LinearConfig:
     crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's area range
     crop_ratio: tuple[float, float] = (0.75, 4 / 3)
     flip_p: float = 0.5
+    # a ViT's features: the normed class tokens of its last N blocks concatenated (DINO's
+    # n_last_blocks, 4 for ViT-S); 1 is its pooled feature (MoCo v3's, solo-learn's)
+    vit_last_blocks: int = 1
+    vit_avgpool: bool = False  # and the mean normed patch token (DINO's ViT-B setting, N = 1)
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
@@ -107,6 +111,11 @@ class LinearConfig:
         _interval(self.crop_scale, "crop_scale", 1e-6, 1.0)
         _interval(self.crop_ratio, "crop_ratio", 1e-3, 1e3)
         _require(0 <= self.flip_p <= 1, "flip_p", f"must be in [0, 1], got {self.flip_p}")
+        _require(self.vit_last_blocks >= 1, "vit_last_blocks",
+                 f"must be >= 1, got {self.vit_last_blocks}")
+        _require(not self.vit_avgpool or self.vit_last_blocks == 1, "vit_avgpool",
+                 "the average-pooled patch tokens go with vit_last_blocks 1 (DINO's ViT-B "
+                 f"setting), got vit_last_blocks {self.vit_last_blocks}: set one of them")
 
     def for_method(self, method: str) -> "LinearConfig":
         """The recipe one method's run trains with: ``lr`` its own where ``lr_by_method``

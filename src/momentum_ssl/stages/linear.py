@@ -36,6 +36,7 @@ from tqdm import tqdm
 from ..config import ConfigError, LinearConfig, Params, params_hash, run_params, to_dict, \
     with_seed
 from ..core.encoders import encode_device, load_learner
+from ..core.models.vit import LastBlocksTokens, class_token
 from ..data.augment import stream_seed
 from ..data.loaders import beton_folder, eval_batches, linear_train_loader, read_labels
 from ..plumbing.artifacts import atomic_write_text
@@ -60,6 +61,24 @@ def linear_head(dim: int, classes: int, seed: int) -> torch.nn.Linear:
         head.weight.copy_(torch.randn(classes, dim, generator=gen) * 0.01)
         head.bias.zero_()
     return head
+
+
+def features_of(backbone: torch.nn.Module, recipe: LinearConfig,
+                architecture: str) -> torch.nn.Module:
+    """What the head classifies: the backbone's pooled feature, or for a ViT with
+    ``recipe.vit_last_blocks`` > 1 or ``vit_avgpool``, DINO's concatenated class tokens
+    (core/models/vit.py, :class:`LastBlocksTokens`); a ResNet with either is refused in one
+    line."""
+    if recipe.vit_last_blocks == 1 and not recipe.vit_avgpool:
+        return backbone
+    if getattr(backbone, "pool", None) is not class_token:
+        raise ConfigError(f"recipes.linear.vit_last_blocks / vit_avgpool are for a ViT; this "
+                          f"run's backbone is {architecture}: set vit_last_blocks 1 and "
+                          "vit_avgpool false")
+    try:
+        return LastBlocksTokens(backbone, recipe.vit_last_blocks, recipe.vit_avgpool).eval()
+    except ValueError as err:
+        raise ConfigError(f"recipes.linear.vit_last_blocks: {err}") from None
 
 
 def train_head(backbone: torch.nn.Module, head: torch.nn.Linear, loader, recipe: LinearConfig,
@@ -126,6 +145,8 @@ def linear(params: Params, name: str, seed: int | None = None, out: Path | None 
     device = encode_device(params, name)
     backbone = load_learner(params, name, seed=seed).backbone.to(device).eval()
     backbone.requires_grad_(False)
+    weights = state_digest(backbone.state_dict())
+    backbone = features_of(backbone, recipe, params.model.backbone)
     folder = beton_folder(params)
     train_labels = read_labels(folder, "train")
     if len(train_labels) < recipe.batch_size:  # drop_last: not one step would be taken
@@ -139,8 +160,7 @@ def linear(params: Params, name: str, seed: int | None = None, out: Path | None 
     stamp = params_hash(run_params(params, runs[name]))
     result_hash = params_hash({"plan": stamp, "linear": to_dict(recipe)})
     # a checkpoint resumes only onto the same recipe, plan and backbone weights
-    resume_hash = params_hash({"result": result_hash,
-                               "backbone": state_digest(backbone.state_dict())})
+    resume_hash = params_hash({"result": result_hash, "backbone": weights})
     checkpoint = checkpoint_path(out)
     command = f"python -m momentum_ssl linear --run {name}" + seed_flag(seed)
     state = load_checkpoint(checkpoint, resume_hash, label, keys=KEYS, command=command)

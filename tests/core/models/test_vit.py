@@ -8,7 +8,7 @@ from momentum_ssl.core.learner import Learner
 from momentum_ssl.core.methods import build_method
 from momentum_ssl.core.methods.byol import BYOLConfig
 from momentum_ssl.core.models.backbones import build_backbone, count_parameters
-from momentum_ssl.core.models.vit import class_token
+from momentum_ssl.core.models.vit import LastBlocksTokens, class_token
 from momentum_ssl.core.momentum import residual_momentum_loss
 from momentum_ssl.analysis.telemetry import StabilityMonitor
 
@@ -40,6 +40,38 @@ def test_forward_pools_the_normed_class_token_and_tap_gives_tokens():
     # the final LayerNorm (no affine change at init): the class token has mean 0, variance 1
     torch.testing.assert_close(y.mean(1), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(y.var(1, unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+
+
+def test_last_blocks_tokens_are_dinos_normed_class_tokens_of_the_last_blocks():
+    """DINO's eval_linear.py: ``get_intermediate_layers(x, n)`` (each of the last n blocks'
+    outputs through the final norm), their class tokens concatenated; with avgpool the last
+    one's class token and mean patch token, concatenated on a new last axis and flattened."""
+    backbone = tiny_vit().eval()
+    with torch.no_grad():  # a final norm that is not the identity, so that skipping it shows
+        backbone.blocks[-1].norm.weight.uniform_(0.5, 2.0)
+        backbone.blocks[-1].norm.bias.uniform_(-1.0, 1.0)
+    x = torch.randn(3, 3, 16, 16)
+    hidden, h = [], x
+    for block in backbone.blocks:
+        h = block(h)
+        hidden.append(h)
+    norm = backbone.blocks[-1].norm
+    normed = [norm(h) for h in hidden[-4:-1]] + [hidden[-1]]  # the last block norms its own
+    with torch.no_grad():
+        torch.testing.assert_close(LastBlocksTokens(backbone, 1)(x), backbone(x))
+        four = LastBlocksTokens(backbone, 4)(x)
+        torch.testing.assert_close(four, torch.cat([t[:, 0] for t in normed], dim=-1))
+        assert four.shape == (3, 4 * 192)
+        pooled = LastBlocksTokens(backbone, 1, avgpool=True)(x)
+        dino = torch.cat((hidden[-1][:, 0].unsqueeze(-1),
+                          hidden[-1][:, 1:].mean(dim=1).unsqueeze(-1)), dim=-1).reshape(3, -1)
+        torch.testing.assert_close(pooled, dino)
+    with pytest.raises(ValueError, match="a ViT's"):
+        LastBlocksTokens(build_backbone("resnet_tiny", width=8), 4)
+    with pytest.raises(ValueError, match=r"n must be in \[1, 12\]"):
+        LastBlocksTokens(backbone, 13)
+    with pytest.raises(ValueError, match="avgpool goes with n = 1"):
+        LastBlocksTokens(backbone, 4, avgpool=True)
 
 
 def test_other_sides_resample_the_position_embedding():

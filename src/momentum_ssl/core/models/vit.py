@@ -159,6 +159,41 @@ def class_token(h: Tensor) -> Tensor:
     return h[:, 0]
 
 
+class LastBlocksTokens(nn.Module):
+    """DINO's linear-evaluation features of a ViT (``eval_linear.py`` through its
+    ``get_intermediate_layers``): the class tokens of the last ``n`` transformer blocks, each
+    through the final LayerNorm, concatenated in block order, (N, n * dim); ``n = 1`` is the
+    backbone's pooled feature. With ``avgpool`` (``n = 1`` only: DINO's ViT-B setting) the class
+    token and the mean of the normed patch tokens, interleaved element by element as DINO's
+    ``cat(..., dim=-1).reshape`` leaves them, (N, 2 * dim)."""
+
+    def __init__(self, backbone: Backbone, n: int = 1, avgpool: bool = False):
+        super().__init__()
+        if backbone.pool is not class_token:
+            raise ValueError("the class tokens of the last blocks are a ViT's; this backbone "
+                             "pools another way")
+        if not 1 <= n <= backbone.num_stages:
+            raise ValueError(f"n must be in [1, {backbone.num_stages}] (the ViT's blocks), "
+                             f"got {n}")
+        if avgpool and n != 1:
+            raise ValueError(f"avgpool goes with n = 1, as in DINO, got n = {n}")
+        self.backbone, self.n, self.avgpool = backbone, n, avgpool
+
+    def forward(self, x: Tensor) -> Tensor:
+        blocks = self.backbone.blocks  # the patch embedding, then the transformer blocks
+        final = blocks[-1].norm  # the last block applies it to its own output
+        outputs = []
+        for i, block in enumerate(blocks):
+            x = block(x)
+            if i >= len(blocks) - self.n:
+                outputs.append(x if i == len(blocks) - 1 else final(x))
+        tokens = torch.cat([class_token(h) for h in outputs], dim=-1)
+        if self.avgpool:
+            patches = outputs[-1][:, 1:].mean(dim=1)
+            tokens = torch.stack([tokens, patches], dim=-1).flatten(1)
+        return tokens
+
+
 def vit(name: str, patch_size: int = 16, image_size: int = 224,
         freeze_patch_embed: bool = False, drop_path_rate: float = 0.0, heads: int | None = None,
         pos_embed: str = "learned"):
@@ -197,5 +232,5 @@ def vit(name: str, patch_size: int = 16, image_size: int = 224,
     return backbone
 
 
-__all__ = ["Block", "PatchEmbed", "VITS", "class_token", "drop_path",
+__all__ = ["Block", "LastBlocksTokens", "PatchEmbed", "VITS", "class_token", "drop_path",
            "sincos_position_embedding", "vit"]
