@@ -17,6 +17,7 @@ from momentum_ssl.analysis.headline import headline
 from momentum_ssl.cli import main
 from momentum_ssl.config import ConfigError, LinearConfig, params_from_dict
 from momentum_ssl.data.loaders import linear_augment, linear_seed, linear_train_loader, train_loader
+from momentum_ssl.plumbing.checkpoint import previous_path
 from momentum_ssl.stages.linear import checkpoint_path, linear, linear_head, train_head
 from momentum_ssl.stages.pretrain import pretrain
 
@@ -43,6 +44,9 @@ def with_recipes(**changes) -> dict:
      "recipes.linear.vit_last_blocks: must be >= 1, got 0"),
     ({"recipes": {"linear": {"vit_last_blocks": 4, "vit_avgpool": True}}},
      "recipes.linear.vit_avgpool: the average-pooled patch tokens go with vit_last_blocks 1"),
+    ({"linear": True, "recipes": {"linear": {"vit_avgpool": True}}},
+     "recipes.linear: vit_last_blocks 1 / vit_avgpool true are for a ViT's features; "
+     "model.backbone is resnet_tiny: set vit_last_blocks 1 and vit_avgpool false"),
 ])
 def test_the_recipe_and_the_switch_refuse_bad_values_by_key(changes, message):
     with pytest.raises(ConfigError) as err:
@@ -154,7 +158,28 @@ def test_a_stopped_evaluation_resumes_after_its_last_epoch_to_the_same_bytes(
     linear(trained, "byol-full", seed=0)
     assert seen == [1]  # the second epoch only
     assert "linear byol-full/s0: resuming after epoch 1 of 2" in capsys.readouterr().out
-    assert OUT.read_bytes() == uninterrupted and not checkpoint.exists()
+    assert OUT.read_bytes() == uninterrupted
+    assert not checkpoint.exists() and not previous_path(checkpoint).exists()
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_epochs(trained, monkeypatch, capsys):
+    three = dataclasses.replace(trained.recipes.linear, epochs=3)
+    trained = dataclasses.replace(trained, recipes=dataclasses.replace(trained.recipes,
+                                                                       linear=three))
+    uninterrupted = linear(trained, "byol-full", seed=0).read_bytes()
+    OUT.unlink()
+    epochs_trained(monkeypatch, stop_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        linear(trained, "byol-full", seed=0)
+    checkpoint = checkpoint_path(OUT)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # a cut copy
+    seen = epochs_trained(monkeypatch)
+    linear(trained, "byol-full", seed=0)
+    out = capsys.readouterr().out
+    assert "s0.checkpoint.pt is truncated or garbled" in out  # set aside, with a message
+    assert "resuming from the previous epoch's checkpoint" in out
+    assert "resuming after epoch 1 of 3" in out and seen == [1, 2]
+    assert OUT.read_bytes() == uninterrupted
 
 
 @pytest.mark.parametrize("change", ["recipe", "backbone"])
@@ -176,25 +201,29 @@ def test_a_checkpoint_of_another_recipe_or_backbone_is_not_resumed(trained, monk
     seen = epochs_trained(monkeypatch)
     linear(trained, "byol-full", seed=0)
     assert seen == [0, 1]  # from scratch
-    assert not checkpoint_path(OUT).exists()
+    assert not checkpoint_path(OUT).exists() and not previous_path(checkpoint_path(OUT)).exists()
 
 
-@pytest.mark.parametrize("backbone, blocks, dim", [("vit_tiny", 4, 4 * 192),
-                                                    ("resnet_tiny", 4, None)])
-def test_a_vit_can_be_evaluated_on_dinos_last_blocks_and_a_resnet_is_refused(
-        tiny, tmp_path, backbone, blocks, dim):
-    recipe = {**LINEAR, "epochs": 1, "vit_last_blocks": blocks}
+def test_a_vit_can_be_evaluated_on_dinos_last_blocks(tiny, tmp_path):
+    recipe = {**LINEAR, "epochs": 1, "vit_last_blocks": 4}
     params = make_params(tmp_path, **{**TINY, "linear": True, "recipes": {"linear": recipe},
-                                      "model": {"backbone": backbone, "patch_size": 4}})
+                                      "model": {"backbone": "vit_tiny", "patch_size": 4}})
     pretrain(params, next(run for run in params.grid if run.name == "byol-full"), seed=0)
-    if dim is None:
-        with pytest.raises(ConfigError, match="recipes.linear.vit_last_blocks / vit_avgpool "
-                                              "are for a ViT; this run's backbone is "
-                                              "resnet_tiny: set vit_last_blocks 1"):
-            linear(params, "byol-full", seed=0)
-        return
     result = json.loads(linear(params, "byol-full", seed=0).read_text())
-    assert result["features_dim"] == dim and result["recipe"]["vit_last_blocks"] == blocks
+    assert result["features_dim"] == 4 * 192 and result["recipe"]["vit_last_blocks"] == 4
+
+
+def test_the_stage_refuses_last_blocks_a_backbone_lacks_in_one_line():
+    from momentum_ssl.core.models.backbones import build_backbone
+    from momentum_ssl.stages.linear import features_of
+
+    resnet = build_backbone("resnet_tiny", width=8)
+    with pytest.raises(ConfigError, match="are for a ViT; this run's backbone is resnet_tiny"):
+        features_of(resnet, LinearConfig(vit_last_blocks=4), "resnet_tiny")
+    assert features_of(resnet, LinearConfig(), "resnet_tiny") is resnet
+    vit = build_backbone("vit_tiny", patch_size=4, image_size=8)
+    with pytest.raises(ConfigError, match=r"vit_last_blocks: n must be in \[1, 12\]"):
+        features_of(vit, LinearConfig(vit_last_blocks=13), "vit_tiny")
 
 
 def test_the_command_refuses_while_linear_is_off(capsys):

@@ -164,6 +164,12 @@ class Params:
                      "model.image_size" if self.model.image_size else "model.patch_size",
                      f"a ViT's image side ({side}, model.image_size or augment.size) must be a "
                      f"multiple of model.patch_size ({self.model.patch_size}); change either")
+        lin = self.recipes.linear
+        _require(not self.linear or self.model.backbone.startswith("vit_")
+                 or (lin.vit_last_blocks == 1 and not lin.vit_avgpool), "recipes.linear",
+                 f"vit_last_blocks {lin.vit_last_blocks} / vit_avgpool "
+                 f"{str(lin.vit_avgpool).lower()} are for a ViT's features; model.backbone is "
+                 f"{self.model.backbone}: set vit_last_blocks 1 and vit_avgpool false")
         per_node = self.cluster.gpus_per_node
         for run in self.grid:  # a run spanning nodes fills each of them
             _require(not per_node or run.gpus <= per_node or run.gpus % per_node == 0,

@@ -18,10 +18,11 @@ evaluations do (no autocast).
 
 A stopped evaluation resumes: after each epoch the head, its optimiser and the epochs' losses
 are written atomically to ``results/linear/<run>/s<seed>.checkpoint.pt`` (the one it replaces
-kept as ``.prev``: plumbing/checkpoint.py), which neither driver declares, so a rerun finds it
-and goes on from the next epoch with the same batches (the loader is seeded per epoch): the
-same result, bit for bit on the CPU, as an uninterrupted run. A checkpoint of another recipe,
-plan or backbone weights is not resumed; the finished evaluation removes it.
+kept as ``s<seed>.checkpoint.prev.pt``: plumbing/checkpoint.py), which neither driver
+declares, so a rerun finds it and goes on from the next epoch with the same batches (the loader
+is seeded per epoch): the same result, bit for bit on the CPU, as an uninterrupted run. A
+checkpoint of another recipe, plan or backbone weights is not resumed; the finished evaluation
+removes it.
 """
 
 from __future__ import annotations
