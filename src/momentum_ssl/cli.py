@@ -419,7 +419,8 @@ def _sweep_doc(args: argparse.Namespace) -> None:
 
     from .study import sweep_doc
 
-    out = sweep_doc(load_params(args.params), args.name, Path(args.out), wall_s=args.wall_s)
+    out = sweep_doc(load_params(args.params), args.name, Path(args.out), wall_s=args.wall_s,
+                    source=str(args.params))
     print(f"wrote {out}")
 
 

@@ -255,9 +255,11 @@ def _commands(name: str, out: Path) -> list[str]:
 
 
 def sweep_doc(params: Params, name: str, out: Path, root: Path = RESULTS,
-              wall_s: float | None = None, today: str | None = None) -> Path:
+              wall_s: float | None = None, today: str | None = None,
+              source: str = "params.yaml") -> Path:
     """``out`` (docs/<NAME>.md) from the finished study ``name``; its plots copied into
-    ``<out stem, lower case>/`` beside it."""
+    ``<out stem, lower case>/`` beside it. ``source``: the params file ``params`` came from,
+    named if it has no sweep."""
     import datetime
     import shutil
 
@@ -270,8 +272,9 @@ def sweep_doc(params: Params, name: str, out: Path, root: Path = RESULTS,
 
     groups = sweeps(params)
     if not groups:
-        raise ConfigError(f"params/{name}.yaml has no sweep in its grid: sweep-doc documents a "
-                          "sweep study (claims-doc the claims study)")
+        raise ConfigError(f"{source} has no sweep in its grid: run sweep-doc in the sweep "
+                          f"study's folder (cd studies/{name}), whose params.yaml holds its "
+                          "sweeps (claims-doc writes the claims study's page)")
     plots = root / "plots"
     if not (plots / "sweeps.png").is_file():
         raise MissingArtifact(f"{plots}/sweeps.png is missing: the study's report has not run; "

@@ -73,4 +73,6 @@ def test_sweep_doc_refuses_a_grid_without_a_sweep(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     assert main(["sweep-doc", "claims", "--params", str(REPO / "params" / "claims.yaml"),
                  "--out", str(tmp_path / "X.md")]) == 2
-    assert "has no sweep in its grid" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{REPO / 'params' / 'claims.yaml'} has no sweep in its grid: run sweep-doc in the " \
+           "sweep study's folder (cd studies/claims)" in err
