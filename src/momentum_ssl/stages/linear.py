@@ -147,7 +147,7 @@ def linear(params: Params, name: str, seed: int | None = None, out: Path | None 
     backbone = load_learner(params, name, seed=seed).backbone.to(device).eval()
     backbone.requires_grad_(False)
     weights = state_digest(backbone.state_dict())
-    backbone = features_of(backbone, recipe, params.model.backbone)
+    frozen = features_of(backbone, recipe, params.model.backbone)  # what the head classifies
     folder = beton_folder(params)
     train_labels = read_labels(folder, "train")
     if len(train_labels) < recipe.batch_size:  # drop_last: not one step would be taken
@@ -156,7 +156,7 @@ def linear(params: Params, name: str, seed: int | None = None, out: Path | None 
     classes = int(max(train_labels.max(), read_labels(folder, "test").max())) + 1
     side = params.augment.size
     with torch.no_grad():
-        dim = int(backbone(torch.zeros(1, 3, side, side, device=device)).shape[1])
+        dim = int(frozen(torch.zeros(1, 3, side, side, device=device)).shape[1])
     head = linear_head(dim, classes, params.seed).to(device)
     stamp = params_hash(run_params(params, runs[name]))
     result_hash = params_hash({"plan": stamp, "linear": to_dict(recipe)})
@@ -171,10 +171,10 @@ def linear(params: Params, name: str, seed: int | None = None, out: Path | None 
               flush=True)
         loader.set_epoch(int(state["epoch"]))
     out.parent.mkdir(parents=True, exist_ok=True)
-    losses = train_head(backbone, head, loader, recipe, device, f"linear {label}", resume=state,
+    losses = train_head(frozen, head, loader, recipe, device, f"linear {label}", resume=state,
                         save=lambda s: save_checkpoint({**s, "params_hash": resume_hash},
                                                        checkpoint))
-    accuracy, tested = top1(backbone, head, eval_batches(params, "test", device), device)
+    accuracy, tested = top1(frozen, head, eval_batches(params, "test", device), device)
     result = {"name": name, "seed": seed, "encoder": "student", "top1": accuracy,
               "num_test": tested, "num_classes": classes, "features_dim": dim,
               "train_loss": losses, "recipe": to_dict(recipe), "plan_hash": stamp,
