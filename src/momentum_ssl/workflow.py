@@ -26,7 +26,8 @@ LINEAR_CODE = ("src/momentum_ssl/stages/linear.py", "src/momentum_ssl/core/encod
                "src/momentum_ssl/core/learner.py", "src/momentum_ssl/core/momentum.py",
                "src/momentum_ssl/core/methods", "src/momentum_ssl/core/models",
                "src/momentum_ssl/data/loaders.py", "src/momentum_ssl/data/augment.py",
-               "src/momentum_ssl/plumbing/devices.py", "src/momentum_ssl/plumbing/compute.py")
+               "src/momentum_ssl/plumbing/devices.py", "src/momentum_ssl/plumbing/compute.py",
+               "src/momentum_ssl/config/evaluation.py")  # LinearConfig.lr_at: the schedule
 
 
 def linear_stage(beton: str, recipes: tuple[str, ...], params: tuple[str, ...]) -> dict:
