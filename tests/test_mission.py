@@ -32,10 +32,14 @@ def git(repo: Path, *args: str) -> None:
 
 
 def full_copy(dest: Path) -> Path:
-    """Every file Git tracks, as the working tree has it, in a new Git repository."""
+    """Every file Git tracks, as the working tree has it, in a new Git repository; not the root
+    dvc.lock, which a user who followed the README (`make run`, then `git commit dvc.lock`) has
+    committed for their own params: this copy gets the tiny ones, and its lock is its own."""
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
                             check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
+        if name == "dvc.lock":
+            continue
         source = REPO / name
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
